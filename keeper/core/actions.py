@@ -1,0 +1,61 @@
+"""Actions flowing from strategies to executors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class TxIntent:
+    """An unsigned call for the executor to price, sign and send from our key."""
+
+    to: str
+    data: bytes
+    value: int = 0
+    gas_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignTx:
+    """Someone else's signed transaction placed in our bundle (e.g. the pending oracle update we back-run)."""
+
+    raw: bytes
+    hash: bytes
+    may_revert: bool = False
+
+
+BundleTx = TxIntent | ForeignTx
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitBundle:
+    """Submit `txs` atomically for `target_block`. `expected_profit_wei` is before gas and bribe."""
+
+    opportunity_id: str
+    strategy: str
+    target_block: int
+    txs: tuple[BundleTx, ...]
+    expected_profit_wei: int
+    min_profit_wei: int | None = None
+    """Overrides the configured minimum for this action (protocol-keeper mode may go to zero or below)."""
+
+
+class SendMode(StrEnum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+@dataclass(frozen=True, slots=True)
+class SendTx:
+    """Send one transaction outside a bundle (protocol-keeper mode)."""
+
+    opportunity_id: str
+    strategy: str
+    tx: TxIntent
+    mode: SendMode = SendMode.PUBLIC
+    expected_profit_wei: int = 0
+    min_profit_wei: int | None = None
+
+
+Action = SubmitBundle | SendTx
