@@ -104,21 +104,15 @@ class RpcClient:
             ) as resp:
                 raw = await resp.read()
                 if resp.status in _TRANSIENT_STATUS:
-                    raise RpcTransportError(
-                        f"HTTP {resp.status} from {redact_url(self._url)}"
-                    )
+                    raise RpcTransportError(f"HTTP {resp.status} from {redact_url(self._url)}")
                 if resp.status >= 400 and not raw:
                     raise RpcResponseError(f"HTTP {resp.status} from {redact_url(self._url)}")
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            raise RpcTransportError(
-                f"{type(exc).__name__} talking to {redact_url(self._url)}"
-            ) from None
+            raise RpcTransportError(f"{type(exc).__name__} talking to {redact_url(self._url)}") from None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise RpcResponseError(
-                f"non-JSON reply from {redact_url(self._url)}: {raw[:120]!r}"
-            ) from None
+            raise RpcResponseError(f"non-JSON reply from {redact_url(self._url)}: {raw[:120]!r}") from None
 
     async def _post(self, body: bytes) -> Any:
         retrying = AsyncRetrying(
@@ -135,9 +129,7 @@ class RpcClient:
     async def call(self, method: str, params: Params = None) -> Any:
         """One request; returns `result` or raises JsonRpcError / RpcTransportError / RpcResponseError."""
         req_id = next(self._ids)
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or []}
-        )
+        body = orjson.dumps({"jsonrpc": "2.0", "id": req_id, "method": method, "params": params or []})
         reply = await self._post(body)
         if not isinstance(reply, dict):
             raise RpcResponseError(f"{method}: reply is not an object")
@@ -147,9 +139,7 @@ class RpcClient:
             raise RpcResponseError(f"{method}: reply has neither result nor error")
         return reply["result"]
 
-    async def batch(
-        self, calls: Sequence[Call], *, raise_errors: bool = True
-    ) -> list[Any]:
+    async def batch(self, calls: Sequence[Call], *, raise_errors: bool = True) -> list[Any]:
         """Many requests in one HTTP POST. Results come back in the order of `calls`.
 
         With raise_errors=False, a failed item is returned as its JsonRpcError instead of raising.

@@ -1,0 +1,214 @@
+"""Start and stop a local anvil (Foundry's node) bound to 127.0.0.1.
+
+The binary is found, in order: `KEEPER_ANVIL_BIN`, the pinned npm package in this project's
+`node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil`, then `anvil` on PATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from keeper.errors import DevnetError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NPM_ANVIL = PROJECT_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+DEFAULT_MNEMONIC = "test test test test test test test test test test test junk"
+# The first default anvil accounts (m/44'/60'/0'/0/i of DEFAULT_MNEMONIC). Public test keys.
+DEV_ACCOUNTS: tuple[tuple[str, str], ...] = (
+    (
+        "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+        "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    ),
+    (
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    ),
+    (
+        "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+        "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fa9697f9a4b7d8a",
+    ),
+    (
+        "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+        "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    ),
+    (
+        "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+        "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    ),
+)
+
+
+def find_anvil() -> str:
+    env = os.environ.get("KEEPER_ANVIL_BIN")
+    if env:
+        if not Path(env).is_file():
+            raise DevnetError(f"KEEPER_ANVIL_BIN points to {env}, which does not exist")
+        return env
+    if NPM_ANVIL.is_file():
+        return str(NPM_ANVIL)
+    found = shutil.which("anvil")
+    if found:
+        return found
+    raise DevnetError(
+        "anvil not found: run `npm ci` in the project root (it installs the pinned "
+        "@foundry-rs/anvil-linux-amd64), put anvil on PATH, or set KEEPER_ANVIL_BIN"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class AnvilConfig:
+    port: int = 0
+    """0 picks a free port."""
+    chain_id: int = 31337
+    block_time: float | None = None
+    """Seconds between blocks; None = automine (a block per transaction)."""
+    no_mining: bool = False
+    """Neither automine nor interval: blocks only on `evm_mine` (mempool visible)."""
+    load_state: Path | None = None
+    dump_state: Path | None = None
+    accounts: int = 10
+    balance_eth: int = 1_000_000
+    gas_limit: int = 60_000_000
+    code_size_limit: int | None = None
+    base_fee: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+class Anvil:
+    """A running anvil process. Use `async with Anvil(cfg) as node:` or start()/stop()."""
+
+    def __init__(self, config: AnvilConfig | None = None) -> None:
+        self.config = config or AnvilConfig()
+        self.port = self.config.port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        c = self.config
+        cmd = [
+            find_anvil(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(c.chain_id),
+            "--accounts",
+            str(c.accounts),
+            "--balance",
+            str(c.balance_eth),
+            "--gas-limit",
+            str(c.gas_limit),
+            "--silent",
+        ]
+        if c.block_time is not None:
+            cmd += ["--block-time", str(c.block_time)]
+        if c.no_mining:
+            cmd += ["--no-mining"]
+        if c.load_state is not None:
+            cmd += ["--load-state", str(c.load_state)]
+        if c.dump_state is not None:
+            cmd += ["--dump-state", str(c.dump_state)]
+        if c.code_size_limit is not None:
+            cmd += ["--code-size-limit", str(c.code_size_limit)]
+        if c.base_fee is not None:
+            cmd += ["--block-base-fee-per-gas", str(c.base_fee)]
+        return cmd + c.extra_args
+
+    async def start(self, timeout: float = 15.0) -> None:
+        cmd = self.command()
+        kwargs: dict[str, object] = {}
+        if sys.platform.startswith("linux"):
+            kwargs["preexec_fn"] = _die_with_parent
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - a quick fork; we do not wait on it here
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            **kwargs,  # type: ignore[call-overload]
+        )
+        await self.wait_ready(timeout)
+
+    async def wait_ready(self, timeout: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        body = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
+        async with aiohttp.ClientSession() as session:
+            while True:
+                if self.proc is not None and self.proc.poll() is not None:
+                    err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                    raise DevnetError(f"anvil exited with {self.proc.returncode}: {err[-500:]}")
+                try:
+                    async with session.post(
+                        self.http_url,
+                        data=body,
+                        headers={"Content-Type": "application/json"},
+                        timeout=aiohttp.ClientTimeout(total=1),
+                    ) as resp:
+                        if resp.status == 200:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                if loop.time() > deadline:
+                    await self.stop()
+                    raise DevnetError(f"anvil did not answer on {self.http_url} within {timeout}s")
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            for _ in range(250):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                proc.kill()
+                with contextlib.suppress(Exception):
+                    proc.wait(timeout=2)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+    async def __aenter__(self) -> Anvil:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGTERM the child when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
