@@ -26,7 +26,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -96,6 +96,7 @@ class WsClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._ids = itertools.count(1)
         self._active = False
+        self._kind = ""
         self.malformed = 0
         """Frames skipped because they could not be understood."""
 
@@ -122,16 +123,7 @@ class WsClient:
             self._session = aiohttp.ClientSession()
             self._owns_session = True
         try:
-            self._ws = await self._session.ws_connect(
-                self._url,
-                heartbeat=self._heartbeat,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-                max_msg_size=_MAX_MSG_SIZE,
-                headers=self._headers,
-                autoping=True,
-                proxy=None,
-                **{"ssl": None} if False else {},
-            ) if False else await asyncio.wait_for(
+            self._ws = await asyncio.wait_for(
                 self._session.ws_connect(
                     self._url,
                     heartbeat=self._heartbeat,
@@ -165,7 +157,7 @@ class WsClient:
         try:
             msg = await ws.receive(timeout=timeout)
         except TimeoutError:
-            raise WsError(f"no message from {self.display_url} for {timeout}s") from None
+            raise WsError(f"no message from {self.display_url} for {timeout:.3g}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise WsError(f"websocket to {self.display_url} failed: {type(exc).__name__}") from None
         received_at_ns = time.monotonic_ns()
@@ -184,6 +176,8 @@ class WsClient:
     def _skip(self, why: str, data: Any, label: str = "") -> None:
         self.malformed += 1
         WS_MALFORMED.labels(label).inc()
+        if self.malformed > 10 and self.malformed % 1000:
+            return  # logged the first ten, then every thousandth: no log floods
         log.warning(
             "skipping malformed websocket frame url=%s why=%s frame=%.120r skipped=%d",
             self.display_url,
@@ -226,38 +220,53 @@ class WsClient:
                 raise RpcResponseError(f"{method}: reply has neither result nor error")
             return obj["result"]
 
+    async def start_subscription(self, kind: str, *params: Any) -> str:
+        """`eth_subscribe(kind, *params)`; returns the subscription id."""
+        if self._active:
+            raise RuntimeError("one subscription per WsClient; open another connection")
+        sub_id = await self._request("eth_subscribe", [kind, *params])
+        if not isinstance(sub_id, str):
+            raise RpcResponseError(f"eth_subscribe({kind}) returned a non-string id")
+        self._active = True
+        self._kind = kind
+        log.info("subscribed kind=%s url=%s", kind, self.display_url)
+        return sub_id
+
+    async def notifications(
+        self, sub_id: str, *, idle_timeout: float | None = None
+    ) -> AsyncGenerator[Notification, None]:
+        """Yields each notification of `sub_id` until the socket dies (raises WsError)."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            timeout = None if idle_timeout is None else max(0.0, last + idle_timeout - loop.time())
+            try:
+                frame = await self._receive(timeout)
+            except WsError as exc:
+                if idle_timeout is not None and loop.time() - last >= idle_timeout:
+                    raise WsError(f"no {self._kind} notification for {idle_timeout}s: {exc}") from None
+                raise
+            if frame is None:
+                continue
+            obj, received_at_ns = frame
+            result, why = _notification_result(obj, sub_id)
+            if why:
+                self._skip(why, obj, self._kind)
+                continue
+            last = loop.time()
+            yield Notification(result, received_at_ns)
+
     async def subscribe(
         self, kind: str, *params: Any, idle_timeout: float | None = None
-    ) -> AsyncIterator[Notification]:
-        """`eth_subscribe(kind, *params)`; yields each notification's `result` until the socket dies.
+    ) -> AsyncGenerator[Notification, None]:
+        """Subscribes and yields each notification until the socket dies.
 
         kind: "newHeads", "newPendingTransactions" (param True for full txs), "logs" (param: filter).
         idle_timeout: seconds allowed between two notifications before the socket is declared dead.
         """
-        if self._active:
-            raise RuntimeError("one subscription per WsClient; open another connection")
-        self._active = True
-        try:
-            sub_id = await self._request("eth_subscribe", [kind, *params])
-            if not isinstance(sub_id, str):
-                raise RpcResponseError(f"eth_subscribe({kind}) returned a non-string id")
-            log.info("subscribed kind=%s url=%s", kind, self.display_url)
-            loop = asyncio.get_running_loop()
-            last = loop.time()
-            while True:
-                timeout = None if idle_timeout is None else max(0.0, last + idle_timeout - loop.time())
-                frame = await self._receive(timeout)
-                if frame is None:
-                    continue
-                obj, received_at_ns = frame
-                result, why = _notification_result(obj, sub_id)
-                if why:
-                    self._skip(why, obj, kind)
-                    continue
-                last = loop.time()
-                yield Notification(result, received_at_ns)
-        finally:
-            self._active = False
+        sub_id = await self.start_subscription(kind, *params)
+        async for note in self.notifications(sub_id, idle_timeout=idle_timeout):
+            yield note
 
 
 def _notification_result(obj: Any, sub_id: str) -> tuple[Any, str]:
@@ -285,12 +294,12 @@ async def subscribe_forever(
     initial_backoff: float = 0.1,
     max_backoff: float = 10.0,
     session: aiohttp.ClientSession | None = None,
-) -> AsyncIterator[Notification | Subscribed]:
+) -> AsyncGenerator[Notification | Subscribed, None]:
     """Reconnects and resubscribes after any transport failure, forever (until cancelled).
 
     Yields `Subscribed` after each successful `eth_subscribe` (reconnect=True after a drop), then the
-    notifications. A JSON-RPC error answering `eth_subscribe` (unsupported kind, bad filter) is not
-    transient and propagates.
+    notifications. Backoff is jittered exponential, reset once a notification arrives. A JSON-RPC
+    error answering `eth_subscribe` (unsupported kind, bad filter) is not transient and propagates.
     """
     connects = 0
     backoff = initial_backoff
@@ -298,22 +307,18 @@ async def subscribe_forever(
     while True:
         try:
             async with WsClient(url, session=session, heartbeat=heartbeat) as ws:
-                stream = ws.subscribe(kind, *params, idle_timeout=idle_timeout)
-                try:
-                    first = True
-                    async for note in stream:
-                        if first:
-                            # eth_subscribe has succeeded once the generator produced anything; but a
-                            # quiet subscription produces nothing, so announce before the first wait.
-                            first = False
+                sub_id = await ws.start_subscription(kind, *params)
+                connects += 1
+                yield Subscribed(reconnect=connects > 1, connects=connects)
+                notes = ws.notifications(sub_id, idle_timeout=idle_timeout)
+                async with contextlib.aclosing(notes):
+                    async for note in notes:
+                        # Reset only once data flowed: a node that accepts and drops at once keeps
+                        # backing off instead of being hammered.
+                        backoff = initial_backoff
                         yield note
-                finally:
-                    await stream.aclose()
         except WsError as exc:
             err = str(exc)
-        else:  # pragma: no cover - subscribe() only ends by raising
-            err = "subscription ended"
-        connects += 0
         WS_RECONNECTS.labels(kind).inc()
         delay = backoff * (0.5 + random.random())
         log.warning("websocket lost kind=%s url=%s error=%s retry_in=%.2fs", kind, display, err, delay)
