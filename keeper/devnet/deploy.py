@@ -1,4 +1,5 @@
-"""Deploy the whole devnet (tokens, feeds, Multicall3, Aave V3 and V2, Uniswap V2 and V3) on a fresh anvil.
+"""Deploy the whole devnet (tokens, feeds, Multicall3, Aave V3 and V2, Uniswap V2 and V3,
+Balancer V2) on a fresh anvil.
 
 Accounts (anvil's default mnemonic; public test keys, never use them elsewhere):
 0 deployer/admin and liquidity provider, 1 oracle transmitter, 2 the keeper's funds account,
@@ -16,6 +17,7 @@ from keeper.chain.rpc import RpcClient
 from keeper.devnet.aave_v2 import AaveV2Market, deploy_aave_v2
 from keeper.devnet.aave_v3 import AaveV3Market, deploy_aave_v3
 from keeper.devnet.anvil import DEV_ACCOUNTS
+from keeper.devnet.balancer import BalancerDeployment, deploy_balancer
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_PRICES_USD, TokenInfo
 from keeper.devnet.tokens import FeedSet, deploy_feeds, deploy_tokens, install_multicall3
@@ -39,6 +41,7 @@ class DevnetDeployment:
     aave_v2: AaveV2Market
     uniswap_v2: UniswapV2Deployment
     uniswap_v3: UniswapV3Deployment
+    balancer: BalancerDeployment
     accounts: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     tx_count: int = 0
@@ -56,6 +59,7 @@ class DevnetDeployment:
             "aave_v2": self.aave_v2.to_json(),
             "uniswap_v2": self.uniswap_v2.to_json(),
             "uniswap_v3": self.uniswap_v3.to_json(),
+            "balancer": self.balancer.to_json(),
             "accounts": dict(self.accounts),
             "timings": dict(self.timings),
             "tx_count": self.tx_count,
@@ -75,6 +79,7 @@ class DevnetDeployment:
             aave_v2=AaveV2Market.from_json(data["aave_v2"]),
             uniswap_v2=UniswapV2Deployment.from_json(data["uniswap_v2"]),
             uniswap_v3=UniswapV3Deployment.from_json(data["uniswap_v3"]),
+            balancer=BalancerDeployment.from_json(data["balancer"]),
             accounts=dict(data.get("accounts", {})),
             timings={k: float(v) for k, v in data.get("timings", {}).items()},
             tx_count=int(data.get("tx_count", 0)),
@@ -106,7 +111,9 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
     uniswap_v2 = await deploy_uniswap_v2(d, tokens)
     t = lap("uniswap_v2", t)
     uniswap_v3 = await deploy_uniswap_v3(d, tokens)
-    lap("uniswap_v3", t)
+    t = lap("uniswap_v3", t)
+    balancer = await deploy_balancer(d, tokens)
+    lap("balancer", t)
     timings["total"] = round(time.perf_counter() - t0, 3)
     return DevnetDeployment(
         chain_id=await rpc.chain_id(),
@@ -117,6 +124,7 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
         aave_v2=aave_v2,
         uniswap_v2=uniswap_v2,
         uniswap_v3=uniswap_v3,
+        balancer=balancer,
         accounts={
             "deployer": DEPLOYER,
             "transmitter": TRANSMITTER,

@@ -31,9 +31,6 @@ log = logging.getLogger("keeper.devnet")
 DEPLOYMENTS_FILE = PROJECT_ROOT / "deployments" / "devnet.json"
 RUN_FILE = CACHE_DIR / "run.json"
 GAS_LIMIT = 36_000_000
-# Some periphery contracts (Uniswap V3 NonfungiblePositionManager) exceed EIP-170 when compiled
-# without the optimizer settings of their mainnet deployment; allow them on the devnet.
-CODE_SIZE_LIMIT = 0x10000
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -54,7 +51,7 @@ async def ensure_state(*, fresh: bool = False) -> tuple[CachedState, DevnetDeplo
     started = time.perf_counter()
     tmp_state = cache.state_file.with_suffix(f".partial{os.getpid()}")
     tmp_state.parent.mkdir(parents=True, exist_ok=True)
-    anvil = Anvil(AnvilConfig(dump_state=tmp_state, gas_limit=GAS_LIMIT, code_size_limit=CODE_SIZE_LIMIT))
+    anvil = Anvil(AnvilConfig(dump_state=tmp_state, gas_limit=GAS_LIMIT))
     await anvil.start()
     try:
         async with RpcClient(anvil.http_url) as rpc:
@@ -121,7 +118,6 @@ class Devnet:
                 load_state=cache.state_file,
                 no_mining=True,
                 gas_limit=GAS_LIMIT,
-                code_size_limit=CODE_SIZE_LIMIT,
                 extra_args=["--order", "fifo"],
             )
         )
