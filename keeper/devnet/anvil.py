@@ -66,6 +66,16 @@ def find_anvil() -> str:
     )
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is not "in use"
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -140,6 +150,11 @@ class Anvil:
         return cmd + c.extra_args
 
     async def start(self, timeout: float = 15.0) -> None:
+        if not port_is_free(self.port):
+            raise DevnetError(
+                f"port {self.port} on 127.0.0.1 is already in use (another anvil or devnet?): "
+                "stop it or choose another port"
+            )
         cmd = self.command()
         kwargs: dict[str, object] = {}
         if sys.platform.startswith("linux"):
