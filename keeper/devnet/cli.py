@@ -18,6 +18,7 @@ import typer
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import format_units
 from keeper.devnet.deploy import DevnetDeployment
+from keeper.devnet.scenarios.common import AnvilMiner, Miner, RelayMiner
 from keeper.devnet.stack import (
     DEPLOYMENTS_FILE,
     RUN_FILE,
@@ -209,21 +210,24 @@ def status() -> None:
 # ------------------------------------------------------------------------------------------ scenarios
 
 
-def _target() -> tuple[str, DevnetDeployment]:
+def _target() -> tuple[str, str | None, DevnetDeployment]:
     try:
         data = read_deployments_file()
-        return str(data["rpc_http_url"]), DevnetDeployment.from_json(data["deployment"])
+        relay = data.get("relay_url")
+        return str(data["rpc_http_url"]), relay, DevnetDeployment.from_json(data["deployment"])
     except (DevnetError, KeyError) as exc:
         _fail(f"no running devnet found ({exc}); start one with `keeper devnet up`")
         raise AssertionError from None  # unreachable
 
 
 def _run_scenario(coro_factory: Any) -> Any:
-    url, dep = _target()
+    """Runs `coro_factory(rpc, deployment, miner)` against the devnet that `up` started."""
+    url, relay_url, dep = _target()
 
     async def main() -> Any:
         async with RpcClient(url, timeout=120) as rpc:
-            return await coro_factory(rpc, dep)
+            miner: Miner = RelayMiner(relay_url) if relay_url else AnvilMiner(rpc)
+            return await coro_factory(rpc, dep, miner)
 
     try:
         return asyncio.run(main())
@@ -245,7 +249,7 @@ def scenario_borrowers(
     """N borrowers with realistic random positions on both Aave markets, some near liquidation."""
     from keeper.devnet.scenarios.borrowers import create_borrowers
 
-    res = _run_scenario(lambda rpc, dep: create_borrowers(rpc, dep, n, seed))
+    res = _run_scenario(lambda rpc, dep, miner: create_borrowers(rpc, dep, n, seed, miner=miner))
     typer.echo(
         f"{len(res.borrowers)} borrowers ({', '.join(f'{k}: {v}' for k, v in sorted(res.counts.items()))}) "
         f"in {res.seconds:.1f} s: {res.transactions} transactions in {res.blocks} blocks"
@@ -266,7 +270,7 @@ def scenario_crash(
     from keeper.devnet.scenarios.crash import CrashStep, run_crash
     from keeper.devnet.scenarios.positions import discover, read_health_factors
 
-    async def go(rpc: RpcClient, dep: DevnetDeployment) -> None:
+    async def go(rpc: RpcClient, dep: DevnetDeployment, miner: Miner) -> None:
         async def show(step: CrashStep) -> None:
             typer.echo(
                 f"block {step.block}: ETH ${format_units(step.eth_usd, 8, 2)} "
@@ -301,7 +305,9 @@ def scenario_depeg(
     from keeper.devnet.scenarios.depeg import run_depeg
 
     res = _run_scenario(
-        lambda rpc, dep: run_depeg(rpc, dep, lst_discount_bps=lst_bps, stable_discount_bps=stable_bps)
+        lambda rpc, dep, miner: run_depeg(
+            rpc, dep, lst_discount_bps=lst_bps, stable_discount_bps=stable_bps, miner=miner
+        )
     )
     for pool, bps in res.pools.items():
         typer.echo(f"{pool}: pushed {bps} bps below peg")
@@ -315,5 +321,7 @@ def scenario_competitor(
     """A second liquidator takes some liquidatable positions first (public liquidationCall txs)."""
     from keeper.devnet.scenarios.competitor import run_competitor
 
-    res = _run_scenario(lambda rpc, dep: run_competitor(rpc, dep, share_pct=share, seed=seed))
+    res = _run_scenario(
+        lambda rpc, dep, miner: run_competitor(rpc, dep, share_pct=share, seed=seed, miner=miner)
+    )
     typer.echo(f"competitor liquidated {len(res.taken)} of {res.liquidatable} liquidatable positions")

@@ -17,7 +17,7 @@ from eth_utils.address import to_checksum_address
 
 from keeper.chain.rpc import RpcClient, hex_to_bytes
 from keeper.devnet.artifacts import Artifact
-from keeper.errors import DevnetError
+from keeper.errors import DevnetError, JsonRpcError
 
 
 def _abi_type(param: dict[str, Any]) -> str:
@@ -53,14 +53,25 @@ class Deployer:
         self.sender = to_checksum_address(sender)
         self.gas = gas
         self.txs_sent = 0
+        self._sync_send = True
 
     async def _send(self, tx: dict[str, Any]) -> dict[str, Any]:
         tx = {"from": self.sender, "gas": hex(self.gas), **tx}
-        tx_hash = await self.rpc.call("eth_sendTransaction", [tx])
+        receipt: dict[str, Any] | None = None
+        if self._sync_send:
+            # anvil's eth_sendTransactionSync returns the receipt at once (automine); no polling.
+            try:
+                receipt = dict(await self.rpc.call("eth_sendTransactionSync", [tx]))
+            except JsonRpcError as exc:
+                if exc.code != -32601:  # anything but "method not found" is a real failure
+                    raise
+                self._sync_send = False
+        if receipt is None:
+            tx_hash = await self.rpc.call("eth_sendTransaction", [tx])
+            receipt = await self.rpc.wait_for_receipt(tx_hash, timeout=60, poll=0.002)
         self.txs_sent += 1
-        receipt = await self.rpc.wait_for_receipt(tx_hash, timeout=60)
         if receipt.get("status") != "0x1":
-            raise DevnetError(f"transaction {tx_hash} reverted (to={tx.get('to')})")
+            raise DevnetError(f"transaction {receipt.get('transactionHash')} reverted (to={tx.get('to')})")
         return receipt
 
     async def deploy(

@@ -24,6 +24,7 @@ from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import PROJECT_ROOT, Anvil, AnvilConfig
 from keeper.devnet.cache import CACHE_DIR, CachedState, cached_state
 from keeper.devnet.deploy import DevnetDeployment, deploy_all
+from keeper.devnet.relay import RelayServer
 from keeper.errors import DevnetError
 
 log = logging.getLogger("keeper.devnet")
@@ -69,6 +70,8 @@ class Devnet:
     """A deployed devnet: anvil loaded from the cached state, plus block production.
 
     block_time=None: blocks only when asked (`mine`); otherwise one block every `block_time` seconds.
+    relay=True (default): blocks are built by the local bundle relay's builder (bundles first, then the
+    mempool) and the relay serves eth_sendBundle & co. at `relay_url`; relay=False: plain evm_mine.
     """
 
     def __init__(
@@ -76,9 +79,14 @@ class Devnet:
         *,
         block_time: float | None = 2.0,
         port: int = 0,
+        relay: bool = True,
+        relay_port: int = 0,
         fresh: bool = False,
     ) -> None:
         self.block_time = block_time
+        self.with_relay = relay
+        self._relay_port = relay_port
+        self.relay: RelayServer | None = None
         self.fresh = fresh
         self._port = port
         self.anvil: Anvil | None = None
@@ -96,6 +104,10 @@ class Devnet:
     @property
     def ws_url(self) -> str:
         return self._require_anvil().ws_url
+
+    @property
+    def relay_url(self) -> str | None:
+        return self.relay.url if self.relay is not None else None
 
     def _require_anvil(self) -> Anvil:
         if self.anvil is None:
@@ -123,6 +135,9 @@ class Devnet:
         )
         await self.anvil.start()
         self.rpc = RpcClient(self.anvil.http_url)
+        if self.with_relay:
+            self.relay = RelayServer(self.anvil.http_url, port=self._relay_port)
+            await self.relay.start()
         if self.block_time is not None:
             self._miner = asyncio.create_task(self._mine_forever(self.block_time), name="devnet:miner")
         self.start_seconds = time.perf_counter() - started
@@ -132,7 +147,10 @@ class Devnet:
         rpc, _ = self.require()
         async with self._mine_lock:
             for _ in range(blocks):
-                await rpc.call("evm_mine")
+                if self.relay is not None:
+                    await self.relay.builder.build_block()
+                else:
+                    await rpc.call("evm_mine")
             return await rpc.block_number()
 
     async def _mine_forever(self, interval: float) -> None:
@@ -152,6 +170,9 @@ class Devnet:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._miner
             self._miner = None
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
         if self.rpc is not None:
             await self.rpc.close()
             self.rpc = None
@@ -175,6 +196,7 @@ class Devnet:
         return {
             "rpc_http_url": self.http_url,
             "rpc_ws_url": self.ws_url,
+            "relay_url": self.relay_url,
             "block_time": self.block_time,
             "deployment": deployment.to_json(),
         }
@@ -192,3 +214,13 @@ def read_deployments_file(path: Path = DEPLOYMENTS_FILE) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DevnetError(f"{path} is not a JSON object")
     return data
+
+
+class DevnetMiner:
+    """The `Miner` for an in-process Devnet (serialized with its interval block production)."""
+
+    def __init__(self, net: Devnet) -> None:
+        self.net = net
+
+    async def mine(self) -> int:
+        return await self.net.mine()

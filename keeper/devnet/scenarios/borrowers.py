@@ -25,7 +25,7 @@ from eth_utils.address import to_checksum_address
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.aave_params import ETH_CORRELATED, V2_RESERVES, V3_RESERVES
 from keeper.devnet.deploy import DEPLOYER, DevnetDeployment
-from keeper.devnet.scenarios.common import BulkSender, Tx, call_tx, eth_call_decode
+from keeper.devnet.scenarios.common import BulkSender, Miner, Tx, call_tx, eth_call_decode
 
 AAVE_V3 = "aave-v3"
 AAVE_V2 = "aave-v2"
@@ -291,13 +291,19 @@ def _liquidity(borrowers: Sequence[Borrower]) -> dict[tuple[str, str], int]:
 
 
 async def create_borrowers(
-    rpc: RpcClient, dep: DevnetDeployment, n: int = 1_000, seed: int = 1, *, first_index: int = 0
+    rpc: RpcClient,
+    dep: DevnetDeployment,
+    n: int = 1_000,
+    seed: int = 1,
+    *,
+    first_index: int = 0,
+    miner: Miner | None = None,
 ) -> BorrowersResult:
     """Creates `n` borrowers on the running devnet and returns them. Mines its own blocks."""
     started = time.perf_counter()
     v3, v2 = await market_views(rpc, dep)
     borrowers = plan_borrowers(n, seed, v3, v2, first_index=first_index)
-    sender = BulkSender(rpc)
+    sender = BulkSender(rpc, miner=miner)
     await sender.impersonate_all(True)
     try:
         setup: list[Tx] = []

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import aiohttp
+import orjson
 from eth_abi.abi import decode
+from eth_account import Account
 
+from keeper.chain.flashbots_auth import sign_request_body
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.devnet.deployer import encode_call
 from keeper.errors import DevnetError, JsonRpcError
@@ -45,11 +49,55 @@ def call_tx(sender: str, to: str, signature: str, types: Sequence[str], args: Se
     return Tx(sender, to, encode_call(signature, types, args), gas)
 
 
+class Miner(Protocol):
+    """Produces one block now and returns its number."""
+
+    async def mine(self) -> int: ...
+
+
+class AnvilMiner:
+    """`evm_mine` straight on anvil: for devnets without a block builder."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def mine(self) -> int:
+        await self.rpc.call("evm_mine")
+        return await self.rpc.block_number()
+
+
+class RelayMiner:
+    """Asks the devnet relay's builder to build the next block (`devnet_buildBlock`), so scenario blocks
+    never interleave with the builder's own interval blocks. Signs with a throwaway identity key."""
+
+    def __init__(self, relay_url: str) -> None:
+        self.relay_url = relay_url
+        self._key = Account.create().key
+
+    async def mine(self) -> int:
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "devnet_buildBlock", "params": []})
+        headers = {
+            "Content-Type": "application/json",
+            "X-Flashbots-Signature": sign_request_body(body, self._key),
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                self.relay_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60)
+            ) as resp,
+        ):
+            reply = orjson.loads(await resp.read())
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise DevnetError(f"relay could not build a block: {str(reply)[:200]}")
+        return int(reply["result"]["number"])
+
+
 class BulkSender:
     """Sends many transactions fast and mines them; checks that every one succeeded."""
 
-    def __init__(self, rpc: RpcClient, *, batch_size: int = 250) -> None:
+    def __init__(self, rpc: RpcClient, *, miner: Miner | None = None, batch_size: int = 250) -> None:
         self.rpc = rpc
+        self.miner = miner or AnvilMiner(rpc)
         self.batch_size = batch_size
         self.sent = 0
         self.blocks_mined = 0
@@ -97,7 +145,7 @@ class BulkSender:
             status = await self.rpc.call("txpool_status")
             if hex_to_int(status.get("pending", "0x0")) == 0 and hex_to_int(status.get("queued", "0x0")) == 0:
                 return
-            await self.rpc.call("evm_mine")
+            await self.miner.mine()
             self.blocks_mined += 1
         raise DevnetError("mempool did not drain")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.deploy import COMPETITOR, DevnetDeployment
-from keeper.devnet.scenarios.common import BulkSender, Tx, call_tx
+from keeper.devnet.scenarios.common import BulkSender, Miner, Tx, call_tx
 from keeper.devnet.scenarios.positions import AAVE_V3, Borrowing, discover, read_health_factors
 
 UINT256_MAX = 2**256 - 1
@@ -37,6 +37,7 @@ async def run_competitor(
     seed: int = 1,
     mine: bool = True,
     max_positions: int | None = None,
+    miner: Miner | None = None,
 ) -> CompetitorResult:
     borrowings = list((await discover(rpc, dep)).values())
     await read_health_factors(rpc, dep, borrowings)
@@ -48,7 +49,7 @@ async def run_competitor(
     taken = [b for b in liquidatable if rng.randrange(100) < share_pct]
     if max_positions is not None:
         taken = taken[:max_positions]
-    sender = BulkSender(rpc)
+    sender = BulkSender(rpc, miner=miner)
     await sender.impersonate_all(True)
     try:
         setup: list[Tx] = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.devnet.deploy import WHALE, DevnetDeployment
 from keeper.devnet.scenarios.amm import fund_trader_txs, move_all_txs
-from keeper.devnet.scenarios.common import BulkSender, eth_call_decode, wait_blocks
+from keeper.devnet.scenarios.common import AnvilMiner, BulkSender, Miner, eth_call_decode, wait_blocks
 from keeper.devnet.tokens import next_epoch_round, send_price_update
 from keeper.errors import DevnetError
 
@@ -88,12 +88,16 @@ async def run_crash(
     mine: bool = False,
     move_amms: bool = True,
     on_step: Callable[[CrashStep], Awaitable[None]] | None = None,
+    miner: Miner | None = None,
 ) -> CrashResult:
+    """`mine=True` mines each step's block here (with `miner`, default evm_mine); otherwise waits for
+    the devnet's own block production."""
     started = time.perf_counter()
     prices = await current_usd_prices(rpc, dep)
     eth0 = prices["WETH"]
     result = CrashResult(start_eth_usd=eth0, end_eth_usd=eth0)
-    sender = BulkSender(rpc)
+    miner = miner or AnvilMiner(rpc)
+    sender = BulkSender(rpc, miner=miner)
     if move_amms:
         await sender.impersonate_all(True)
         await sender.run(fund_trader_txs(dep, WHALE, set(dep.tokens)))
@@ -109,7 +113,7 @@ async def run_crash(
             for tx in swaps:
                 await rpc.call("eth_sendTransaction", [tx.to_rpc()])
             oracle = await send_oracle_updates(rpc, dep, prices, new)
-            head = await (sender_mine(rpc) if mine else wait_blocks(rpc, 1))
+            head = await (miner.mine() if mine else wait_blocks(rpc, 1))
             await _check_mined(rpc, oracle)
             prices = new
             step = CrashStep(block=head, eth_usd=eth, oracle_txs=oracle, swap_txs=len(swaps))
@@ -122,11 +126,6 @@ async def run_crash(
             await sender.impersonate_all(False)
     result.seconds = time.perf_counter() - started
     return result
-
-
-async def sender_mine(rpc: RpcClient) -> int:
-    await rpc.call("evm_mine")
-    return await rpc.block_number()
 
 
 async def _check_mined(rpc: RpcClient, hashes: list[str]) -> None:

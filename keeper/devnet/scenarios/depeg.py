@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.deploy import WHALE, DevnetDeployment
 from keeper.devnet.scenarios.amm import fund_trader_txs, v3_move_tx
-from keeper.devnet.scenarios.common import BulkSender
+from keeper.devnet.scenarios.common import BulkSender, Miner
 from keeper.devnet.scenarios.crash import current_usd_prices
 
 LST_POOL = "wstETH/WETH/100"
@@ -32,13 +32,14 @@ async def run_depeg(
     *,
     lst_discount_bps: int = 300,
     stable_discount_bps: int = 150,
+    miner: Miner | None = None,
 ) -> DepegResult:
     usd = await current_usd_prices(rpc, dep)
     lst_prices = dict(usd)
     lst_prices["wstETH"] = usd["wstETH"] * (10_000 - lst_discount_bps) // 10_000
     stable_prices = dict(usd)
     stable_prices["USDT"] = usd["USDT"] * (10_000 - stable_discount_bps) // 10_000
-    sender = BulkSender(rpc)
+    sender = BulkSender(rpc, miner=miner)
     await sender.impersonate_all(True)
     try:
         await sender.run(fund_trader_txs(dep, WHALE, {"wstETH", "WETH", "USDC", "USDT"}))

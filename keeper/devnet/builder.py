@@ -1,0 +1,985 @@
+"""A local block builder for the devnet: bundles first (atomic, best-paying first), then the mempool.
+
+This is a stand-in for real Ethereum block builders (Titan, BuilderNet, ...), following the bundle
+semantics in /work/shared/facts/flashbots.md: a bundle targets exactly one block; its transactions land
+together, consecutively, in bundle order, or not at all; a bundle whose transaction reverts is dropped
+unless that transaction's hash is in `revertingTxHashes`; bundles are ordered by bundle gas price
+(`coinbaseDiff / totalGasUsed`); a bundle that conflicts with an already accepted one is skipped.
+
+How it drives anvil (started with `no_mining=True` and `--order fifo`):
+
+- Simulation is real EVM execution by anvil's `eth_simulateV1` of the signed transactions' contents in one
+  simulated block whose context (number, timestamp, base fee, coinbase, gas limit) equals the block that
+  will be mined. anvil's simulate does not check nonces or fee caps, so those are checked here; it does
+  check balances and intrinsic gas. Coinbase accounting is measured, not inferred: a probe call placed
+  before and after every transaction reads `BALANCE(COINBASE)`, so `coinbaseDiff` is the real balance
+  change, `gasFees = gasUsed * effective tip`, and `ethSentToCoinbase = coinbaseDiff - gasFees`.
+  The probes are ordinary transactions from an otherwise unused address paying no tip.
+- Building block N: the public pool is read (`txpool_content` + `eth_getRawTransactionByHash`) and
+  emptied (`anvil_dropTransaction`), bundles for N are simulated and chosen, the timestamp and base fee
+  are pinned to the simulated ones, the chosen bundle transactions are sent to anvil's pool first, then
+  private transactions, then the public ones (minus those made invalid by the bundles; highest tip
+  first, each sender in nonce order, as their arrival order is unknown), and `evm_mine` mines them;
+  with FIFO ordering anvil keeps that order (checked at start-up: `anvil_nodeInfo.transactionOrder`).
+  The mined block is checked afterwards (`BuiltBlock.order_ok`).
+
+Known limits (anvil has no API to mine a given transaction list directly):
+- Bundle and private transactions sit in anvil's pool for the few milliseconds between being sent and
+  `evm_mine`; a `newPendingTransactions` subscriber can see them then (after they are committed to the
+  block). Public transactions that were re-queued are announced a second time.
+- anvil's pool checks each transaction's balance against the latest block, not against earlier
+  transactions of the same block, so a bundle whose transaction spends ETH received earlier in the same
+  block is rejected at insertion; it is then skipped (reason recorded) and the selection is redone.
+- `prevrandao` of the simulated block is not the mined one (anvil draws it when mining).
+- Nonces are tracked per sender here; EIP-7702 authorizations that bump an authority's nonce inside the
+  same bundle are not modelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from eth_account import Account
+from eth_account._utils.legacy_transactions import Transaction as LegacyTransaction
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from hexbytes import HexBytes
+
+from keeper.chain.flashbots_auth import keccak256, to_checksum_address
+from keeper.chain.rpc import RpcClient, hex_to_int
+from keeper.errors import DecodeError, DevnetError, JsonRpcError, RelayError
+
+log = logging.getLogger(__name__)
+
+# Addresses derived from keccak256 of a label, so they collide with nothing deployed on the devnet.
+BUILDER_COINBASE: Final = "0x02e3D45EB271b46817fBCf94e1C2174a212F8b76"  # "keeper devnet builder coinbase"
+PROBE_CONTRACT: Final = "0x94E65AFB8e11c110C98eFeaF2617448918A8aD61"  # "keeper devnet probe"
+PROBE_CALLER: Final = "0x6B0A12641BdCDf830E90c9C66a745368a61756De"  # "keeper devnet probe caller"
+# COINBASE BALANCE PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN: returns the coinbase's balance.
+PROBE_CODE: Final = "0x413160005260206000f3"
+_PROBE_GAS: Final = 30_000
+
+MAX_BUNDLE_TXS: Final = 100
+MAX_BUNDLE_BYTES: Final = 300_000
+PRIVATE_TX_BLOCKS: Final = 25
+MAX_BLOCK_RECORDS: Final = 10_000
+
+
+class TxDecodeError(DecodeError):
+    """A signed raw transaction could not be decoded (answered as "unable to decode txs")."""
+
+
+class SimulationError(RelayError):
+    """A transaction of a bundle cannot be applied at all (bad nonce, fee cap, funds, gas)."""
+
+    def __init__(self, reason: str, tx_hash: str | None = None) -> None:
+        self.reason = reason
+        self.tx_hash = tx_hash
+        message = f"err: {reason}; txhash {tx_hash}" if tx_hash else f"err: {reason}"
+        super().__init__(message, code=-32000, status=400)
+
+
+# --------------------------------------------------------------------------------------------------
+# Signed transactions
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A decoded signed transaction (types 0, 1, 2, 4). Amounts in wei, integers."""
+
+    raw: bytes
+    hash: str
+    sender: str
+    nonce: int
+    to: str | None
+    value: int
+    gas: int
+    tx_type: int
+    chain_id: int | None
+    max_fee: int
+    """maxFeePerGas, or gasPrice for types 0 and 1."""
+    max_priority_fee: int
+    """maxPriorityFeePerGas, or gasPrice for types 0 and 1."""
+    data: bytes
+    access_list: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    authorization_list: tuple[dict[str, Any], ...] = ()
+
+    def effective_gas_price(self, base_fee: int) -> int:
+        return min(self.max_fee, base_fee + self.max_priority_fee)
+
+    def effective_tip(self, base_fee: int) -> int:
+        return self.effective_gas_price(base_fee) - base_fee
+
+    def to_call(self) -> dict[str, Any]:
+        """The eth_simulateV1 call object executing this transaction."""
+        call: dict[str, Any] = {
+            "from": self.sender,
+            "nonce": hex(self.nonce),
+            "gas": hex(self.gas),
+            "value": hex(self.value),
+            "input": _hex(self.data),
+        }
+        if self.to is not None:
+            call["to"] = self.to
+        if self.tx_type in (0, 1):
+            call["gasPrice"] = hex(self.max_fee)
+        else:
+            call["maxFeePerGas"] = hex(self.max_fee)
+            call["maxPriorityFeePerGas"] = hex(self.max_priority_fee)
+        if self.tx_type != 0:
+            call["accessList"] = [
+                {"address": addr, "storageKeys": list(keys)} for addr, keys in self.access_list
+            ]
+        if self.authorization_list:
+            call["authorizationList"] = list(self.authorization_list)
+        return call
+
+
+def _as_address(value: Any) -> str | None:
+    raw = bytes(value) if value is not None else b""
+    if not raw:
+        return None
+    if len(raw) != 20:
+        raise TxDecodeError("address is not 20 bytes")
+    return to_checksum_address(raw)
+
+
+def _jsonable_auth(item: Any) -> dict[str, Any]:
+    return {
+        "chainId": hex(int(item["chainId"])),
+        "address": _as_address(item["address"]),
+        "nonce": hex(int(item["nonce"])),
+        "yParity": hex(int(item["yParity"])),
+        "r": hex(int(item["r"])),
+        "s": hex(int(item["s"])),
+    }
+
+
+def _decode_fields(raw: bytes) -> tuple[dict[str, Any], int, int | None, int, int]:
+    """(fields, type, chain id, max fee, max priority fee) of a signed tx; raises TxDecodeError."""
+    first = raw[0]
+    if first == 3:
+        raise TxDecodeError("blob transactions (type 3) are not supported")
+    if first not in (1, 2, 4) and first < 0xC0:
+        raise TxDecodeError(f"unknown transaction type {first}")
+    try:
+        if first >= 0xC0:
+            d = dict(LegacyTransaction.from_bytes(raw).as_dict())
+            v = int(d["v"])
+            return d, 0, ((v - 35) // 2 if v >= 35 else None), int(d["gasPrice"]), int(d["gasPrice"])
+        d = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
+        if first == 1:
+            return d, 1, int(d["chainId"]), int(d["gasPrice"]), int(d["gasPrice"])
+        return d, first, int(d["chainId"]), int(d["maxFeePerGas"]), int(d["maxPriorityFeePerGas"])
+    except Exception as exc:
+        raise TxDecodeError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+
+
+def decode_raw_tx(raw: bytes, *, sender: str | None = None) -> SignedTx:
+    """Decodes and (unless `sender` is given, e.g. by a node that already checked it) recovers the signer.
+
+    Raises TxDecodeError on anything malformed or unsupported (blob transactions).
+    """
+    if not raw:
+        raise TxDecodeError("empty transaction")
+    d, tx_type, chain_id, max_fee, prio = _decode_fields(raw)
+    try:
+        access = tuple(
+            (
+                str(_as_address(item["address"])),
+                tuple(_hex(k) for k in item.get("storageKeys", ())),
+            )
+            for item in d.get("accessList", ())
+        )
+        auths = tuple(_jsonable_auth(a) for a in d.get("authorizationList", ()))
+        who = sender if sender is not None else Account.recover_transaction(raw)
+        tx = SignedTx(
+            raw=bytes(raw),
+            hash=_hex(keccak256(raw)),
+            sender=to_checksum_address(bytes.fromhex(who[2:])),
+            nonce=int(d["nonce"]),
+            to=_as_address(d.get("to")),
+            value=int(d["value"]),
+            gas=int(d["gas"]),
+            tx_type=tx_type,
+            chain_id=chain_id,
+            max_fee=max_fee,
+            max_priority_fee=prio,
+            data=bytes(d.get("data", b"")),
+            access_list=access,
+            authorization_list=auths,
+        )
+    except TxDecodeError:
+        raise
+    except Exception as exc:
+        raise TxDecodeError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
+    if tx_type == 4 and not auths:
+        raise TxDecodeError("type 4 transaction without authorizations")
+    return tx
+
+
+def bundle_hash(txs: Iterable[SignedTx]) -> str:
+    """keccak256 of the concatenated transaction hashes."""
+    return _hex(keccak256(b"".join(bytes.fromhex(t.hash[2:]) for t in txs)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulation
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    state_block: int
+    """Simulate on the state after this block."""
+    number: int
+    timestamp: int
+    base_fee: int
+    gas_limit: int
+    coinbase: str
+    chain_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    tx: SignedTx
+    success: bool
+    gas_used: int
+    return_data: bytes
+    coinbase_diff: int
+    gas_fees: int
+    error: str | None = None
+
+    @property
+    def eth_sent_to_coinbase(self) -> int:
+        return self.coinbase_diff - self.gas_fees
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "txHash": self.tx.hash,
+            "gasUsed": self.gas_used,
+            "fromAddress": self.tx.sender,
+        }
+        if self.tx.to is not None:
+            out["toAddress"] = self.tx.to
+        out |= {
+            "coinbaseDiff": str(self.coinbase_diff),
+            "ethSentToCoinbase": str(self.eth_sent_to_coinbase),
+            "gasFees": str(self.gas_fees),
+            "gasPrice": str(self.coinbase_diff // self.gas_used if self.gas_used else 0),
+        }
+        if self.success:
+            out["value"] = _hex(self.return_data)
+        else:
+            out["error"] = self.error or "execution reverted"
+            out["revert"] = _hex(self.return_data)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    context: BlockContext
+    results: tuple[TxResult, ...]
+
+    @property
+    def total_gas_used(self) -> int:
+        return sum(r.gas_used for r in self.results)
+
+    @property
+    def coinbase_diff(self) -> int:
+        return sum(r.coinbase_diff for r in self.results)
+
+    @property
+    def gas_fees(self) -> int:
+        return sum(r.gas_fees for r in self.results)
+
+    @property
+    def eth_sent_to_coinbase(self) -> int:
+        return self.coinbase_diff - self.gas_fees
+
+    @property
+    def bundle_gas_price(self) -> int:
+        gas = self.total_gas_used
+        return self.coinbase_diff // gas if gas else 0
+
+    def tail(self, start: int) -> SimResult:
+        """The results from index `start` on (a bundle simulated after others)."""
+        return SimResult(self.context, self.results[start:])
+
+    def to_json(self) -> dict[str, Any]:
+        """The eth_callBundle `result` object, as in the Flashbots spec."""
+        return {
+            "bundleGasPrice": str(self.bundle_gas_price),
+            "bundleHash": bundle_hash(r.tx for r in self.results),
+            "coinbaseDiff": str(self.coinbase_diff),
+            "ethSentToCoinbase": str(self.eth_sent_to_coinbase),
+            "gasFees": str(self.gas_fees),
+            "results": [r.to_json() for r in self.results],
+            "stateBlockNumber": self.context.state_block,
+            "totalGasUsed": self.total_gas_used,
+        }
+
+
+def next_base_fee(parent_base_fee: int, gas_used: int, gas_limit: int) -> int:
+    """EIP-1559 base fee of the child block."""
+    target = gas_limit // 2
+    if target in (0, gas_used):
+        return parent_base_fee
+    if gas_used > target:
+        return parent_base_fee + max(parent_base_fee * (gas_used - target) // target // 8, 1)
+    return parent_base_fee - parent_base_fee * (target - gas_used) // target // 8
+
+
+def _precheck(txs: Sequence[SignedTx], ctx: BlockContext, nonces: dict[str, int]) -> None:
+    """The checks anvil's eth_simulateV1 skips: chain id, nonce order, fee caps, block gas limit."""
+    expected = dict(nonces)
+    for tx in txs:
+        if tx.chain_id is not None and tx.chain_id != ctx.chain_id:
+            raise SimulationError(f"invalid chain id {tx.chain_id}, expected {ctx.chain_id}", tx.hash)
+        want = expected[tx.sender]
+        if tx.nonce < want:
+            raise SimulationError(
+                f"nonce too low: address {tx.sender}, tx: {tx.nonce} state: {want}", tx.hash
+            )
+        if tx.nonce > want:
+            raise SimulationError(
+                f"nonce too high: address {tx.sender}, tx: {tx.nonce} state: {want}", tx.hash
+            )
+        expected[tx.sender] = want + 1
+        if tx.max_priority_fee > tx.max_fee:
+            raise SimulationError("max priority fee per gas higher than max fee per gas", tx.hash)
+        if tx.max_fee < ctx.base_fee:
+            raise SimulationError(
+                f"max fee per gas less than block base fee: address {tx.sender}, "
+                f"maxFeePerGas: {tx.max_fee}, baseFee: {ctx.base_fee}",
+                tx.hash,
+            )
+        if tx.gas > ctx.gas_limit:
+            raise SimulationError(f"gas limit {tx.gas} exceeds the block gas limit {ctx.gas_limit}", tx.hash)
+
+
+async def fetch_nonces(rpc: RpcClient, senders: Iterable[str], block: int) -> dict[str, int]:
+    uniq = sorted(set(senders))
+    if not uniq:
+        return {}
+    counts = await rpc.batch([("eth_getTransactionCount", [s, hex(block)]) for s in uniq])
+    return {s: hex_to_int(c) for s, c in zip(uniq, counts, strict=True)}
+
+
+def _sim_request(txs: Sequence[SignedTx], ctx: BlockContext, *, probes: bool) -> list[Any]:
+    calls: list[dict[str, Any]] = []
+    probe_nonce = 0
+
+    def probe() -> None:
+        nonlocal probe_nonce
+        calls.append(
+            {
+                "from": PROBE_CALLER,
+                "to": PROBE_CONTRACT,
+                "gas": hex(_PROBE_GAS),
+                "maxFeePerGas": hex(ctx.base_fee),
+                "maxPriorityFeePerGas": "0x0",
+                "nonce": hex(probe_nonce),
+                "input": "0x",
+            }
+        )
+        probe_nonce += 1
+
+    if probes:
+        probe()
+    for tx in txs:
+        calls.append(tx.to_call())
+        if probes:
+            probe()
+    state: dict[str, Any] = {
+        PROBE_CONTRACT: {"code": PROBE_CODE},
+        PROBE_CALLER: {"balance": hex(10**30), "nonce": "0x0", "code": "0x"},
+    }
+    block = {
+        "blockOverrides": {
+            "number": hex(ctx.number),
+            "time": hex(ctx.timestamp),
+            "gasLimit": hex(ctx.gas_limit + (_PROBE_GAS * (len(txs) + 1) if probes else 0)),
+            "feeRecipient": ctx.coinbase,
+            "baseFeePerGas": hex(ctx.base_fee),
+        },
+        "stateOverrides": state,
+        "calls": calls,
+    }
+    return [{"blockStateCalls": [block], "validation": True, "traceTransfers": False}, hex(ctx.state_block)]
+
+
+async def _locate_failure(rpc: RpcClient, txs: Sequence[SignedTx], ctx: BlockContext) -> str:
+    """Which transaction made the whole simulation fail: the shortest failing prefix's last tx."""
+    for k in range(1, len(txs) + 1):
+        try:
+            await rpc.call("eth_simulateV1", _sim_request(txs[:k], ctx, probes=False))
+        except JsonRpcError:
+            return txs[k - 1].hash
+    return txs[-1].hash
+
+
+async def simulate(
+    rpc: RpcClient, txs: Sequence[SignedTx], ctx: BlockContext, *, nonces: dict[str, int] | None = None
+) -> SimResult:
+    """Executes `txs` in order, in one block with context `ctx`, on the state after `ctx.state_block`.
+
+    Raises SimulationError when a transaction cannot be applied at all. Reverts are results, not errors.
+    """
+    if not txs:
+        return SimResult(ctx, ())
+    if nonces is None:
+        nonces = await fetch_nonces(rpc, (t.sender for t in txs), ctx.state_block)
+    _precheck(txs, ctx, nonces)
+    try:
+        reply = await rpc.call("eth_simulateV1", _sim_request(txs, ctx, probes=True))
+    except JsonRpcError as exc:
+        culprit = await _locate_failure(rpc, txs, ctx)
+        raise SimulationError(exc.message.lower(), culprit) from None
+    try:
+        calls = reply[0]["calls"]
+        if len(calls) != 2 * len(txs) + 1:
+            raise RelayError(f"eth_simulateV1 returned {len(calls)} call results for {2 * len(txs) + 1}")
+        balances = [int(calls[i]["returnData"], 16) for i in range(0, len(calls), 2)]
+        results: list[TxResult] = []
+        used = 0
+        for i, tx in enumerate(txs):
+            call = calls[2 * i + 1]
+            if tx.gas > ctx.gas_limit - used:
+                raise SimulationError("gas limit reached", tx.hash)
+            gas_used = hex_to_int(call["gasUsed"])
+            used += gas_used
+            ok = call.get("status") == "0x1"
+            ret = bytes.fromhex(str(call.get("returnData", "0x"))[2:])
+            err: str | None = None
+            if not ok:
+                msg = str((call.get("error") or {}).get("message", ""))
+                # anvil says "execution failed" for REVERT; keep its text for other halts (out of gas...)
+                err = "execution reverted" if (ret or "fail" in msg or "revert" in msg) else msg
+            results.append(
+                TxResult(
+                    tx=tx,
+                    success=ok,
+                    gas_used=gas_used,
+                    return_data=ret,
+                    coinbase_diff=balances[i + 1] - balances[i],
+                    gas_fees=gas_used * tx.effective_tip(ctx.base_fee),
+                    error=err,
+                )
+            )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise RelayError(f"unexpected eth_simulateV1 reply: {type(exc).__name__}: {exc}") from None
+    return SimResult(ctx, tuple(results))
+
+
+# --------------------------------------------------------------------------------------------------
+# Bundles, private transactions, blocks
+
+
+@dataclass(slots=True)
+class Bundle:
+    txs: tuple[SignedTx, ...]
+    block_number: int
+    bundle_hash: str
+    reverting_tx_hashes: frozenset[str] = frozenset()
+    min_timestamp: int | None = None
+    max_timestamp: int | None = None
+    replacement_uuid: str | None = None
+    signer: str | None = None
+    received_at: float = 0.0
+    seq: int = 0
+
+    def disallowed_revert(self, results: Iterable[TxResult]) -> TxResult | None:
+        for r in results:
+            if not r.success and r.tx.hash not in self.reverting_tx_hashes:
+                return r
+        return None
+
+
+@dataclass(slots=True)
+class PrivateTx:
+    tx: SignedTx
+    max_block_number: int
+    signer: str | None = None
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltBlock:
+    number: int
+    hash: str
+    timestamp: int
+    base_fee: int
+    tx_hashes: tuple[str, ...]
+    bundles: tuple[str, ...]
+    """Hashes of the bundles included, in block order."""
+    skipped: dict[str, str]
+    """Bundle hash -> why it was not included (for bundles that targeted this block)."""
+    private_txs: tuple[str, ...]
+    public_txs: tuple[str, ...]
+    dropped_public: tuple[str, ...]
+    """Public transactions made invalid by bundle/private transactions (same sender nonce)."""
+    order_ok: bool
+    """The block starts with exactly the bundle transactions, in order."""
+    elapsed_s: float
+    exposure_s: float
+    """Time the bundle and private txs spent in anvil's pool (visible to subscribers) before mining."""
+
+
+@dataclass(slots=True)
+class _Selection:
+    bundles: list[Bundle] = field(default_factory=list)
+    txs: list[SignedTx] = field(default_factory=list)
+    sims: dict[str, SimResult] = field(default_factory=dict)
+
+
+def _bundle_key(b: Bundle) -> tuple[str, str, str]:
+    if b.replacement_uuid is not None:
+        return ("uuid", (b.signer or "").lower(), b.replacement_uuid)
+    return ("hash", b.bundle_hash, str(b.block_number))
+
+
+class Builder:
+    """Holds bundles and private transactions; simulates; builds and mines anvil blocks.
+
+    One asyncio.Lock serializes every simulation and block build: anvil's state is shared.
+    """
+
+    def __init__(self, rpc: RpcClient, *, coinbase: str = BUILDER_COINBASE) -> None:
+        self.rpc = rpc
+        self.coinbase = coinbase
+        self.lock = asyncio.Lock()
+        self.chain_id = 0
+        self._bundles: dict[tuple[str, str, str], Bundle] = {}
+        self._private: dict[str, PrivateTx] = {}
+        self._seq = 0
+        self.included: dict[int, list[str]] = {}
+        self.blocks: dict[int, BuiltBlock] = {}
+        self.stats: dict[str, int] = {
+            "blocks": 0,
+            "bundles_included": 0,
+            "bundles_skipped": 0,
+            "bundles_expired": 0,
+            "private_included": 0,
+            "private_expired": 0,
+            "public_requeued": 0,
+            "public_dropped": 0,
+            "order_violations": 0,
+        }
+
+    async def setup(self) -> None:
+        """Checks anvil's mode, reads the chain id, makes our coinbase the fee recipient of next blocks.
+
+        Raises DevnetError unless anvil runs with automine off and FIFO ordering: with automine each
+        transaction sent would be mined alone, and with fee ordering anvil would reorder the bundles.
+        """
+        info, automine = await self.rpc.batch([("anvil_nodeInfo", []), ("anvil_getAutomine", [])])
+        order = info.get("transactionOrder") if isinstance(info, dict) else None
+        if order != "fifo":
+            raise DevnetError(
+                f"the devnet builder needs anvil started with `--order fifo` (it runs with {order!r}): "
+                "AnvilConfig(no_mining=True, extra_args=['--order', 'fifo'])"
+            )
+        if automine:
+            raise DevnetError("the devnet builder needs anvil with automine off: AnvilConfig(no_mining=True)")
+        self.chain_id = await self.rpc.chain_id()
+        await self.rpc.call("anvil_setCoinbase", [self.coinbase])
+
+    # -- intake ----------------------------------------------------------------------------------
+
+    def add_bundle(self, bundle: Bundle) -> None:
+        """Stores a bundle; the same (signer, replacementUuid) replaces the previous one."""
+        self._seq += 1
+        bundle.seq = self._seq
+        self._bundles[_bundle_key(bundle)] = bundle
+
+    def cancel_bundle(self, replacement_uuid: str, signer: str | None) -> bool:
+        key = ("uuid", (signer or "").lower(), replacement_uuid)
+        return self._bundles.pop(key, None) is not None
+
+    def add_private_tx(self, ptx: PrivateTx) -> None:
+        self._private[ptx.tx.hash] = ptx
+
+    def cancel_private_tx(self, tx_hash: str) -> bool:
+        return self._private.pop(tx_hash.lower(), None) is not None
+
+    def pending_bundles(self, block_number: int | None = None) -> list[Bundle]:
+        return sorted(
+            (b for b in self._bundles.values() if block_number is None or b.block_number == block_number),
+            key=lambda b: b.seq,
+        )
+
+    @property
+    def private_txs(self) -> list[PrivateTx]:
+        return list(self._private.values())
+
+    # -- context ---------------------------------------------------------------------------------
+
+    async def next_context(self, coinbase: str | None = None) -> tuple[dict[str, Any], BlockContext]:
+        """The context of the block anvil mines next: timestamp and base fee from its pending block."""
+        latest, pending = await self.rpc.batch(
+            [("eth_getBlockByNumber", ["latest", False]), ("eth_getBlockByNumber", ["pending", False])]
+        )
+        number = hex_to_int(latest["number"])
+        ts = max(hex_to_int(pending["timestamp"]), hex_to_int(latest["timestamp"]) + 1)
+        base_fee = hex_to_int(pending.get("baseFeePerGas") or "0x0")
+        ctx = BlockContext(
+            state_block=number,
+            number=number + 1,
+            timestamp=ts,
+            base_fee=base_fee,
+            gas_limit=hex_to_int(latest["gasLimit"]),
+            coinbase=coinbase or self.coinbase,
+            chain_id=self.chain_id,
+        )
+        return latest, ctx
+
+    async def call_bundle(
+        self,
+        txs: Sequence[SignedTx],
+        *,
+        block_number: int,
+        state_block: int | None = None,
+        timestamp: int | None = None,
+        coinbase: str | None = None,
+        base_fee: int | None = None,
+        gas_limit: int | None = None,
+    ) -> SimResult:
+        """eth_callBundle: simulate `txs` as block `block_number` on the state after `state_block`."""
+        async with self.lock:
+            _, ctx = await self.next_context(coinbase)
+            if state_block is not None and state_block != ctx.state_block:
+                parent = await self.rpc.call("eth_getBlockByNumber", [hex(state_block), False])
+                if parent is None:
+                    raise SimulationError(f"unknown stateBlockNumber {state_block}")
+                ctx = BlockContext(
+                    state_block=state_block,
+                    number=block_number,
+                    timestamp=hex_to_int(parent["timestamp"]) + 1,
+                    base_fee=next_base_fee(
+                        hex_to_int(parent.get("baseFeePerGas") or "0x0"),
+                        hex_to_int(parent["gasUsed"]),
+                        hex_to_int(parent["gasLimit"]),
+                    ),
+                    gas_limit=hex_to_int(parent["gasLimit"]),
+                    coinbase=ctx.coinbase,
+                    chain_id=self.chain_id,
+                )
+            ctx = BlockContext(
+                state_block=ctx.state_block,
+                number=block_number,
+                timestamp=ctx.timestamp if timestamp is None else timestamp,
+                base_fee=ctx.base_fee if base_fee is None else base_fee,
+                gas_limit=ctx.gas_limit if gas_limit is None else gas_limit,
+                coinbase=ctx.coinbase,
+                chain_id=self.chain_id,
+            )
+            return await simulate(self.rpc, txs, ctx)
+
+    # -- the public pool -------------------------------------------------------------------------
+
+    async def _take_pool(self) -> list[SignedTx]:
+        """Reads every transaction in anvil's pool (pending and queued) and removes them from it."""
+        taken: dict[str, SignedTx] = {}
+        for _ in range(5):
+            content = await self.rpc.call("txpool_content")
+            entries: list[tuple[str, str]] = []
+            for section in ("pending", "queued"):
+                for sender, by_nonce in (content.get(section) or {}).items():
+                    for tx in by_nonce.values():
+                        if tx["hash"] not in taken:
+                            entries.append((sender, tx["hash"]))
+            if not entries:
+                break
+            raws = await self.rpc.batch(
+                [("eth_getRawTransactionByHash", [h]) for _, h in entries], raise_errors=False
+            )
+            await self.rpc.batch([("anvil_dropTransaction", [h]) for _, h in entries], raise_errors=False)
+            for (sender, h), raw in zip(entries, raws, strict=True):
+                if not isinstance(raw, str):
+                    log.warning("pool tx %s vanished before it could be read", h)
+                    continue
+                try:
+                    taken[h] = decode_raw_tx(bytes.fromhex(raw[2:]), sender=sender)
+                except (TxDecodeError, ValueError) as exc:
+                    log.warning("pool tx %s could not be decoded (%s); dropped", h, exc)
+        return _order_public(list(taken.values()))
+
+    async def _send(self, tx: SignedTx) -> str | None:
+        """Sends one raw tx to anvil's pool; returns the error message, or None when accepted."""
+        try:
+            await self.rpc.call("eth_sendRawTransaction", [_hex(tx.raw)])
+        except JsonRpcError as exc:
+            return exc.message
+        return None
+
+    async def _drop(self, hashes: Sequence[str]) -> None:
+        if hashes:
+            await self.rpc.batch([("anvil_dropTransaction", [h]) for h in hashes], raise_errors=False)
+
+    # -- selection -------------------------------------------------------------------------------
+
+    async def _select(
+        self, ctx: BlockContext, candidates: list[Bundle], skipped: dict[str, str]
+    ) -> _Selection:
+        nonces = await fetch_nonces(self.rpc, (t.sender for b in candidates for t in b.txs), ctx.state_block)
+        scored: list[tuple[int, int, Bundle]] = []
+        for b in candidates:
+            try:
+                sim = await simulate(self.rpc, b.txs, ctx, nonces=nonces)
+            except SimulationError as exc:
+                skipped[b.bundle_hash] = str(exc)
+                continue
+            bad = b.disallowed_revert(sim.results)
+            if bad is not None:
+                skipped[b.bundle_hash] = f"tx {bad.tx.hash} reverts and is not in revertingTxHashes"
+                continue
+            scored.append((-sim.bundle_gas_price, b.seq, b))
+        scored.sort(key=lambda s: (s[0], s[1]))
+        sel = _Selection()
+        for _, _, b in scored:
+            try:
+                sim = await simulate(self.rpc, [*sel.txs, *b.txs], ctx, nonces=nonces)
+            except SimulationError as exc:
+                skipped[b.bundle_hash] = f"conflicts with a better-paying bundle: {exc}"
+                continue
+            mine = sim.tail(len(sel.txs))
+            bad = b.disallowed_revert(mine.results)
+            if bad is not None:
+                skipped[b.bundle_hash] = (
+                    f"conflicts with a better-paying bundle: tx {bad.tx.hash} reverts on top of it"
+                )
+                continue
+            sel.bundles.append(b)
+            sel.txs.extend(b.txs)
+            sel.sims[b.bundle_hash] = mine
+        return sel
+
+    # -- building --------------------------------------------------------------------------------
+
+    async def build_block(self) -> BuiltBlock:
+        """Builds and mines the next block: chosen bundles, then private, then public transactions."""
+        async with self.lock:
+            return await self._build_block()
+
+    async def _build_block(self) -> BuiltBlock:
+        t0 = time.perf_counter()
+        _, ctx = await self.next_context()
+        n = ctx.number
+        skipped: dict[str, str] = {}
+        for key, b in list(self._bundles.items()):
+            if b.block_number < n:
+                del self._bundles[key]
+                self.stats["bundles_expired"] += 1
+        for h, p in list(self._private.items()):
+            if p.max_block_number < n:
+                del self._private[h]
+                self.stats["private_expired"] += 1
+
+        public: list[SignedTx] = []
+        sel = _Selection()
+        private_sent: list[SignedTx] = []
+        dropped_public: list[str] = []
+        exposed_at: float | None = None
+        if self.pending_bundles(n) or self._private:
+            try:
+                # Empty the pool first: with FIFO ordering, whatever is sent first is mined first.
+                public = await self._take_pool()
+                _, ctx = await self.next_context()  # with an empty pool the pending block is cheap
+                candidates: list[Bundle] = []
+                for b in self.pending_bundles(n):
+                    if b.min_timestamp and ctx.timestamp < b.min_timestamp:
+                        skipped[b.bundle_hash] = f"timestamp {ctx.timestamp} < minTimestamp {b.min_timestamp}"
+                    elif b.max_timestamp and ctx.timestamp > b.max_timestamp:
+                        skipped[b.bundle_hash] = f"timestamp {ctx.timestamp} > maxTimestamp {b.max_timestamp}"
+                    else:
+                        candidates.append(b)
+                await self._pin(ctx)
+                excluded: set[str] = set()
+                while True:
+                    sel = await self._select(
+                        ctx, [b for b in candidates if b.bundle_hash not in excluded], skipped
+                    )
+                    public += await self._take_pool()  # anything that arrived while simulating
+                    exposed_at = time.perf_counter()
+                    failed = await self._send_bundles(sel, skipped)
+                    if failed is None:
+                        break
+                    excluded.add(failed.bundle_hash)
+                    sel = _Selection()
+                private_sent, dropped_public = await self._queue_rest(ctx, sel, public)
+            except BaseException:
+                await self._recover(sel, private_sent, public)
+                raise
+        else:
+            await self._pin(ctx)
+        await self.rpc.call("evm_mine")
+        exposure = 0.0 if exposed_at is None else time.perf_counter() - exposed_at
+        return await self._after_mine(ctx, sel, skipped, private_sent, public, dropped_public, t0, exposure)
+
+    async def _recover(self, sel: _Selection, private_sent: list[SignedTx], public: list[SignedTx]) -> None:
+        """A build failed before mining: take bundle/private txs back out of the pool and put the
+        public ones back in (best effort; errors such as "already known" are expected and ignored)."""
+        try:
+            await self._drop([t.hash for t in sel.txs] + [t.hash for t in private_sent])
+            for tx in public:
+                await self._send(tx)
+        except Exception as exc:
+            log.error("could not restore anvil's pool after a failed build: %s", exc)
+
+    async def _pin(self, ctx: BlockContext) -> None:
+        """Makes anvil mine the next block with exactly the simulated timestamp and base fee."""
+        await self.rpc.call("evm_setNextBlockTimestamp", [ctx.timestamp])
+        await self.rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(ctx.base_fee)])
+
+    async def _send_bundles(self, sel: _Selection, skipped: dict[str, str]) -> Bundle | None:
+        """Sends the selected bundles' txs in order. If the pool refuses one, removes everything sent
+        and returns that bundle (the selection is then redone without it)."""
+        sent: list[str] = []
+        for b in sel.bundles:
+            for tx in b.txs:
+                err = await self._send(tx)
+                if err is not None:
+                    skipped[b.bundle_hash] = f"rejected by the node's pool: {err}; txhash {tx.hash}"
+                    await self._drop(sent)
+                    return b
+                sent.append(tx.hash)
+        return None
+
+    async def _queue_rest(
+        self, ctx: BlockContext, sel: _Selection, public: list[SignedTx]
+    ) -> tuple[list[SignedTx], list[str]]:
+        """Sends private then public transactions after the bundles; returns (private sent, dropped)."""
+        senders = {t.sender for t in sel.txs} | {p.tx.sender for p in self._private.values()}
+        senders |= {t.sender for t in public}
+        expected = await fetch_nonces(self.rpc, senders, ctx.state_block)
+        for tx in sel.txs:
+            expected[tx.sender] = tx.nonce + 1
+        private_sent: list[SignedTx] = []
+        for p in sorted(self._private.values(), key=lambda p: (p.received_at, p.tx.nonce)):
+            tx = p.tx
+            want = expected[tx.sender]
+            if tx.nonce < want:
+                log.info("private tx %s is stale (nonce %d < %d); dropped", tx.hash, tx.nonce, want)
+                del self._private[tx.hash]
+                continue
+            if tx.nonce > want or tx.max_fee < ctx.base_fee:
+                continue  # not yet includable; stays private
+            err = await self._send(tx)
+            if err is None:
+                private_sent.append(tx)
+                expected[tx.sender] = want + 1
+            else:
+                log.info("private tx %s not includable in block %d: %s", tx.hash, ctx.number, err)
+        dropped: list[str] = []
+        for tx in public:
+            if tx.nonce < expected.get(tx.sender, 0):
+                dropped.append(tx.hash)
+                continue
+            err = await self._send(tx)
+            if err is not None:
+                log.info("public tx %s not re-queued: %s", tx.hash, err)
+                dropped.append(tx.hash)
+        self.stats["public_requeued"] += len(public) - len(dropped)
+        self.stats["public_dropped"] += len(dropped)
+        return private_sent, dropped
+
+    async def _after_mine(
+        self,
+        ctx: BlockContext,
+        sel: _Selection,
+        skipped: dict[str, str],
+        private_sent: list[SignedTx],
+        public: list[SignedTx],
+        dropped_public: list[str],
+        t0: float,
+        exposure: float,
+    ) -> BuiltBlock:
+        block = await self.rpc.call("eth_getBlockByNumber", [hex(ctx.number), False])
+        if block is None:
+            raise RelayError(f"block {ctx.number} missing after evm_mine (mined elsewhere?)")
+        tx_hashes = tuple(str(h).lower() for h in block["transactions"])
+        expected = [t.hash for t in sel.txs]
+        order_ok = list(tx_hashes[: len(expected)]) == expected
+        if not order_ok:
+            self.stats["order_violations"] += 1
+            log.error(
+                "block %d does not start with the bundle txs in order: expected %s, got %s",
+                ctx.number,
+                expected,
+                list(tx_hashes[: len(expected)]),
+            )
+        if expected:
+            receipts = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in expected])
+            by_hash = {r["transactionHash"].lower(): r for r in receipts if r}
+            for b in sel.bundles:
+                for r in sel.sims[b.bundle_hash].results:
+                    rec = by_hash.get(r.tx.hash)
+                    if rec is None or (rec["status"] == "0x1") != r.success:
+                        log.error(
+                            "bundle %s tx %s: mined status differs from simulation", b.bundle_hash, r.tx.hash
+                        )
+        in_block = set(tx_hashes)
+        private_included = [t.hash for t in private_sent if t.hash in in_block]
+        leftover = [t.hash for t in private_sent if t.hash not in in_block]
+        await self._drop(leftover)  # never leave a private tx in the public pool
+        for h in private_included:
+            self._private.pop(h, None)
+        for key, b in list(self._bundles.items()):
+            if b.block_number <= ctx.number:
+                del self._bundles[key]
+        bundles = tuple(b.bundle_hash for b in sel.bundles)
+        for h, why in skipped.items():
+            log.info("block %d: bundle %s skipped: %s", ctx.number, h, why)
+        self.included[ctx.number] = list(bundles)
+        self.stats["blocks"] += 1
+        self.stats["bundles_included"] += len(bundles)
+        self.stats["bundles_skipped"] += len(skipped)
+        self.stats["private_included"] += len(private_included)
+        built = BuiltBlock(
+            number=ctx.number,
+            hash=str(block["hash"]),
+            timestamp=hex_to_int(block["timestamp"]),
+            base_fee=hex_to_int(block.get("baseFeePerGas") or "0x0"),
+            tx_hashes=tx_hashes,
+            bundles=bundles,
+            skipped=skipped,
+            private_txs=tuple(private_included),
+            public_txs=tuple(t.hash for t in public if t.hash in in_block),
+            dropped_public=tuple(dropped_public),
+            order_ok=order_ok,
+            elapsed_s=time.perf_counter() - t0,
+            exposure_s=exposure,
+        )
+        self.blocks[ctx.number] = built
+        while len(self.blocks) > MAX_BLOCK_RECORDS:
+            del self.blocks[next(iter(self.blocks))]
+        return built
+
+
+def _order_public(txs: list[SignedTx]) -> list[SignedTx]:
+    """Highest tip first, each sender's transactions in nonce order (what a fee-ordering miner does)."""
+    by_sender: dict[str, list[SignedTx]] = {}
+    for tx in txs:
+        by_sender.setdefault(tx.sender, []).append(tx)
+    heap: list[tuple[int, int, str, int]] = []
+    for i, (sender, lst) in enumerate(by_sender.items()):
+        lst.sort(key=lambda t: t.nonce)
+        heap.append((-lst[0].max_priority_fee, i, sender, 0))
+    heapq.heapify(heap)
+    out: list[SignedTx] = []
+    while heap:
+        _, i, sender, k = heapq.heappop(heap)
+        lst = by_sender[sender]
+        out.append(lst[k])
+        if k + 1 < len(lst):
+            heapq.heappush(heap, (-lst[k + 1].max_priority_fee, i, sender, k + 1))
+    return out

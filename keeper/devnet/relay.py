@@ -1,0 +1,450 @@
+"""A local bundle relay for the devnet: a stand-in for real block builders, NOT a real relay.
+
+It speaks the builder JSON-RPC API described in /work/shared/facts/flashbots.md (Flashbots docs
+"advanced/rpc-endpoint", flashbots/builder `internal/ethapi/api.go`, flashbots/go-utils signature):
+`eth_sendBundle`, `eth_callBundle`, `eth_cancelBundle`, `eth_sendPrivateTransaction` (and
+`eth_cancelPrivateTransaction`), each request authenticated by `X-Flashbots-Signature` over the exact body
+bytes. Bundles are kept in memory and included by `keeper.devnet.builder.Builder`, which produces the
+blocks of an anvil node started with automine off (`no_mining=True`, `--order fifo`).
+
+Errors are JSON-RPC error objects:
+- missing signature: HTTP 403, -32600 "signature is required"; bad signature: HTTP 403, -32025
+  "invalid flashbots signature: ...";
+- unparsable body -32700, not a request -32600, unknown method -32601, bad params -32602
+  (including "unable to decode txs: ..."), all HTTP 400;
+- a bundle transaction that cannot be applied in eth_callBundle: -32000 "err: ...; txhash 0x...", HTTP 400;
+- anything unexpected: -32603, HTTP 500 (the server keeps running).
+
+Everything received is recorded in `received` (method, params, signer, time, error) and what was
+included in which block in `included` (block number -> bundle hashes), for tests and the demo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from keeper.chain.flashbots_auth import HEADER, FlashbotsAuthError, recover_signer
+from keeper.chain.redact import redact_url
+from keeper.chain.rpc import RpcClient
+from keeper.devnet.builder import (
+    BUILDER_COINBASE,
+    MAX_BUNDLE_BYTES,
+    MAX_BUNDLE_TXS,
+    PRIVATE_TX_BLOCKS,
+    Builder,
+    Bundle,
+    PrivateTx,
+    SignedTx,
+    SimulationError,
+    TxDecodeError,
+    bundle_hash,
+    decode_raw_tx,
+)
+from keeper.devnet.miner import mine_forever
+from keeper.errors import KeeperError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 2 * 1024 * 1024
+_THREAD_DECODE_ABOVE: Final = 16  # decode bigger bundles off the event loop (~0.3 ms per tx)
+_HASH_LEN: Final = 66
+
+
+class ParamsError(Exception):
+    """Invalid params: answered with -32602 and this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    method: str | None
+    params: Any
+    signer: str | None
+    at: float
+    """Wall-clock time (time.time()) the request arrived."""
+    error: str | None = None
+
+
+Handler = Callable[[Any, str], Awaitable[Any]]
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _single_object(params: Any) -> dict[str, Any]:
+    if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], dict):
+        raise ParamsError("params must be a list holding exactly one object")
+    return params[0]
+
+
+def _quantity(value: Any, name: str) -> int:
+    if not isinstance(value, str) or not value.startswith(("0x", "0X")) or not 2 < len(value) <= 66:
+        raise ParamsError(f"{name} must be a hex quantity like 0x1b4, got {_short(value)}")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise ParamsError(f"{name} must be a hex quantity like 0x1b4, got {_short(value)}") from None
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    """An optional non-negative integer: JSON number, or hex quantity string."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ParamsError(f"{name} must be an integer, got {_short(value)}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ParamsError(f"{name} must not be negative")
+        return value
+    if isinstance(value, str):
+        return _quantity(value, name)
+    raise ParamsError(f"{name} must be an integer, got {_short(value)}")
+
+
+def _tx_hash(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) != _HASH_LEN or not value.startswith("0x"):
+        raise ParamsError(f"{name} must be a 0x-prefixed 32-byte hash, got {_short(value)}")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise ParamsError(f"{name} must be a 0x-prefixed 32-byte hash, got {_short(value)}") from None
+    return value.lower()
+
+
+def _address(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ParamsError(f"{name} must be a 0x-prefixed 20-byte address, got {_short(value)}")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise ParamsError(f"{name} must be a 0x-prefixed 20-byte address, got {_short(value)}") from None
+    return value
+
+
+def _uuid(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ParamsError(f"replacementUuid must be a UUID string, got {_short(value)}")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ParamsError(f"replacementUuid must be a UUID, got {_short(value)}") from None
+
+
+def _raw_txs(value: Any) -> list[bytes]:
+    """The checks that need no decoding: a list of 0x-hex strings within the size limits."""
+    if value is None:
+        raise ParamsError("missing txs")
+    if not isinstance(value, list):
+        raise ParamsError("txs must be a list of signed raw transactions (0x-hex strings)")
+    if len(value) > MAX_BUNDLE_TXS:
+        raise ParamsError(f"too many txs: {len(value)} > {MAX_BUNDLE_TXS}")
+    raws: list[bytes] = []
+    total = 0
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.startswith("0x"):
+            raise ParamsError(f"txs[{i}] must be a 0x-prefixed hex string, got {_short(item)}")
+        try:
+            raw = bytes.fromhex(item[2:])
+        except ValueError:
+            raise ParamsError(f"txs[{i}] is not valid hex") from None
+        total += len(raw)
+        if total > MAX_BUNDLE_BYTES:
+            raise ParamsError(f"bundle too large: more than {MAX_BUNDLE_BYTES} bytes of txs")
+        raws.append(raw)
+    return raws
+
+
+def _decode_all(raws: list[bytes]) -> list[SignedTx]:
+    out = []
+    for i, raw in enumerate(raws):
+        try:
+            out.append(decode_raw_tx(raw))
+        except TxDecodeError as exc:
+            raise ParamsError(f"unable to decode txs: txs[{i}]: {exc}") from None
+    return out
+
+
+async def _decode_txs(value: Any) -> list[SignedTx]:
+    raws = _raw_txs(value)
+    if not raws:
+        raise ParamsError("missing txs: the bundle is empty")
+    if len(raws) > _THREAD_DECODE_ABOVE:
+        return await asyncio.to_thread(_decode_all, raws)
+    return _decode_all(raws)
+
+
+def _response(
+    req_id: Any, *, result: Any = None, error: tuple[int, str] | None = None, status: int = 200
+) -> web.Response:
+    payload: dict[str, Any] = {"jsonrpc": "2.0", "id": req_id}
+    if error is not None:
+        payload["error"] = {"code": error[0], "message": error[1]}
+    else:
+        payload["result"] = result
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")
+
+
+class RelayServer:
+    """`async with RelayServer(anvil_http_url, port=0) as relay:` then POST to `relay.url`.
+
+    Binds 127.0.0.1 by default. `relay.builder.build_block()` builds the next block on demand.
+    """
+
+    def __init__(
+        self,
+        anvil_url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        coinbase: str = BUILDER_COINBASE,
+        max_records: int = 100_000,
+    ) -> None:
+        self.anvil_url = anvil_url
+        self.host = host
+        self.port = port
+        self.rpc = RpcClient(anvil_url, retries=1, timeout=30.0)
+        self.builder = Builder(self.rpc, coinbase=coinbase)
+        self.received: deque[Received] = deque(maxlen=max_records)
+        """The last `max_records` requests, oldest first."""
+        self._runner: web.AppRunner | None = None
+        self._methods: dict[str, Handler] = {
+            "eth_sendBundle": self._send_bundle,
+            "eth_callBundle": self._call_bundle,
+            "eth_cancelBundle": self._cancel_bundle,
+            "eth_sendPrivateTransaction": self._send_private,
+            "eth_cancelPrivateTransaction": self._cancel_private,
+            "devnet_buildBlock": self._build_block,
+        }
+
+    def __repr__(self) -> str:
+        return f"RelayServer({self.url}, anvil={redact_url(self.anvil_url)})"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def included(self) -> dict[int, list[str]]:
+        return self.builder.included
+
+    async def start(self) -> None:
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("the devnet relay is bound to %s, not loopback", self.host)
+        await self.builder.setup()
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        if self.port == 0:
+            self.port = int(runner.addresses[0][1])
+        log.info("devnet relay listening on %s (builder for %s)", self.url, redact_url(self.anvil_url))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.rpc.close()
+
+    async def __aenter__(self) -> RelayServer:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- request handling ------------------------------------------------------------------------
+
+    def _record(self, method: str | None, params: Any, signer: str | None, error: str | None) -> None:
+        self.received.append(Received(method, params, signer, time.time(), error))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self._record(None, None, None, "request body too large")
+            return _response(None, error=(-32600, "request body too large"), status=413)
+        try:
+            signer = recover_signer(request.headers.get(HEADER, ""), body)
+        except FlashbotsAuthError as exc:
+            self._record(None, None, None, str(exc))
+            return _response(None, error=(exc.code or -32025, str(exc)), status=403)
+        try:
+            req = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self._record(None, None, signer, "parse error")
+            return _response(None, error=(-32700, "parse error: body is not JSON"), status=400)
+        if isinstance(req, list):
+            self._record(None, None, signer, "batch")
+            return _response(None, error=(-32600, "batch requests are not supported"), status=400)
+        if not isinstance(req, dict):
+            self._record(None, None, signer, "not an object")
+            return _response(None, error=(-32600, "invalid request: not a JSON object"), status=400)
+        req_id = req.get("id")
+        method = req.get("method")
+        params = req.get("params", [])
+        if not isinstance(method, str):
+            self._record(None, params, signer, "no method")
+            return _response(req_id, error=(-32600, "invalid request: method must be a string"), status=400)
+        handler = self._methods.get(method)
+        if handler is None:
+            self._record(method, params, signer, "method not found")
+            return _response(req_id, error=(-32601, f"method {_short(method)} not found"), status=400)
+        try:
+            result = await handler(params, signer)
+        except ParamsError as exc:
+            self._record(method, params, signer, str(exc))
+            return _response(req_id, error=(-32602, str(exc)), status=400)
+        except SimulationError as exc:
+            self._record(method, params, signer, str(exc))
+            return _response(req_id, error=(-32000, str(exc)), status=400)
+        except (KeeperError, OSError) as exc:
+            log.warning("%s failed: %s", method, exc)
+            self._record(method, params, signer, str(exc))
+            return _response(req_id, error=(-32603, f"internal error: {exc}"), status=500)
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", method)
+            self._record(method, params, signer, repr(exc))
+            return _response(req_id, error=(-32603, "internal error"), status=500)
+        self._record(method, params, signer, None)
+        return _response(req_id, result=result)
+
+    # -- methods ---------------------------------------------------------------------------------
+
+    async def _send_bundle(self, params: Any, signer: str) -> Any:
+        obj = _single_object(params)
+        replacement = _uuid(obj.get("replacementUuid"))
+        if isinstance(obj.get("txs"), list) and not obj["txs"] and replacement is not None:
+            # BuilderNet-style cancellation: same uuid, no txs
+            self.builder.cancel_bundle(replacement, signer)
+            return None
+        txs = await _decode_txs(obj.get("txs"))
+        block = _quantity(obj.get("blockNumber"), "blockNumber")
+        reverting = obj.get("revertingTxHashes") or []
+        if not isinstance(reverting, list):
+            raise ParamsError("revertingTxHashes must be a list of tx hashes")
+        builders = obj.get("builders")
+        if builders is not None and not (
+            isinstance(builders, list) and all(isinstance(b, str) for b in builders)
+        ):
+            raise ParamsError("builders must be a list of names")
+        bundle = Bundle(
+            txs=tuple(txs),
+            block_number=block,
+            bundle_hash=bundle_hash(txs),
+            reverting_tx_hashes=frozenset(
+                _tx_hash(h, f"revertingTxHashes[{i}]") for i, h in enumerate(reverting)
+            ),
+            min_timestamp=_opt_int(obj.get("minTimestamp"), "minTimestamp"),
+            max_timestamp=_opt_int(obj.get("maxTimestamp"), "maxTimestamp"),
+            replacement_uuid=replacement,
+            signer=signer,
+            received_at=time.time(),
+        )
+        self.builder.add_bundle(bundle)
+        return {"bundleHash": bundle.bundle_hash}
+
+    async def _call_bundle(self, params: Any, signer: str) -> Any:
+        obj = _single_object(params)
+        txs = await _decode_txs(obj.get("txs"))
+        block = _quantity(obj.get("blockNumber"), "blockNumber")
+        state = obj.get("stateBlockNumber", "latest")
+        state_block = None if state in ("latest", None) else _quantity(state, "stateBlockNumber")
+        coinbase = obj.get("coinbase")
+        sim = await self.builder.call_bundle(
+            txs,
+            block_number=block,
+            state_block=state_block,
+            timestamp=_opt_int(obj.get("timestamp"), "timestamp"),
+            coinbase=None if coinbase is None else _address(coinbase, "coinbase"),
+            base_fee=_opt_int(obj.get("baseFee"), "baseFee"),
+            gas_limit=_opt_int(obj.get("gasLimit"), "gasLimit"),
+        )
+        return sim.to_json()
+
+    async def _cancel_bundle(self, params: Any, signer: str) -> Any:
+        obj = _single_object(params)
+        replacement = _uuid(obj.get("replacementUuid"))
+        if replacement is None:
+            raise ParamsError("missing replacementUuid")
+        self.builder.cancel_bundle(replacement, signer)
+        return None
+
+    async def _send_private(self, params: Any, signer: str) -> Any:
+        obj = _single_object(params)
+        raw_hex = obj.get("tx")
+        if raw_hex is None:
+            raise ParamsError("missing tx")
+        if not isinstance(raw_hex, str) or not raw_hex.startswith("0x"):
+            raise ParamsError(f"tx must be a 0x-prefixed signed raw transaction, got {_short(raw_hex)}")
+        (tx,) = _decode_all(_raw_txs([raw_hex]))
+        max_block = obj.get("maxBlockNumber")
+        if max_block is None:
+            latest = await self.rpc.block_number()
+            limit = latest + PRIVATE_TX_BLOCKS
+        else:
+            limit = _quantity(max_block, "maxBlockNumber")
+        self.builder.add_private_tx(PrivateTx(tx, limit, signer, time.time()))
+        return tx.hash
+
+    async def _build_block(self, params: Any, signer: str) -> Any:
+        """Devnet extension (not part of any builder API): build and mine the next block now.
+
+        Scenarios that mine their own set-up blocks call this, so that every block on the devnet is
+        produced by the builder under its lock and never interleaves with an interval build.
+        """
+        built = await self.builder.build_block()
+        return {"number": built.number, "hash": built.hash, "transactions": len(built.tx_hashes)}
+
+    async def _cancel_private(self, params: Any, signer: str) -> Any:
+        obj = _single_object(params)
+        h = _tx_hash(obj.get("txHash"), "txHash")
+        return self.builder.cancel_private_tx(h)
+
+
+async def run_relay(
+    anvil_url: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    block_time: float = 2.0,
+    *,
+    started: asyncio.Future[str] | None = None,
+) -> None:
+    """Serves the relay and produces a block every `block_time` seconds until cancelled.
+
+    `block_time <= 0` serves only (blocks are built by whoever calls `build_block`, or not at all).
+    `started`, when given, receives the relay URL once it listens.
+    """
+    async with RelayServer(anvil_url, host=host, port=port) as relay:
+        if started is not None and not started.done():
+            started.set_result(relay.url)
+        if block_time > 0:
+            await mine_forever(relay.builder, block_time)
+        else:
+            await asyncio.Event().wait()
+
+
+__all__ = ["MAX_BODY_BYTES", "ParamsError", "Received", "RelayServer", "run_relay"]
