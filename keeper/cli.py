@@ -1,0 +1,320 @@
+"""The `keeper` command line: version, check, run, devnet.
+
+Exit codes: 0 ok (also after Ctrl-C / SIGTERM in `run`), 1 runtime failure (node unreachable, crash),
+2 bad configuration (one `error: ...` line per problem on stderr, never a secret, never a traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import importlib.metadata
+import logging
+import platform
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from keeper import __version__
+from keeper.chain.redact import redact_url
+from keeper.config import Settings, env_name, flashbots_account, funds_account, load_settings
+from keeper.devnet.cli import app as devnet_app
+from keeper.errors import ConfigError, RpcError, RpcTransportError
+from keeper.logs import kv, register_secrets, scrub, setup_logging
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from keeper.chain.rpc import RpcClient
+
+log = logging.getLogger("keeper.cli")
+
+app = typer.Typer(
+    name="keeper",
+    help="Liquidation keeper and peg-arbitrage bot for Ethereum and EVM chains.",
+    no_args_is_help=True,
+    add_completion=False,
+    # A crash must never print local variables: they may hold keys.
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(devnet_app, name="devnet")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="TOML settings file (keys are field names, e.g. rpc_http_url). Env vars and .env override it.",
+        dir_okay=False,
+    ),
+]
+
+
+def _echo(text: str, *, err: bool = False, fg: str | None = None) -> None:
+    """All output passes the same scrubbing as log lines (registered secrets, 64-hex strings)."""
+    typer.secho(scrub(text), err=err, fg=fg)
+
+
+def _fail_config(exc: ConfigError) -> NoReturn:
+    for problem in exc.problems:
+        _echo(f"error: {problem}", err=True, fg="red")
+    raise typer.Exit(2)
+
+
+def _load(config: Path | None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        _fail_config(exc)
+    register_secrets(*settings.secrets())
+    return settings
+
+
+def describe_error(exc: BaseException, timeout: float) -> str:
+    """A short human reason for a connection failure, from the exception and its cause/context chain."""
+    import aiohttp
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectorDNSError | socket.gaierror):
+            return "host name not found"
+        if isinstance(seen, aiohttp.ClientConnectorCertificateError | ssl.SSLError):
+            return "TLS/certificate error"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(seen, TimeoutError | aiohttp.ServerTimeoutError):
+            return f"no answer within {timeout:g}s"
+        if isinstance(seen, aiohttp.WSServerHandshakeError):
+            return f"websocket handshake refused (HTTP {seen.status})"
+        if isinstance(seen, OSError) and seen.errno is not None:
+            if seen.errno == errno.ECONNREFUSED:
+                return "connection refused"
+            return (seen.strerror or str(seen)).lower()
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            return str(seen.os_error.strerror or seen.os_error).lower()
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
+# ---- version ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def version() -> None:
+    """Print the keeper, Python and web3 versions."""
+    try:
+        web3_version = importlib.metadata.version("web3")
+    except importlib.metadata.PackageNotFoundError:
+        web3_version = "not installed"
+    typer.echo(f"keeper {__version__}")
+    typer.echo(f"python {platform.python_version()}")
+    typer.echo(f"web3 {web3_version}")
+
+
+# ---- check --------------------------------------------------------------------------------------------
+
+
+async def _check_ws(url: str, expected_chain_id: int, timeout: float) -> str:
+    """Connects, asks eth_chainId, returns a status line; raises on failure."""
+    import aiohttp
+    import orjson
+
+    async with (
+        asyncio.timeout(timeout),
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, heartbeat=None) as ws,
+    ):
+        await ws.send_bytes(orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
+        msg = await ws.receive()
+        if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            raise ConnectionError(f"websocket closed before answering ({msg.type.name})")
+        reply = orjson.loads(msg.data)
+    result = reply.get("result") if isinstance(reply, dict) else None
+    if not isinstance(result, str):
+        raise ConnectionError("websocket answered eth_chainId without a result")
+    chain_id = int(result, 16)
+    if chain_id != expected_chain_id:
+        raise ConnectionError(f"websocket is on chain {chain_id}, HTTP on chain {expected_chain_id}")
+    return f"chain id {chain_id}"
+
+
+async def _check_relay(url: str, timeout: float) -> int:
+    """HTTP status of a JSON-RPC POST to the relay; any HTTP answer means reachable."""
+    import aiohttp
+
+    body = b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url,
+            data=body,
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp,
+    ):
+        await resp.read()
+        return resp.status
+
+
+async def _check(settings: Settings, account: LocalAccount | None, timeout: float) -> int:
+    from keeper.chain.rpc import RpcClient
+    from keeper.chain.units import format_units
+
+    failures = 0
+    http_shown = redact_url(settings.rpc_http_url)
+    async with RpcClient(settings.rpc_http_url, timeout=timeout, retries=1) as rpc:
+        try:
+            chain_id = await rpc.chain_id()
+            head = await rpc.call("eth_getBlockByNumber", ["latest", False])
+        except RpcTransportError as exc:
+            reason = describe_error(exc, timeout)
+            _echo(
+                f"error: cannot reach {env_name('rpc_http_url')} ({http_shown}): {reason}", err=True, fg="red"
+            )
+            return 1
+        except RpcError as exc:
+            _echo(
+                f"error: {env_name('rpc_http_url')} ({http_shown}) is not a working JSON-RPC node: {exc}",
+                err=True,
+            )
+            return 1
+        number = int(head["number"], 16)
+        age = int(time.time()) - int(head["timestamp"], 16)
+        base_fee = int(head.get("baseFeePerGas") or "0x0", 16)
+        _echo(f"rpc http: {http_shown} ok")
+        _echo(f"chain id: {chain_id}")
+        _echo(f"head: block {number}, age {age}s, base fee {format_units(base_fee, 9)} gwei")
+
+        ws_label = "rpc ws (derived from KEEPER_RPC_HTTP_URL)" if settings.ws_url_is_derived else "rpc ws"
+        ws_shown = redact_url(settings.ws_url)
+        try:
+            _echo(f"{ws_label}: {ws_shown} ok, {await _check_ws(settings.ws_url, chain_id, timeout)}")
+        except Exception as exc:
+            failures += 1
+            hint = f"; set {env_name('rpc_ws_url')}" if settings.ws_url_is_derived else ""
+            _echo(f"error: {ws_label}: cannot use {ws_shown}: {describe_error(exc, timeout)}{hint}", err=True)
+
+        failures += await _check_accounts(settings, account, rpc, format_units)
+
+    for i, url in enumerate(settings.relay_urls, 1):
+        shown = redact_url(url)
+        try:
+            status = await _check_relay(url, timeout)
+            _echo(f"relay {i}: {shown} reachable (HTTP {status})")
+        except Exception as exc:
+            failures += 1
+            _echo(
+                f"error: relay {i} in KEEPER_RELAY_URLS ({shown}) unreachable: "
+                + describe_error(exc, timeout),
+                err=True,
+            )
+    if not settings.relay_urls:
+        _echo("relays: none configured (KEEPER_RELAY_URLS)")
+    _echo(
+        f"strategies: {', '.join(settings.strategies)}; "
+        f"submit: {settings.submit}; dry run: {str(settings.dry_run).lower()}"
+    )
+    if failures:
+        _echo(f"{failures} check(s) failed", err=True, fg="red")
+        return 1
+    _echo("all checks passed", fg="green")
+    return 0
+
+
+async def _check_accounts(settings: Settings, account: LocalAccount | None, rpc: RpcClient, fmt: Any) -> int:
+    if account is None:
+        _echo(f"account: none configured ({env_name('private_key')} or {env_name('keystore')})")
+    else:
+        try:
+            balance = await rpc.get_balance(account.address)
+        except RpcError as exc:
+            _echo(f"error: cannot read the balance of {account.address}: {exc}", err=True)
+            return 1
+        _echo(f"account: {account.address} balance {fmt(balance)} ETH")
+    identity = flashbots_account(settings)
+    if identity is not None:
+        _echo(f"relay identity: {identity.address}")
+    elif settings.submit == "bundle":
+        _echo(f"relay identity: none ({env_name('flashbots_signer_key')}); bundles cannot be signed")
+    return 0
+
+
+@app.command()
+def check(
+    config: ConfigOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each endpoint.")] = 5.0,
+) -> None:
+    """Validate settings and test the node (HTTP, websocket), the account balance and each relay."""
+    import uvloop
+
+    settings = _load(config)
+    setup_logging(settings.log_format, "WARNING", threaded=False)
+    try:
+        account = funds_account(settings)  # may take a second (keystore scrypt); the loop is not running
+    except ConfigError as exc:
+        _fail_config(exc)
+    raise typer.Exit(uvloop.run(_check(settings, account, timeout)))
+
+
+# ---- run ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the keeper: block collector -> strategies, with /metrics and /health. Ctrl-C stops it (exit 0)."""
+    from keeper.chain.rpc import RpcClient
+    from keeper.collectors.blocks import BlockCollector
+    from keeper.core.engine import Engine
+    from keeper.core.health import HeadWatch
+    from keeper.core.runtime import run as run_main
+    from keeper.observability import ObservabilityServer
+    from keeper.strategies_registry import StrategyContext, build_strategies
+
+    settings = _load(config)
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        account = funds_account(settings)  # before the loop starts: keystore decryption is CPU-bound
+        rpc = RpcClient(settings.rpc_http_url)
+        strategies = build_strategies(settings.strategies, StrategyContext(settings=settings, rpc=rpc))
+    except ConfigError as exc:
+        _fail_config(exc)
+    head_watch = HeadWatch(settings.head_max_age_seconds)
+    collector = BlockCollector(settings.ws_url, rpc, head_watch=head_watch)
+    engine = Engine([collector], strategies, [])
+    server = ObservabilityServer(settings.metrics_host, settings.metrics_port, head_watch)
+
+    log.info(
+        "keeper starting",
+        extra=kv(
+            version=__version__,
+            rpc=redact_url(settings.rpc_http_url),
+            ws=redact_url(settings.ws_url),
+            strategies=",".join(settings.strategies),
+            submit=settings.submit,
+            dry_run=settings.dry_run,
+            account=account.address if account is not None else None,
+        ),
+    )
+    if settings.ws_url_is_derived:
+        log.warning(
+            "KEEPER_RPC_WS_URL not set; using a websocket URL derived from KEEPER_RPC_HTTP_URL",
+            extra=kv(ws=redact_url(settings.ws_url)),
+        )
+
+    async def main() -> None:
+        async with rpc, server:
+            await engine.run()
+
+    raise typer.Exit(run_main(main))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
