@@ -35,6 +35,7 @@ class Borrowing:
     """reserve addresses supplied, in first-seen order"""
     debt: list[str] = field(default_factory=list)
     health_factor: int | None = None
+    total_debt_base: int | None = None
 
 
 def _addr(topic: str) -> str:
@@ -86,7 +87,7 @@ async def discover(rpc: RpcClient, dep: DevnetDeployment) -> dict[tuple[str, str
 async def read_health_factors(
     rpc: RpcClient, dep: DevnetDeployment, borrowings: Sequence[Borrowing], *, chunk: int = 500
 ) -> None:
-    """Fills `health_factor` (1e18-scaled) from the protocol's own getUserAccountData."""
+    """Fills `health_factor` (1e18-scaled) and `total_debt_base` from the protocol's getUserAccountData."""
     for i in range(0, len(borrowings), chunk):
         part = borrowings[i : i + chunk]
         calls = []
@@ -96,4 +97,6 @@ async def read_health_factors(
             calls.append(("eth_call", [{"to": pool, "data": "0x" + data.hex()}, "latest"]))
         results = await rpc.batch(calls)
         for b, raw in zip(part, results, strict=True):
-            b.health_factor = int(decode(["uint256"] * 6, hex_to_bytes(raw))[5])
+            data = decode(["uint256"] * 6, hex_to_bytes(raw))
+            b.total_debt_base = int(data[1])
+            b.health_factor = int(data[5])
