@@ -36,7 +36,11 @@ def test_artifacts_match_sources_and_settings() -> None:
         assert data["settings"]["evmVersion"] == "cancun"
         assert data["settings"]["optimizer"] == {"enabled": True, "runs": 200}
         assert (CONTRACTS_DIR / data["sourceName"]).is_file()
-        assert data["bytecode"].startswith("0x60") and data["deployedBytecode"].startswith("0x60")
+        for field in ("bytecode", "deployedBytecode"):
+            code = data[field]
+            assert code.startswith("0x")
+            assert len(code) > 2
+            bytes.fromhex(code[2:])  # valid hex, fully linked
         assert our_artifact(path.stem).abi == data["abi"]
     # Multicall3 is installed with anvil_setCode: its runtime code must be complete on its own.
     multicall = orjson.loads((ARTIFACTS_DIR / "Multicall3.json").read_bytes())

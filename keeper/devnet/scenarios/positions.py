@@ -97,6 +97,6 @@ async def read_health_factors(
             calls.append(("eth_call", [{"to": pool, "data": "0x" + data.hex()}, "latest"]))
         results = await rpc.batch(calls)
         for b, raw in zip(part, results, strict=True):
-            data = decode(["uint256"] * 6, hex_to_bytes(raw))
-            b.total_debt_base = int(data[1])
-            b.health_factor = int(data[5])
+            fields = decode(["uint256"] * 6, hex_to_bytes(raw))
+            b.total_debt_base = int(fields[1])
+            b.health_factor = int(fields[5])
