@@ -1,4 +1,4 @@
-"""The `keeper` command line: version, check, run, devnet.
+"""The `keeper` command line: version, check, run, demo, devnet.
 
 Exit codes: 0 ok (also after Ctrl-C / SIGTERM in `run`), 1 runtime failure (node unreachable, crash),
 2 bad configuration (one `error: ...` line per problem on stderr, never a secret, never a traceback).
@@ -308,6 +308,25 @@ def run(config: ConfigOption = None) -> None:
     async def main() -> None:
         async with rpc, server:
             await engine.run()
+
+    raise typer.Exit(run_main(main))
+
+
+@app.command()
+def demo(
+    borrowers: Annotated[int, typer.Option(help="Borrowers to create on the two Aave markets.")] = 500,
+    block_time: Annotated[float, typer.Option(help="Seconds between devnet blocks.")] = 1.0,
+    drop_bps: Annotated[int, typer.Option(help="ETH crash size in basis points.")] = 2_500,
+    blocks: Annotated[int, typer.Option(help="Blocks the crash is spread over.")] = 10,
+) -> None:
+    """The whole loop on the embedded devnet: borrowers, an ETH crash, what the keeper sees, a summary."""
+    from keeper.core.runtime import run as run_main
+    from keeper.demo import run_demo
+
+    setup_logging("text", "WARNING")
+
+    async def main() -> None:
+        await run_demo(borrowers=borrowers, block_time=block_time, drop_bps=drop_bps, crash_blocks=blocks)
 
     raise typer.Exit(run_main(main))
 
