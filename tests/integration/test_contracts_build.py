@@ -23,7 +23,16 @@ def test_recompile_is_byte_identical(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     built = sorted(p.name for p in out.glob("*.json"))
     committed = sorted(p.name for p in ARTIFACTS_DIR.glob("*.json"))
-    assert built == committed == ["LiquidStakingToken.json", "Multicall3.json", "PriceFeed.json"]
+    assert (
+        built
+        == committed
+        == [
+            "LiquidStakingToken.json",
+            "LiquidationExecutor.json",
+            "Multicall3.json",
+            "PriceFeed.json",
+        ]
+    )
     for name in built:
         assert (out / name).read_bytes() == (ARTIFACTS_DIR / name).read_bytes(), f"{name} is stale"
 
