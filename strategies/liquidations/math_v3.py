@@ -1,0 +1,437 @@
+"""Aave V3 (core-v3 1.19.x) health factors and liquidation amounts, ported line by line. Pure: no I/O.
+
+Every function names the Solidity it mirrors; the integer operations and their order are the same, so
+results equal the Pool's to the wei. `timestamp` is the block timestamp the Pool would see (for a
+prediction: the target block's).
+
+Not modelled (the caller checks them): the PriceOracleSentinel (none on L1), a reserve's available
+liquidity for receiveAToken=false (the aToken must hold enough underlying to pay the liquidator),
+and the liquidator's side (allowance, isolation-mode rules for the aTokens received). This version has
+no "dust" rule: V3.3's minimum leftover (MIN_LEFTOVER_BASE, forcing a full liquidation when less than
+$1000 would remain) does not exist in 1.19.3; the close factor is the only cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from keeper.chain.units import RAY, UINT256_MAX, percent_div, percent_mul, ray_div, ray_mul, wad_div
+from strategies.liquidations.common import (
+    HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
+    NO_DEBT_HEALTH_FACTOR,
+    AccountData,
+    LiquidationOutcome,
+    NotLiquidatable,
+    UnknownReserveError,
+)
+from strategies.liquidations.model import EModeCategory, ReserveState, UserPosition, UserReserve
+
+SECONDS_PER_YEAR = 365 * 24 * 3600
+"""MathUtils.SECONDS_PER_YEAR (365 days, leap years ignored)."""
+DEFAULT_LIQUIDATION_CLOSE_FACTOR = 5000
+"""LiquidationLogic: 50% of the debt while the health factor is above CLOSE_FACTOR_HF_THRESHOLD."""
+MAX_LIQUIDATION_CLOSE_FACTOR = 10000
+CLOSE_FACTOR_HF_THRESHOLD = 95 * 10**16
+"""0.95e18: at or below it, the whole debt may be repaid at once."""
+
+Indexes = Mapping[str, tuple[int, int]]
+"""asset -> (normalized income, normalized variable debt) at one timestamp; see `normalized_indexes`."""
+
+
+# ------------------------------------------------------------------------------------------- interest
+
+
+def calculate_linear_interest(rate: int, last_update_timestamp: int, timestamp: int) -> int:
+    """MathUtils.calculateLinearInterest: RAY + rate * dt / SECONDS_PER_YEAR."""
+    if timestamp < last_update_timestamp:
+        raise ValueError(f"timestamp {timestamp} is before the last update {last_update_timestamp}")
+    return RAY + rate * (timestamp - last_update_timestamp) // SECONDS_PER_YEAR
+
+
+def calculate_compounded_interest(rate: int, last_update_timestamp: int, timestamp: int) -> int:
+    """MathUtils.calculateCompoundedInterest (V3): the 3-term binomial expansion of (1 + r/yr)^dt, with
+    V3's order of operations (rate squared in ray, then divided by SECONDS_PER_YEAR^2)."""
+    if timestamp < last_update_timestamp:
+        raise ValueError(f"timestamp {timestamp} is before the last update {last_update_timestamp}")
+    exp = timestamp - last_update_timestamp
+    if exp == 0:
+        return RAY
+    exp_minus_one = exp - 1
+    exp_minus_two = exp - 2 if exp > 2 else 0
+    base_power_two = ray_mul(rate, rate) // (SECONDS_PER_YEAR * SECONDS_PER_YEAR)
+    base_power_three = ray_mul(base_power_two, rate) // SECONDS_PER_YEAR
+    second_term = exp * exp_minus_one * base_power_two // 2
+    third_term = exp * exp_minus_one * exp_minus_two * base_power_three // 6
+    return RAY + rate * exp // SECONDS_PER_YEAR + second_term + third_term
+
+
+def normalized_income(reserve: ReserveState, timestamp: int) -> int:
+    """ReserveLogic.getNormalizedIncome (= Pool.getReserveNormalizedIncome)."""
+    if reserve.last_update_timestamp == timestamp:
+        return reserve.liquidity_index
+    interest = calculate_linear_interest(
+        reserve.current_liquidity_rate, reserve.last_update_timestamp, timestamp
+    )
+    return ray_mul(interest, reserve.liquidity_index)
+
+
+def normalized_debt(reserve: ReserveState, timestamp: int) -> int:
+    """ReserveLogic.getNormalizedDebt (= Pool.getReserveNormalizedVariableDebt)."""
+    if reserve.last_update_timestamp == timestamp:
+        return reserve.variable_borrow_index
+    interest = calculate_compounded_interest(
+        reserve.current_variable_borrow_rate, reserve.last_update_timestamp, timestamp
+    )
+    return ray_mul(interest, reserve.variable_borrow_index)
+
+
+def normalized_indexes(reserves: Mapping[str, ReserveState], timestamp: int) -> dict[str, tuple[int, int]]:
+    """Both indexes of every reserve at `timestamp`: compute once per block, share across positions."""
+    return {a: (normalized_income(r, timestamp), normalized_debt(r, timestamp)) for a, r in reserves.items()}
+
+
+def _indexes(reserve: ReserveState, timestamp: int, indexes: Indexes | None) -> tuple[int, int]:
+    if indexes is not None:
+        cached = indexes.get(reserve.asset)
+        if cached is not None:
+            return cached
+    return normalized_income(reserve, timestamp), normalized_debt(reserve, timestamp)
+
+
+# ------------------------------------------------------------------------------------------- balances
+
+
+def a_token_balance(scaled_balance: int, income: int) -> int:
+    """AToken.balanceOf: scaledBalance.rayMul(normalizedIncome)."""
+    return ray_mul(scaled_balance, income)
+
+
+def variable_debt_balance(scaled_balance: int, debt_index: int) -> int:
+    """VariableDebtToken.balanceOf: 0 if no scaled balance, else scaledBalance.rayMul(normalizedDebt)."""
+    if scaled_balance == 0:
+        return 0
+    return ray_mul(scaled_balance, debt_index)
+
+
+def stable_debt_balance(balances: UserReserve, timestamp: int) -> int:
+    """StableDebtToken.balanceOf: principal.rayMul(compounded interest at the user's stable rate since
+    the user's last stable-debt update). Same formula in V3 1.19 and V2."""
+    if balances.stable_debt_principal == 0:
+        return 0
+    interest = calculate_compounded_interest(balances.stable_rate, balances.stable_last_update, timestamp)
+    return ray_mul(balances.stable_debt_principal, interest)
+
+
+# ------------------------------------------------------------------------------------------- account data
+
+
+def calculate_available_borrows(total_collateral_base: int, total_debt_base: int, ltv: int) -> int:
+    """GenericLogic.calculateAvailableBorrows."""
+    available = percent_mul(total_collateral_base, ltv)
+    return 0 if available < total_debt_base else available - total_debt_base
+
+
+def _emode(position: UserPosition, emode_categories: Mapping[int, EModeCategory]) -> EModeCategory | None:
+    if position.emode_category == 0:
+        return None
+    category = emode_categories.get(position.emode_category)
+    if category is None:
+        raise UnknownReserveError(f"e-mode category {position.emode_category} is not known locally")
+    return category
+
+
+def _reserve(reserves: Mapping[str, ReserveState], asset: str) -> ReserveState:
+    reserve = reserves.get(asset)
+    if reserve is None:
+        raise UnknownReserveError(f"reserve {asset} is not known locally")
+    return reserve
+
+
+def user_account_data(
+    position: UserPosition,
+    reserves: Mapping[str, ReserveState],
+    emode_categories: Mapping[int, EModeCategory],
+    timestamp: int,
+    *,
+    indexes: Indexes | None = None,
+) -> AccountData:
+    """Pool.getUserAccountData = PoolLogic.executeGetUserAccountData: GenericLogic.calculateUserAccountData
+    then calculateAvailableBorrows.
+
+    Per asset, collateral is `scaledBalance.rayMul(income) * price / unit` and debt is
+    `price * (scaledVariable.rayMul(debtIndex) + stableBalance) / unit` (each rounded down, then
+    summed); averages are value-weighted and rounded down; HF = percentMul(collateral, avgLT) wadDiv debt.
+    In e-mode, assets of the user's category use the category's LTV/threshold, and its oracle price
+    when the category has a price source.
+    """
+    if position.config == 0:
+        return AccountData(0, 0, 0, 0, 0, NO_DEBT_HEALTH_FACTOR, False)
+    category = _emode(position, emode_categories)
+    user_cat = position.emode_category
+    emode_ltv = emode_lt = emode_price = 0
+    if category is not None:
+        emode_ltv, emode_lt = category.ltv, category.liquidation_threshold
+        emode_price = category.price if category.has_price_source else 0
+
+    total_collateral = total_debt = avg_ltv = avg_lt = 0
+    has_zero_ltv_collateral = False
+    for asset, balances in position.reserves.items():
+        reserve = _reserve(reserves, asset)
+        rid = reserve.id
+        if not position.is_using_as_collateral_or_borrowing(rid):
+            continue
+        cfg = reserve.config
+        unit = 10**cfg.decimals
+        price = emode_price if emode_price != 0 and user_cat == cfg.emode_category else reserve.price
+        income, debt_index = _indexes(reserve, timestamp, indexes)
+
+        if cfg.liquidation_threshold != 0 and position.is_using_as_collateral(rid):
+            value = ray_mul(balances.scaled_a_token_balance, income) * price // unit
+            total_collateral += value
+            in_emode = user_cat != 0 and cfg.emode_category == user_cat
+            if cfg.ltv != 0:
+                avg_ltv += value * (emode_ltv if in_emode else cfg.ltv)
+            else:
+                has_zero_ltv_collateral = True
+            avg_lt += value * (emode_lt if in_emode else cfg.liquidation_threshold)
+
+        if position.is_borrowing(rid):
+            debt = variable_debt_balance(balances.scaled_variable_debt, debt_index)
+            debt += stable_debt_balance(balances, timestamp)
+            total_debt += price * debt // unit
+
+    avg_ltv = avg_ltv // total_collateral if total_collateral else 0
+    avg_lt = avg_lt // total_collateral if total_collateral else 0
+    health_factor = (
+        NO_DEBT_HEALTH_FACTOR
+        if total_debt == 0
+        else wad_div(percent_mul(total_collateral, avg_lt), total_debt)
+    )
+    return AccountData(
+        total_collateral_base=total_collateral,
+        total_debt_base=total_debt,
+        available_borrows_base=calculate_available_borrows(total_collateral, total_debt, avg_ltv),
+        current_liquidation_threshold=avg_lt,
+        ltv=avg_ltv,
+        health_factor=health_factor,
+        has_zero_ltv_collateral=has_zero_ltv_collateral,
+    )
+
+
+# ------------------------------------------------------------------------------------------- liquidation
+
+
+@dataclass(frozen=True, slots=True)
+class CollateralAmounts:
+    """LiquidationLogic._calculateAvailableCollateralToLiquidate's three returns."""
+
+    collateral_to_liquidator: int
+    debt_amount_needed: int
+    protocol_fee: int
+
+
+def calculate_available_collateral_to_liquidate(
+    *,
+    collateral_price: int,
+    debt_price: int,
+    collateral_unit: int,
+    debt_unit: int,
+    debt_to_cover: int,
+    user_collateral_balance: int,
+    liquidation_bonus: int,
+    liquidation_protocol_fee: int,
+) -> CollateralAmounts:
+    """LiquidationLogic._calculateAvailableCollateralToLiquidate (V3 1.19)."""
+    base_collateral = (debt_price * debt_to_cover * collateral_unit) // (collateral_price * debt_unit)
+    max_collateral = percent_mul(base_collateral, liquidation_bonus)
+    if max_collateral > user_collateral_balance:
+        collateral = user_collateral_balance
+        debt_needed = percent_div(
+            (collateral_price * collateral * debt_unit) // (debt_price * collateral_unit), liquidation_bonus
+        )
+    else:
+        collateral = max_collateral
+        debt_needed = debt_to_cover
+    if liquidation_protocol_fee != 0:
+        bonus_collateral = collateral - percent_div(collateral, liquidation_bonus)
+        fee = percent_mul(bonus_collateral, liquidation_protocol_fee)
+        return CollateralAmounts(collateral - fee, debt_needed, fee)
+    return CollateralAmounts(collateral, debt_needed, 0)
+
+
+def _validate(
+    position: UserPosition, collateral: ReserveState, debt: ReserveState, health_factor: int, total_debt: int
+) -> None:
+    """ValidationLogic.validateLiquidationCall (no PriceOracleSentinel), in the same order."""
+    if not (collateral.config.active and debt.config.active):
+        raise NotLiquidatable("RESERVE_INACTIVE")
+    if collateral.config.paused or debt.config.paused:
+        raise NotLiquidatable("RESERVE_PAUSED")
+    if health_factor >= HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
+        raise NotLiquidatable("HEALTH_FACTOR_NOT_BELOW_THRESHOLD", f"health factor {health_factor}")
+    if collateral.config.liquidation_threshold == 0 or not position.is_using_as_collateral(collateral.id):
+        raise NotLiquidatable("COLLATERAL_CANNOT_BE_LIQUIDATED", collateral.asset)
+    if total_debt == 0:
+        raise NotLiquidatable("SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER", debt.asset)
+
+
+def liquidation_outcome(
+    position: UserPosition,
+    reserves: Mapping[str, ReserveState],
+    emode_categories: Mapping[int, EModeCategory],
+    collateral_asset: str,
+    debt_asset: str,
+    debt_to_cover: int,
+    timestamp: int,
+    *,
+    receive_a_token: bool = False,
+    health_factor: int | None = None,
+    indexes: Indexes | None = None,
+) -> LiquidationOutcome:
+    """LiquidationLogic.executeLiquidationCall's amounts: _calculateDebt, validateLiquidationCall,
+    _getConfigurationData, _calculateAvailableCollateralToLiquidate, _burnDebtTokens' split, and the
+    treasury transfer's 1-wei cap on the protocol fee. Raises NotLiquidatable where the Pool reverts.
+
+    `health_factor` may be passed when already computed for this position at `timestamp`.
+    """
+    collateral = _reserve(reserves, collateral_asset)
+    debt = _reserve(reserves, debt_asset)
+    if health_factor is None:
+        health_factor = user_account_data(
+            position, reserves, emode_categories, timestamp, indexes=indexes
+        ).health_factor
+
+    # _calculateDebt
+    _, debt_index = _indexes(debt, timestamp, indexes)
+    debt_balances = position.balances(debt_asset)
+    user_variable_debt = variable_debt_balance(debt_balances.scaled_variable_debt, debt_index)
+    user_stable_debt = stable_debt_balance(debt_balances, timestamp)
+    user_total_debt = user_variable_debt + user_stable_debt
+    close_factor = (
+        DEFAULT_LIQUIDATION_CLOSE_FACTOR
+        if health_factor > CLOSE_FACTOR_HF_THRESHOLD
+        else MAX_LIQUIDATION_CLOSE_FACTOR
+    )
+    max_liquidatable_debt = percent_mul(user_total_debt, close_factor)
+    actual_debt = min(debt_to_cover, max_liquidatable_debt)
+
+    _validate(position, collateral, debt, health_factor, user_total_debt)
+
+    # _getConfigurationData
+    bonus = collateral.config.liquidation_bonus
+    collateral_price, debt_price = collateral.price, debt.price
+    category = _emode(position, emode_categories)
+    if category is not None:
+        if collateral.config.emode_category == position.emode_category:
+            bonus = category.liquidation_bonus
+            if category.has_price_source:
+                collateral_price = category.price
+        if category.has_price_source:
+            debt_price = category.price
+
+    income, _ = _indexes(collateral, timestamp, indexes)
+    collateral_balances = position.balances(collateral_asset)
+    user_collateral = a_token_balance(collateral_balances.scaled_a_token_balance, income)
+    amounts = calculate_available_collateral_to_liquidate(
+        collateral_price=collateral_price,
+        debt_price=debt_price,
+        collateral_unit=collateral.unit,
+        debt_unit=debt.unit,
+        debt_to_cover=actual_debt,
+        user_collateral_balance=user_collateral,
+        liquidation_bonus=bonus,
+        liquidation_protocol_fee=collateral.config.liquidation_protocol_fee,
+    )
+    actual_debt = amounts.debt_amount_needed
+    to_liquidator = amounts.collateral_to_liquidator
+    exhausted = to_liquidator + amounts.protocol_fee == user_collateral
+
+    # _burnDebtTokens: variable debt first, the rest from stable debt.
+    if user_variable_debt >= actual_debt:
+        variable_burned, stable_burned = actual_debt, 0
+    else:
+        variable_burned, stable_burned = user_variable_debt, actual_debt - user_variable_debt
+    if variable_burned != 0 and ray_div(variable_burned, debt_index) == 0:
+        raise NotLiquidatable("INVALID_BURN_AMOUNT", "debt to burn rounds to 0 scaled")
+    if not receive_a_token and ray_div(to_liquidator, income) == 0:
+        raise NotLiquidatable("INVALID_BURN_AMOUNT", "collateral to burn rounds to 0 scaled")
+
+    # The treasury transfer: capped at the user's remaining scaled balance ("1 wei imprecision").
+    fee = amounts.protocol_fee
+    fee_scaled = 0
+    if fee != 0:
+        remaining_scaled = collateral_balances.scaled_a_token_balance - ray_div(to_liquidator, income)
+        fee_scaled = ray_div(fee, income)
+        if fee_scaled > remaining_scaled:
+            fee = ray_mul(remaining_scaled, income)
+            fee_scaled = ray_div(fee, income)
+
+    return LiquidationOutcome(
+        collateral_asset=collateral_asset,
+        debt_asset=debt_asset,
+        debt_to_cover=debt_to_cover,
+        actual_debt_to_cover=actual_debt,
+        collateral_to_liquidator=to_liquidator,
+        protocol_fee=fee,
+        protocol_fee_scaled=fee_scaled,
+        variable_debt_burned=variable_burned,
+        stable_debt_burned=stable_burned,
+        health_factor=health_factor,
+        close_factor=close_factor,
+        liquidation_bonus=bonus,
+        user_collateral_balance=user_collateral,
+        user_variable_debt=user_variable_debt,
+        user_stable_debt=user_stable_debt,
+        collateral_price=collateral_price,
+        debt_price=debt_price,
+        collateral_unit=collateral.unit,
+        debt_unit=debt.unit,
+        collateral_exhausted=exhausted,
+    )
+
+
+def best_liquidation(
+    position: UserPosition,
+    reserves: Mapping[str, ReserveState],
+    emode_categories: Mapping[int, EModeCategory],
+    timestamp: int,
+    *,
+    receive_a_token: bool = False,
+    indexes: Indexes | None = None,
+) -> LiquidationOutcome | None:
+    """Tries every (collateral, debt) pair the user has with debt_to_cover = type(uint256).max and
+    returns the outcome with the largest `bonus_value_base` (ties: the first in position order), or
+    None when the position is not liquidatable or no pair is valid."""
+    account = user_account_data(position, reserves, emode_categories, timestamp, indexes=indexes)
+    if not account.liquidatable:
+        return None
+    collaterals: list[str] = []
+    debts: list[str] = []
+    for asset, balances in position.reserves.items():
+        rid = _reserve(reserves, asset).id
+        if position.is_using_as_collateral(rid) and balances.scaled_a_token_balance:
+            collaterals.append(asset)
+        if position.is_borrowing(rid) and (balances.scaled_variable_debt or balances.stable_debt_principal):
+            debts.append(asset)
+    best: LiquidationOutcome | None = None
+    for collateral_asset in collaterals:
+        for debt_asset in debts:
+            try:
+                outcome = liquidation_outcome(
+                    position,
+                    reserves,
+                    emode_categories,
+                    collateral_asset,
+                    debt_asset,
+                    UINT256_MAX,
+                    timestamp,
+                    receive_a_token=receive_a_token,
+                    health_factor=account.health_factor,
+                    indexes=indexes,
+                )
+            except NotLiquidatable:
+                continue
+            if best is None or outcome.bonus_value_base > best.bonus_value_base:
+                best = outcome
+    return best
