@@ -9,6 +9,7 @@ ONE JSON-RPC batch (one HTTP round trip).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -18,6 +19,8 @@ from keeper.chain.rpc import block_tag, hex_to_bytes
 from keeper.errors import DecodeError, RpcResponseError
 
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+MAX_CHUNKS_PER_REQUEST = 5
+"""Chunks of `chunk_size` calls per HTTP request (5 x 500 calls stays well under 2 MiB)."""
 """Canonical Multicall3 address (same on most chains; the devnet puts the code there)."""
 
 AGGREGATE3_SELECTOR = bytes.fromhex("82ad56cb")
@@ -119,7 +122,12 @@ async def multicall(
         )
         for chunk in chunks
     ]
-    replies = await rpc.batch(requests)
+    # One HTTP body per at most MAX_CHUNKS_PER_REQUEST chunks: anvil rejects bodies above ~2 MiB
+    # ("-32600 Invalid request"); the requests go out concurrently.
+    groups = [
+        requests[i : i + MAX_CHUNKS_PER_REQUEST] for i in range(0, len(requests), MAX_CHUNKS_PER_REQUEST)
+    ]
+    replies = [r for group in await asyncio.gather(*(rpc.batch(g) for g in groups)) for r in group]
     out: list[tuple[bool, bytes]] = []
     for chunk, reply in zip(chunks, replies, strict=True):
         try:

@@ -1,0 +1,1 @@
+"""Lending protocols behind one interface (`LendingProtocol`), one module per protocol."""

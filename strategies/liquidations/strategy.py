@@ -1,0 +1,159 @@
+"""The liquidation strategy: every tracked borrower of every configured lending protocol, each block.
+
+Per new block, for each protocol (concurrently): one batched read of the block's logs and the market
+(indexes, rates, prices), a re-read of the few users the logs touched, the float screen over all rows,
+and the exact integer math for the candidates only. The result is the list of `Opportunity` for that
+block (`self.opportunities`), valued at the block's pool state when a `valuer` is given.
+
+Time comes from the block (the market's timestamp), never from the wall clock, so a replay gives the same
+result. "Prices as they will be after pending tx X" is `detect(price_overrides=...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+
+from keeper.core.actions import Action
+from keeper.core.events import Event, NewBlock
+from keeper.logs import kv
+from strategies.liquidations.common import LiquidationMathError
+from strategies.liquidations.model import MarketState
+from strategies.liquidations.opportunity import Opportunity
+from strategies.liquidations.protocols.aave_common import AaveAdapter
+from strategies.liquidations.screen import Screen
+
+log = logging.getLogger("strategies.liquidations")
+
+Valuer = Callable[[Sequence[Opportunity], int], Awaitable[list[Opportunity]]]
+ActionBuilder = Callable[[Sequence[Opportunity], NewBlock], Awaitable[list[Action]]]
+
+REORG_MEMORY = 64
+
+
+class LiquidationStrategy:
+    name = "liquidations"
+
+    def __init__(
+        self,
+        protocols: Sequence[AaveAdapter],
+        *,
+        valuer: Valuer | None = None,
+        actions: ActionBuilder | None = None,
+        screen_margin: float = 1e-4,
+    ) -> None:
+        if not protocols:
+            raise ValueError("the liquidation strategy needs at least one protocol")
+        self.protocols = list(protocols)
+        self.screens = {p.name: Screen(margin=screen_margin) for p in self.protocols}
+        self.valuer = valuer
+        self.action_builder = actions
+        self.opportunities: list[Opportunity] = []
+        self.last_timings: dict[str, float] = {}
+        self.candidates_checked = 0
+        self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
+
+    async def sync_state(self, head: int | None = None) -> None:
+        if head is None:
+            head = await self.protocols[0].rpc.block_number()
+        await asyncio.gather(*(p.initial_sync(head) for p in self.protocols))
+        for p in self.protocols:
+            assert p.market is not None
+            self.screens[p.name].rebuild(p.positions, p.market)
+
+    async def process_event(self, event: Event) -> list[Action]:
+        if not isinstance(event, NewBlock):
+            return []
+        return await self.on_block(event)
+
+    async def on_block(self, block: NewBlock) -> list[Action]:
+        t0 = time.perf_counter()
+        reorged: dict[str, set[str]] = {p.name: set() for p in self.protocols}
+        if block.reorged:
+            # The replaced blocks' logs touched these users: their state must be read again.
+            for number, touched in self._touched:
+                if number >= block.number:
+                    for name, users in touched.items():
+                        reorged[name] |= users
+        touched_lists = await asyncio.gather(
+            *(
+                p.refresh(block.number, "0x" + block.hash.hex(), reorged_users=reorged[p.name])
+                for p in self.protocols
+            )
+        )
+        t1 = time.perf_counter()
+        touched = {p.name: users for p, users in zip(self.protocols, touched_lists, strict=True)}
+        self._touched.append((block.number, touched))
+        for p in self.protocols:
+            assert p.market is not None
+            self.screens[p.name].update(touched[p.name], p.positions, p.market)
+        found = self.detect()
+        t2 = time.perf_counter()
+        if self.valuer is not None and found:
+            found = await self.valuer(found, block.number)
+        t3 = time.perf_counter()
+        self.opportunities = found
+        self.last_timings = {"refresh": t1 - t0, "detect": t2 - t1, "value": t3 - t2, "total": t3 - t0}
+        if found:
+            log.info(
+                "liquidatable positions",
+                extra=kv(block=block.number, count=len(found), ms=round((t3 - t0) * 1000, 2)),
+            )
+        if self.action_builder is None or not found:
+            return []
+        return await self.action_builder(found, block)
+
+    def detect(self, *, price_overrides: Mapping[str, Mapping[str, int]] | None = None) -> list[Opportunity]:
+        """Every liquidatable position's best liquidation at the current markets, exact.
+
+        `price_overrides` maps protocol name -> {asset: price} to evaluate the state as it will be after
+        a pending oracle update (nothing else changes).
+        """
+        out: list[Opportunity] = []
+        checked = 0
+        for p in self.protocols:
+            market = p.market
+            if market is None:
+                continue
+            overrides = (price_overrides or {}).get(p.name)
+            if overrides:
+                market = with_prices(market, overrides)
+            indexes = p.indexes(market)
+            # Screen rows hold balances and thresholds only; prices and indexes come from `market`.
+            for user in self.screens[p.name].candidates(market, indexes):
+                checked += 1
+                try:
+                    outcome = p.best_liquidation(user, market, indexes=indexes)
+                except (LiquidationMathError, KeyError) as exc:
+                    log.warning(
+                        "cannot evaluate position", extra=kv(protocol=p.name, user=user, error=str(exc))
+                    )
+                    continue
+                if outcome is not None:
+                    out.append(
+                        Opportunity.from_outcome(
+                            p.name, p.pool, user, outcome, market.block_number, market.timestamp
+                        )
+                    )
+        self.candidates_checked = checked
+        out.sort(key=lambda o: o.bonus_value_base, reverse=True)
+        return out
+
+    def protocol(self, name: str) -> AaveAdapter:
+        for p in self.protocols:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def with_prices(market: MarketState, prices: Mapping[str, int]) -> MarketState:
+    """The market with some oracle prices replaced (the state after a pending price update)."""
+    reserves = dict(market.reserves)
+    for asset, price in prices.items():
+        if asset in reserves:
+            reserves[asset] = reserves[asset].with_price(price)
+    return replace(market, reserves=reserves)
