@@ -313,6 +313,66 @@ def run(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def positions(
+    protocol: Annotated[
+        str | None, typer.Option(help="Only this market (aave-v3, aave-v2, or a preset name).")
+    ] = None,
+    below: Annotated[
+        str | None, typer.Option(help="Only positions with a health factor below this (e.g. 1).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Tracked borrowers with exact health factors and their best liquidation.
+
+    Uses the running devnet (deployments/devnet.json) unless --config is given; with a config, the
+    markets are the KEEPER_MARKETS presets (aave-v3-ethereum, spark-ethereum, aave-v2-ethereum).
+    """
+    from decimal import Decimal, InvalidOperation
+
+    from keeper.chain.rpc import RpcClient
+    from keeper.devnet.stack import DEPLOYMENTS_FILE, read_deployments_file
+    from strategies.liquidations.cli import collect, render
+    from strategies.liquidations.markets import devnet_markets, presets
+
+    below_wad: int | None = None
+    if below is not None:
+        try:
+            below_wad = int(Decimal(below) * 10**18)
+        except InvalidOperation:
+            _echo(f"error: --below must be a number such as 1 or 1.05, got {below!r}", err=True)
+            raise typer.Exit(2) from None
+    setup_logging("text", "WARNING")
+    if config is None and DEPLOYMENTS_FILE.is_file():
+        info = read_deployments_file()
+        url = str(info["rpc_http_url"])
+        markets = devnet_markets(info["deployment"])
+    else:
+        settings = _load(config)
+        url = settings.rpc_http_url
+        try:
+            markets = presets(settings.markets)
+        except ConfigError as exc:
+            _fail_config(exc)
+    if protocol is not None and protocol not in {m.name for m in markets}:
+        _echo(
+            f"error: unknown --protocol {protocol!r}; tracked: {', '.join(m.name for m in markets)}", err=True
+        )
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        async with RpcClient(url, timeout=60) as rpc:
+            rows = await collect(rpc, markets, protocol=protocol, below=below_wad)
+        render(rows, as_json=as_json)
+
+    try:
+        asyncio.run(main())
+    except (RpcError, OSError) as exc:
+        _echo(f"error: cannot read positions from {redact_url(url)}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def demo(
     borrowers: Annotated[int, typer.Option(help="Borrowers to create on the two Aave markets.")] = 500,
     block_time: Annotated[float, typer.Option(help="Seconds between devnet blocks.")] = 1.0,

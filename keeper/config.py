@@ -63,6 +63,7 @@ EXAMPLES: dict[str, str] = {
     "flashbots_signer_key": "0x<64 hex digits of a key that holds no funds>",
     "relay_urls": "https://relay.flashbots.net,https://rpc.titanbuilder.xyz",
     "strategies": "noop",
+    "markets": "aave-v3-ethereum,spark-ethereum",
     "allow_loss": "false",
     "min_profit_wei": "1000000000000000",
     "dry_run": "true",
@@ -139,6 +140,8 @@ class Settings(BaseSettings):
     """Identity key for signing bundles to relays; must hold no funds and differ from the funds key."""
     relay_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     strategies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["noop"])
+    markets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Lending markets to track (presets in strategies/liquidations/markets.py)."""
     allow_loss: bool = False
     """Must be true for a negative min_profit_wei."""
     min_profit_wei: int = 0
@@ -235,6 +238,23 @@ class Settings(BaseSettings):
     @classmethod
     def _strategies_split(cls, v: Any) -> Any:
         return _split_csv(v)
+
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _markets_split(cls, v: Any) -> Any:
+        return _split_csv(v)
+
+    @field_validator("markets")
+    @classmethod
+    def _markets(cls, v: list[str]) -> list[str]:
+        from strategies.liquidations.markets import MAINNET_PRESETS
+
+        unknown = [name for name in v if name not in MAINNET_PRESETS]
+        if unknown:
+            raise ValueError(
+                f"unknown market {', '.join(unknown)} (known: {', '.join(sorted(MAINNET_PRESETS))})"
+            )
+        return v
 
     @field_validator("strategies")
     @classmethod

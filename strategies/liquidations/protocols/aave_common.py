@@ -58,6 +58,8 @@ class AaveAdapter:
     """Tracks one Aave market. Subclasses set `name`, the reader class, the math module and `user_topics`."""
 
     name = "aave"
+    kind = "aave"
+    """The code family ("aave-v3", "aave-v2"); `name` may be a market's own name ("spark-ethereum")."""
     user_topics: Mapping[str, tuple[int, ...]] = {}
     """event topic0 -> indexes of the topics that hold affected users."""
 

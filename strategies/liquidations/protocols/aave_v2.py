@@ -24,6 +24,7 @@ USER_TOPICS: dict[str, tuple[int, ...]] = {
 
 class AaveV2(AaveAdapter):
     name = "aave-v2"
+    kind = "aave-v2"
     user_topics = USER_TOPICS
 
     def __init__(self, rpc: RpcClient, pool: str, oracle: str, *, start_block: int = 0) -> None:

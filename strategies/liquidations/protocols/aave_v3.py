@@ -26,6 +26,7 @@ USER_TOPICS: dict[str, tuple[int, ...]] = {
 
 class AaveV3(AaveAdapter):
     name = "aave-v3"
+    kind = "aave-v3"
     user_topics = USER_TOPICS
 
     def __init__(self, rpc: RpcClient, pool: str, oracle: str, *, start_block: int = 0) -> None:
