@@ -1,0 +1,143 @@
+"""The best route for selling an exact amount: direct on any venue and pool, or two hops via a connector.
+
+Exact integers throughout: every candidate is valued with its venue's own math from the refreshed state,
+and the second hop of a two-hop route is quoted on the venue with the first hop already applied (which
+matters when both hops touch one pool, and costs nothing otherwise).
+
+Both hops of a route are on the same venue: the executor contract sells along one route format, a
+Uniswap V3 packed path (`token | fee | token | fee | token`, fee tiers may differ per hop) for SwapRouter
+`exactInput`, or a V2 path for Router02 (one factory). Mixing venues would need two swaps the contract
+does not make.
+
+Selection: the highest amount_out wins. Ties go to the first candidate in this order: direct routes
+before two-hop ones, venues in the order given, connectors in the order given (within a venue, its own
+tie rule: Uniswap V3 prefers the lower fee tier).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from keeper.executors.executor_contract import Route as ExecutorRoute
+from keeper.executors.executor_contract import V2Route, V3Route
+from strategies.venues.base import Quote, QuoteError, RouteKind, Venue
+
+__all__ = ["Route", "best_route", "executor_route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route of one or two hops on one venue; `executor_route` / `path` is what the executor takes."""
+
+    hops: tuple[Quote, ...]
+    executor_route: ExecutorRoute
+
+    @property
+    def venue(self) -> str:
+        return self.hops[0].venue
+
+    @property
+    def kind(self) -> RouteKind:
+        return self.hops[0].kind
+
+    @property
+    def token_in(self) -> str:
+        return self.hops[0].token_in
+
+    @property
+    def token_out(self) -> str:
+        return self.hops[-1].token_out
+
+    @property
+    def amount_in(self) -> int:
+        return self.hops[0].amount_in
+
+    @property
+    def amount_out(self) -> int:
+        return self.hops[-1].amount_out
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return (self.hops[0].token_in, *(h.token_out for h in self.hops))
+
+    @property
+    def path(self) -> bytes:
+        """The packed path (`LiquidationParams.route.encode()`)."""
+        return self.executor_route.encode()
+
+
+def executor_route(hops: Sequence[Quote]) -> ExecutorRoute:
+    """The executor contract's route for consecutive hops on one venue kind."""
+    if not hops:
+        raise ValueError("a route needs at least one hop")
+    kind = hops[0].kind
+    for prev, nxt in pairwise(hops):
+        if nxt.kind is not kind or nxt.venue != hops[0].venue:
+            raise ValueError("all hops of a route must be on one venue")
+        if prev.token_out.lower() != nxt.token_in.lower() or prev.amount_out != nxt.amount_in:
+            raise ValueError("hops do not chain")
+    tokens = (hops[0].token_in, *(h.token_out for h in hops))
+    if kind is RouteKind.UNISWAP_V3:
+        return V3Route(tokens, tuple(h.fee for h in hops))
+    return V2Route(tokens)
+
+
+def best_route(
+    venues: Iterable[Venue],
+    token_in: str,
+    token_out: str,
+    amount_in: int,
+    *,
+    via: Sequence[str] = (),
+    skip_errors: bool = False,
+) -> Route | None:
+    """The route that pays the most `token_out` for exactly `amount_in` of `token_in`.
+
+    Candidates: a direct swap on every venue (best pool / fee tier of each), and token_in -> c ->
+    token_out on one venue for every connector c in `via` (e.g. WETH, USDC). None if no venue can trade
+    the pair directly or through a connector.
+
+    A candidate whose quote raises QuoteError (e.g. a V3 swap leaving the bitmap words read) makes the
+    call raise, so a better route is never dropped silently; skip_errors=True leaves such candidates out.
+    """
+    if amount_in <= 0:
+        raise ValueError("amount_in must be > 0")
+    if token_in.lower() == token_out.lower():
+        raise ValueError("token_in and token_out are the same token")
+    venues = list(venues)
+    best: Route | None = None
+
+    def consider(hops: tuple[Quote, ...]) -> None:
+        nonlocal best
+        if best is None or hops[-1].amount_out > best.amount_out:
+            best = Route(hops, executor_route(hops))
+
+    for venue in venues:
+        try:
+            q = venue.quote_exact_in(token_in, token_out, amount_in)
+        except QuoteError:
+            if not skip_errors:
+                raise
+            continue
+        if q is not None:
+            consider((q,))
+
+    ends = {token_in.lower(), token_out.lower()}
+    for venue in venues:
+        for connector in via:
+            if connector.lower() in ends:
+                continue
+            try:
+                first = venue.quote_exact_in(token_in, connector, amount_in)
+                if first is None or first.amount_out == 0:
+                    continue
+                second = venue.apply(first).quote_exact_in(connector, token_out, first.amount_out)
+            except QuoteError:
+                if not skip_errors:
+                    raise
+                continue
+            if second is not None:
+                consider((first, second))
+    return best
