@@ -343,9 +343,11 @@ def positions(
             _echo(f"error: --below must be a number such as 1 or 1.05, got {below!r}", err=True)
             raise typer.Exit(2) from None
     setup_logging("text", "WARNING")
+    deployment: dict[str, Any] | None = None
     if config is None and DEPLOYMENTS_FILE.is_file():
         info = read_deployments_file()
         url = str(info["rpc_http_url"])
+        deployment = info["deployment"]
         markets = devnet_markets(info["deployment"])
     else:
         settings = _load(config)
@@ -361,8 +363,12 @@ def positions(
         raise typer.Exit(2)
 
     async def main() -> None:
+        from strategies.liquidations.valuation import devnet_valuer
+
         async with RpcClient(url, timeout=60) as rpc:
-            rows = await collect(rpc, markets, protocol=protocol, below=below_wad)
+            # Valued at the devnet's real pools; mainnet venue presets are not configured yet.
+            valuer = await devnet_valuer(rpc, deployment) if deployment is not None else None
+            rows = await collect(rpc, markets, protocol=protocol, below=below_wad, valuer=valuer)
         render(rows, as_json=as_json)
 
     try:

@@ -34,6 +34,9 @@ class Opportunity:
     bonus_value_base: int
     block_number: int
     timestamp: int
+    debt_price: int = 0
+    """Oracle price of the debt asset in the protocol's base currency (the one the Pool used)."""
+    debt_unit: int = 1
     flash_premium: int = 0
     swap_out: int | None = None
     """Debt-asset units received for `collateral_out` on `route` (None: no route valued yet)."""
@@ -65,19 +68,19 @@ class Opportunity:
             bonus_value_base=outcome.bonus_value_base,
             block_number=block,
             timestamp=timestamp,
+            debt_price=outcome.debt_price,
+            debt_unit=outcome.debt_unit,
         )
 
-    def valued(
-        self, *, swap_out: int, route: Any, flash_premium: int, debt_price: int, debt_unit: int
-    ) -> Opportunity:
+    def valued(self, *, swap_out: int, route: Any, flash_premium: int) -> Opportunity:
+        """With the venue quote for selling `collateral_out` into the debt asset."""
         gross = swap_out - self.debt_to_cover - flash_premium
+        magnitude = abs(gross) * self.debt_price // self.debt_unit  # rounded towards zero
         return replace(
             self,
             swap_out=swap_out,
             route=route,
             flash_premium=flash_premium,
             gross_profit=gross,
-            gross_profit_base=gross * debt_price // debt_unit
-            if gross >= 0
-            else -((-gross) * debt_price // debt_unit),
+            gross_profit_base=magnitude if gross >= 0 else -magnitude,
         )
