@@ -379,6 +379,27 @@ def positions(
 
 
 @app.command()
+def report(
+    ledger: Annotated[
+        Path,
+        typer.Option(
+            "--ledger",
+            envvar="KEEPER_LEDGER_PATH",
+            dir_okay=False,
+            help="SQLite ledger file (KEEPER_LEDGER_PATH; default keeper.sqlite).",
+        ),
+    ] = Path("keeper.sqlite"),
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print JSON (amounts as decimal strings).")
+    ] = False,
+) -> None:
+    """P&L by strategy, protocol and day; inclusion rate per builder; gas, builder payments, missed ones."""
+    from keeper.ledger.cli import report_command
+
+    report_command(ledger, json_out)
+
+
+@app.command()
 def demo(
     borrowers: Annotated[int, typer.Option(help="Borrowers to create on the two Aave markets.")] = 500,
     block_time: Annotated[float, typer.Option(help="Seconds between devnet blocks.")] = 1.0,

@@ -10,6 +10,8 @@ KeeperError
  +-- RelayError                  anything from a bundle relay / block builder
  +-- DecodeError                 malformed input (mempool tx, log, calldata): log and skip
  +-- DevnetError                 the local devnet could not be started, deployed or driven
+ +-- LedgerError                 (keeper/ledger/rows.py) the ledger could not store or read something
+      +-- LedgerWriteErrors      fire-and-forget writes failed; raised on close
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,12 @@ class SubmitBundle:
     expected_profit_wei: int
     min_profit_wei: int | None = None
     """Overrides the configured minimum for this action (protocol-keeper mode may go to zero or below)."""
+    profit_token: str = ""
+    """The token the bundle's profit is paid in (our first tx returns (profit, builderPaidWei))."""
+    profit_to_wei: tuple[int, int] = (1, 1)
+    """(num, den): wei value of `profit` token units = amount * num // den (oracle prices)."""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    """What the ledger records about the opportunity (protocol, user, assets, amounts, block)."""
 
 
 class SendMode(StrEnum):

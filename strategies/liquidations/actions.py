@@ -1,0 +1,143 @@
+"""Turn valued opportunities into bundles: one `liquidate` call on our executor contract each.
+
+The calldata is final here: the contract re-checks profit on chain (`min_profit`, in debt-asset units,
+set so that the owner's profit covers the configured minimum plus the estimated gas), pays the builder
+its share only after that check, and reverts in any block after the target (`max_block`). The executor
+then signs, simulates at the relay (the authority) and sends only what clears the minimum there too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from keeper.core.actions import Action, SubmitBundle, TxIntent
+from keeper.core.events import NewBlock
+from keeper.errors import KeeperError
+from keeper.executors.executor_contract import LiquidationParams, V3Route, encode_liquidate
+from keeper.executors.fees import next_base_fee
+from keeper.logs import kv
+from strategies.liquidations.opportunity import Opportunity
+from strategies.liquidations.strategy import LiquidationStrategy
+from strategies.venues.base import RouteKind, Venue
+from strategies.venues.router import best_route
+
+log = logging.getLogger("strategies.liquidations")
+
+BPS = 10_000
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    executor: str
+    """Our LiquidationExecutor contract."""
+    weth: str
+    builder_share_bps: int = 5_000
+    """Share of the gross profit paid to the block builder (from inside the contract, after the check)."""
+    min_profit_wei: int = 0
+    """Owner's minimum profit after gas and the builder's share (wei); negative allowed, contract floor 0."""
+    gas_estimate: int = 1_100_000
+    """Gas assumed when pricing before simulation (a full liquidation uses ~650k-950k)."""
+    max_per_block: int = 10
+    connectors: tuple[str, ...] = ()
+    """Tokens a builder-payment route may pass through to reach WETH (e.g. USDC)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.builder_share_bps < BPS:
+            raise ValueError("builder_share_bps must be within 0..9999")
+
+
+class LiquidationActions:
+    """The strategy's action builder: valued opportunities of a block -> SubmitBundle actions."""
+
+    def __init__(
+        self, strategy: LiquidationStrategy, venues: Sequence[Venue], config: ExecutionConfig
+    ) -> None:
+        self.strategy = strategy
+        self.venues = list(venues)
+        self.config = config
+        self.skipped: dict[str, str] = {}
+
+    async def __call__(self, opportunities: Sequence[Opportunity], block: NewBlock) -> list[Action]:
+        cfg = self.config
+        base_fee = next_base_fee(block.base_fee_per_gas, block.gas_used, block.gas_limit)
+        gas_cost = cfg.gas_estimate * base_fee
+        self.skipped = {}
+        actions: list[Action] = []
+        for opp in opportunities:
+            if len(actions) >= cfg.max_per_block:
+                break
+            try:
+                action = self._action(opp, block, gas_cost)
+            except (KeeperError, ValueError) as exc:
+                self.skipped[opp.id] = f"cannot build: {exc}"
+                continue
+            if isinstance(action, str):
+                self.skipped[opp.id] = action
+            else:
+                actions.append(action)
+        if self.skipped:
+            log.info("opportunities skipped", extra=kv(block=block.number, count=len(self.skipped)))
+        return actions
+
+    def _action(self, opp: Opportunity, block: NewBlock, gas_cost: int) -> SubmitBundle | str:
+        cfg = self.config
+        if opp.route is None or opp.gross_profit is None:
+            return "no route to sell the collateral"
+        if opp.gross_profit <= 0:
+            return "unprofitable before gas: the swap returns less than the debt plus the flash premium"
+        market = self.strategy.protocol(opp.protocol).market
+        weth_reserve = market.reserves.get(cfg.weth) if market is not None else None
+        if weth_reserve is None or weth_reserve.price <= 0:
+            return "no ETH price in this market"
+        num, den = opp.debt_price * 10**18, opp.debt_unit * weth_reserve.price
+        gross_wei = opp.gross_profit * num // den
+        owner_wei = gross_wei - gross_wei * cfg.builder_share_bps // BPS
+        if owner_wei - gas_cost < cfg.min_profit_wei:
+            return f"below minimum: owner profit {owner_wei} wei - gas ~{gas_cost} wei < {cfg.min_profit_wei}"
+        floor_wei = max(cfg.min_profit_wei + gas_cost, 0)
+        min_profit_debt = -(-floor_wei * den // num)  # ceil: the contract must not accept less
+        coinbase_route: V3Route | None = None
+        if cfg.builder_share_bps and opp.debt_asset.lower() != cfg.weth.lower():
+            share = opp.gross_profit * cfg.builder_share_bps // BPS
+            v3 = [v for v in self.venues if v.kind is RouteKind.UNISWAP_V3]
+            route = best_route(
+                v3, opp.debt_asset, cfg.weth, max(share, 1), via=list(cfg.connectors), skip_errors=True
+            )
+            if route is None or not isinstance(route.executor_route, V3Route):
+                return "no Uniswap V3 route to pay the builder in ETH"
+            coinbase_route = route.executor_route
+        params = LiquidationParams(
+            lending_pool=opp.pool,
+            collateral=opp.collateral_asset,
+            debt=opp.debt_asset,
+            user=opp.user,
+            debt_to_cover=opp.debt_to_cover,
+            route=opp.route.executor_route,
+            min_profit=min_profit_debt,
+            coinbase_bps=cfg.builder_share_bps,
+            max_block=block.number + 1,
+            coinbase_route=coinbase_route,
+        )
+        return SubmitBundle(
+            opportunity_id=opp.id,
+            strategy=self.strategy.name,
+            target_block=block.number + 1,
+            txs=(TxIntent(to=cfg.executor, data=encode_liquidate(params)),),
+            expected_profit_wei=gross_wei,
+            min_profit_wei=cfg.min_profit_wei,
+            profit_token=opp.debt_asset,
+            profit_to_wei=(num, den),
+            meta={
+                "protocol": opp.protocol,
+                "user": opp.user,
+                "collateral_asset": opp.collateral_asset,
+                "debt_asset": opp.debt_asset,
+                "debt_to_cover": opp.debt_to_cover,
+                "collateral_out": opp.collateral_out,
+                "gross_profit": opp.gross_profit,
+                "detected_block": opp.block_number,
+                "block_timestamp": opp.timestamp,
+            },
+        )
