@@ -7,8 +7,10 @@ computes every health factor at once from the block's indexes and prices (numpy,
 millisecond per 10,000 rows). Rows under `1 + margin` are candidates; the exact integer math decides.
 
 Never missing a liquidatable position: the float result differs from the protocol's integer math only
-by rounding (relative error ~1e-12 here; the margin is 1e-4), and stable debt is over-estimated with
-exp(rate * dt) >= the protocol's compounding. Positions the float model cannot represent faithfully
+by rounding, which the screen bounds: each balance is rounded to whole token units and each value to
+whole base units per asset (absolute terms, subtracted from collateral and added to debt), and the
+average liquidation threshold is truncated to whole basis points (relative, up to ~1.4e-4: the margin
+is 5e-4). Stable debt is over-estimated with exp(rate * dt) >= the protocol's compounding. Positions the float model cannot represent faithfully
 (e-mode categories with their own price source, or dust below `dust_base`) are always candidates.
 """
 
@@ -28,7 +30,7 @@ Floats = npt.NDArray[np.float64]
 
 
 class Screen:
-    def __init__(self, *, margin: float = 1e-4, dust_base: int = 10_000) -> None:
+    def __init__(self, *, margin: float = 5e-4, dust_base: int = 10_000) -> None:
         self.margin = margin
         self.dust_base = dust_base
         self._assets: list[str] = []
@@ -133,8 +135,15 @@ class Screen:
                     self._stable_rate[row, col] = b.stable_rate / RAY
                     self._stable_since[row, col] = float(b.stable_last_update)
 
-    def health_factors(self, market: MarketState, indexes: Mapping[str, tuple[int, int]]) -> Floats:
-        """Float health factor of every row (inf for rows without debt, including free rows)."""
+    def health_factors(
+        self, market: MarketState, indexes: Mapping[str, tuple[int, int]], *, pessimistic: bool = False
+    ) -> Floats:
+        """Float health factor of every row (inf for rows without debt, including free rows).
+
+        pessimistic=True lowers each collateral and raises each debt by the protocol's worst rounding:
+        a balance is rounded to whole token units (one unit is worth price/unit in the base currency) and
+        each value to a whole base unit, per asset. That matters for dust; for real positions it is noise.
+        """
         k = len(self._assets)
         price_per_unit = np.empty(k)
         income = np.empty(k)
@@ -147,16 +156,20 @@ class Screen:
             debt_index[i] = dbt / RAY
         dt = np.maximum(market.timestamp - self._stable_since, 0.0) / SECONDS_PER_YEAR
         stable_now = self._stable * np.exp(self._stable_rate * dt)
+        debt_units = self._var * debt_index + stable_now
         collateral = self._coll @ (income * price_per_unit)
-        debt = (self._var * debt_index + stable_now) @ price_per_unit
-        with np.errstate(divide="ignore", invalid="ignore"):
-            hf = np.where(debt > 0, collateral / np.where(debt > 0, debt, 1.0), math.inf)
+        debt = debt_units @ price_per_unit
         self._last_debt = debt
-        return hf
+        if pessimistic:
+            rounding = price_per_unit + 1.0
+            collateral = collateral - (self._coll > 0) @ rounding
+            debt = debt + (debt_units > 0) @ (rounding + price_per_unit)  # stable + variable parts
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(debt > 0, collateral / np.where(debt > 0, debt, 1.0), math.inf)
 
     def candidates(self, market: MarketState, indexes: Mapping[str, tuple[int, int]]) -> list[str]:
         """Users whose health factor may be below 1: the exact math must look at these."""
-        hf = self.health_factors(market, indexes)
+        hf = self.health_factors(market, indexes, pessimistic=True)
         rows = np.nonzero(
             (hf < 1.0 + self.margin) | ((self._last_debt > 0) & (self._last_debt < self.dust_base))
         )[0]

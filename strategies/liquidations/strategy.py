@@ -44,7 +44,7 @@ class LiquidationStrategy:
         *,
         valuer: Valuer | None = None,
         actions: ActionBuilder | None = None,
-        screen_margin: float = 1e-4,
+        screen_margin: float = 5e-4,
     ) -> None:
         if not protocols:
             raise ValueError("the liquidation strategy needs at least one protocol")
