@@ -557,6 +557,8 @@ class Builder:
         self.rpc = rpc
         self.coinbase = coinbase
         self.lock = asyncio.Lock()
+        self._unsigned: dict[str, dict[str, Any]] = {}
+        """Impersonated senders' pool txs taken out during a build, re-queued unsigned (see _take_pool)."""
         self.chain_id = 0
         self._bundles: dict[tuple[str, str, str], Bundle] = {}
         self._private: dict[str, PrivateTx] = {}
@@ -687,31 +689,56 @@ class Builder:
     # -- the public pool -------------------------------------------------------------------------
 
     async def _take_pool(self) -> list[SignedTx]:
-        """Reads every transaction in anvil's pool (pending and queued) and removes them from it."""
+        """Reads every transaction in anvil's pool (pending and queued) and removes them from it.
+
+        Transactions sent from accounts anvil impersonates carry no real signature (r = s = 0): they
+        cannot be re-sent raw, so they are kept as JSON (`_unsigned`) and re-queued with
+        `eth_sendTransaction` after the bundles (`_requeue_unsigned`), same fields and nonce.
+        """
         taken: dict[str, SignedTx] = {}
         for _ in range(5):
             content = await self.rpc.call("txpool_content")
-            entries: list[tuple[str, str]] = []
+            entries: list[tuple[str, str, dict[str, Any]]] = []
             for section in ("pending", "queued"):
                 for sender, by_nonce in (content.get(section) or {}).items():
                     for tx in by_nonce.values():
-                        if tx["hash"] not in taken:
-                            entries.append((sender, tx["hash"]))
+                        if tx["hash"] not in taken and tx["hash"] not in self._unsigned:
+                            entries.append((sender, tx["hash"], tx))
             if not entries:
                 break
             raws = await self.rpc.batch(
-                [("eth_getRawTransactionByHash", [h]) for _, h in entries], raise_errors=False
+                [("eth_getRawTransactionByHash", [h]) for _, h, _ in entries], raise_errors=False
             )
-            await self.rpc.batch([("anvil_dropTransaction", [h]) for _, h in entries], raise_errors=False)
-            for (sender, h), raw in zip(entries, raws, strict=True):
+            await self.rpc.batch([("anvil_dropTransaction", [h]) for _, h, _ in entries], raise_errors=False)
+            for (sender, h, obj), raw in zip(entries, raws, strict=True):
                 if not isinstance(raw, str):
                     log.warning("pool tx %s vanished before it could be read", h)
                     continue
                 try:
                     taken[h] = decode_raw_tx(bytes.fromhex(raw[2:]), sender=sender)
-                except (TxDecodeError, ValueError) as exc:
-                    log.warning("pool tx %s could not be decoded (%s); dropped", h, exc)
+                except (TxDecodeError, ValueError, TypeError):
+                    self._unsigned[h] = obj  # an impersonated sender's tx: re-queued unsigned
         return _order_public(list(taken.values()))
+
+    async def _requeue_unsigned(self) -> None:
+        """Puts impersonated senders' transactions back into the pool (see `_take_pool`)."""
+        unsigned, self._unsigned = self._unsigned, {}
+        for h, obj in sorted(
+            unsigned.items(), key=lambda kv: (kv[1].get("from", ""), kv[1].get("nonce", ""))
+        ):
+            tx: dict[str, Any] = {
+                k: obj[k]
+                for k in ("from", "to", "value", "gas", "nonce", "maxFeePerGas", "maxPriorityFeePerGas")
+                if obj.get(k) is not None
+            }
+            if "maxFeePerGas" not in tx and obj.get("gasPrice") is not None:
+                tx["gasPrice"] = obj["gasPrice"]
+            tx["data"] = obj.get("input") or obj.get("data") or "0x"
+            try:
+                await self.rpc.call("anvil_impersonateAccount", [tx["from"]])
+                await self.rpc.call("eth_sendTransaction", [tx])
+            except JsonRpcError as exc:
+                log.warning("impersonated pool tx %s could not be re-queued (%s); dropped", h, exc.message)
 
     async def _send(self, tx: SignedTx) -> str | None:
         """Sends one raw tx to anvil's pool; returns the error message, or None when accepted."""
@@ -816,6 +843,7 @@ class Builder:
                     excluded.add(failed.bundle_hash)
                     sel = _Selection()
                 private_sent, dropped_public = await self._queue_rest(ctx, sel, public)
+                await self._requeue_unsigned()
             except BaseException:
                 await self._recover(sel, private_sent, public)
                 raise
@@ -832,6 +860,7 @@ class Builder:
             await self._drop([t.hash for t in sel.txs] + [t.hash for t in private_sent])
             for tx in public:
                 await self._send(tx)
+            await self._requeue_unsigned()
         except Exception as exc:
             log.error("could not restore anvil's pool after a failed build: %s", exc)
 

@@ -31,6 +31,7 @@ DEPLOY_SOURCES = (
     "keeper/devnet/deployer.py",
     "keeper/devnet/artifacts.py",
     "keeper/devnet/contracts.py",
+    "keeper/executors/executor_contract.py",
     "package-lock.json",
 )
 

@@ -2,8 +2,9 @@
 Balancer V2) on a fresh anvil.
 
 Accounts (anvil's default mnemonic; public test keys, never use them elsewhere):
-0 deployer/admin and liquidity provider, 1 oracle transmitter, 2 the keeper's funds account,
-3 a competing liquidator, 4 a whale for the depeg scenario.
+0 deployer/admin and liquidity provider, 1 oracle transmitter, 2 the keeper's funds account (owner of
+our executor contract), 3 a competing liquidator, 4 a whale for the depeg scenario, 5-9 the keeper's
+operators (extra senders allowed to call the executor).
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from keeper.devnet.model import DEFAULT_PRICES_USD, TokenInfo
 from keeper.devnet.tokens import FeedSet, deploy_feeds, deploy_tokens, install_multicall3
 from keeper.devnet.uniswap_v2 import UniswapV2Deployment, deploy_uniswap_v2
 from keeper.devnet.uniswap_v3 import UniswapV3Deployment, deploy_uniswap_v3
+from keeper.executors.executor_contract import deploy_executor, encode_set_operator
 
 DEPLOYER = DEV_ACCOUNTS[0][0]
 TRANSMITTER = DEV_ACCOUNTS[1][0]
 KEEPER = DEV_ACCOUNTS[2][0]
 COMPETITOR = DEV_ACCOUNTS[3][0]
 WHALE = DEV_ACCOUNTS[4][0]
+OPERATORS = tuple(a for a, _ in DEV_ACCOUNTS[5:10])
+"""Accounts 5-9: extra senders for the keeper's executor (one nonce each, so several liquidations can
+land in the same block as independent bundles)."""
 
 
 @dataclass
@@ -42,6 +47,8 @@ class DevnetDeployment:
     uniswap_v2: UniswapV2Deployment
     uniswap_v3: UniswapV3Deployment
     balancer: BalancerDeployment
+    executor: str = ""
+    """Our LiquidationExecutor, owned by the keeper account (accounts["keeper"])."""
     accounts: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     tx_count: int = 0
@@ -60,6 +67,7 @@ class DevnetDeployment:
             "uniswap_v2": self.uniswap_v2.to_json(),
             "uniswap_v3": self.uniswap_v3.to_json(),
             "balancer": self.balancer.to_json(),
+            "executor": self.executor,
             "accounts": dict(self.accounts),
             "timings": dict(self.timings),
             "tx_count": self.tx_count,
@@ -80,6 +88,7 @@ class DevnetDeployment:
             uniswap_v2=UniswapV2Deployment.from_json(data["uniswap_v2"]),
             uniswap_v3=UniswapV3Deployment.from_json(data["uniswap_v3"]),
             balancer=BalancerDeployment.from_json(data["balancer"]),
+            executor=str(data.get("executor", "")),
             accounts=dict(data.get("accounts", {})),
             timings={k: float(v) for k, v in data.get("timings", {}).items()},
             tx_count=int(data.get("tx_count", 0)),
@@ -113,7 +122,20 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
     uniswap_v3 = await deploy_uniswap_v3(d, tokens)
     t = lap("uniswap_v3", t)
     balancer = await deploy_balancer(d, tokens)
-    lap("balancer", t)
+    t = lap("balancer", t)
+    executor = await deploy_executor(
+        Deployer(rpc, KEEPER),
+        KEEPER,
+        None,
+        flash_pool=aave_v3.pool,
+        router_v3=uniswap_v3.swap_router,
+        router_v2=uniswap_v2.router,
+        weth=tokens["WETH"].address,
+    )
+    keeper_d = Deployer(rpc, KEEPER)
+    for operator in OPERATORS:
+        await keeper_d.send_raw({"to": executor, "data": "0x" + encode_set_operator(operator, True).hex()})
+    lap("executor", t)
     timings["total"] = round(time.perf_counter() - t0, 3)
     return DevnetDeployment(
         chain_id=await rpc.chain_id(),
@@ -125,12 +147,14 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
         uniswap_v2=uniswap_v2,
         uniswap_v3=uniswap_v3,
         balancer=balancer,
+        executor=executor,
         accounts={
             "deployer": DEPLOYER,
             "transmitter": TRANSMITTER,
             "keeper": KEEPER,
             "competitor": COMPETITOR,
             "whale": WHALE,
+            "operators": ",".join(OPERATORS),
         },
         timings=timings,
         tx_count=d.txs_sent,

@@ -3,15 +3,16 @@
 Holding 100,000 positions, a block whose only change is a price must not cost 100,000 exact evaluations.
 So each protocol keeps its positions as rows of float matrices (scaled collateral weighted by the
 liquidation threshold that applies to that user, scaled variable debt, stable debt) and per block
-computes every health factor at once from the block's indexes and prices (numpy, well under a
-millisecond per 10,000 rows). Rows under `1 + margin` are candidates; the exact integer math decides.
+computes every health factor at once from the block's indexes and prices (numpy, well under a millisecond
+per 10,000 rows). Rows under `1 + margin` are candidates; the exact integer math decides.
 
-Never missing a liquidatable position: the float result differs from the protocol's integer math only
-by rounding, which the screen bounds: each balance is rounded to whole token units and each value to
-whole base units per asset (absolute terms, subtracted from collateral and added to debt), and the
-average liquidation threshold is truncated to whole basis points (relative, up to ~1.4e-4: the margin
-is 5e-4). Stable debt is over-estimated with exp(rate * dt) >= the protocol's compounding. Positions the float model cannot represent faithfully
-(e-mode categories with their own price source, or dust below `dust_base`) are always candidates.
+Never missing a liquidatable position: the float result differs from the protocol's integer math only by
+rounding, which the screen bounds: each balance is rounded to whole token units and each value to whole
+base units per asset (absolute terms, subtracted from collateral and added to debt), and the average
+liquidation threshold is truncated to whole basis points (relative, up to ~1.4e-4: the margin is 5e-4).
+Stable debt is over-estimated with exp(rate * dt) >= the protocol's compounding. Positions the float
+model cannot represent faithfully (e-mode categories with their own price source, or dust below
+`dust_base`) are always candidates.
 """
 
 from __future__ import annotations
