@@ -1,161 +1,209 @@
 """`keeper demo`: the whole loop on the embedded devnet, start to finish, leaving nothing running.
 
-Starts the devnet in-process from the cached state (anvil with the real Aave/Uniswap bytecode, the local
-bundle relay producing a block every `block_time` seconds), creates borrowers, runs the keeper's engine
-(the same collectors and engine as `keeper run`) while an ETH crash is sent as pending oracle
-transactions, shows what the keeper sees block by block, and ends with a summary.
-
-Until the liquidation strategy and executor land, the strategy shown is `MarketWatch`: it reads every
-tracked position's health factor from the protocol itself (one batched Multicall3 read per block).
+1. The devnet starts in-process from the cached state: anvil with the real Aave/Uniswap bytecode and the
+   local bundle relay, which builds a block every `block_time` seconds.
+2. Borrowers are created on both Aave markets.
+3. The keeper runs exactly as `keeper run` would: websocket block collector -> liquidation strategy
+   (exact health factors, venue quotes) -> bundle executor (simulate at the relay, send, track), with a
+   SQLite ledger.
+4. ETH crashes: oracle updates are sent as pending transactions, arbitrage swaps move the pools.
+5. The keeper liquidates what is profitable; when nothing more lands, a summary and the ledger's
+   report are printed. Exit code 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from eth_abi.abi import decode
+from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
-from keeper.chain.multicall import multicall
-from keeper.chain.rpc import RpcClient
+from keeper.chain.signer import TxSigner
 from keeper.chain.units import format_units
 from keeper.collectors.blocks import BlockCollector
 from keeper.core.actions import Action
-from keeper.core.engine import Engine
+from keeper.core.engine import Supervised
 from keeper.core.events import Event, NewBlock
-from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import encode_call
-from keeper.devnet.scenarios.borrowers import AAVE_V3, create_borrowers
+from keeper.devnet.anvil import DEV_ACCOUNTS
+from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.common import wait_blocks
 from keeper.devnet.scenarios.crash import CrashStep, run_crash
 from keeper.devnet.stack import Devnet, DevnetMiner
-
-WAD = 10**18
-
-
-@dataclass
-class BlockView:
-    number: int
-    eth_usd: int
-    liquidatable: dict[str, int]
-    seen_ms: float
+from keeper.executors.bundles import MultiBuilderClient
+from keeper.ledger import Ledger
+from keeper.ledger.cli import load_report, render
+from strategies.liquidations.factory import LiquidationKeeper, build_devnet_keeper
 
 
 @dataclass
-class DemoState:
-    blocks: list[BlockView] = field(default_factory=list)
-    oracle_updates: int = 0
+class DemoView:
+    console: Console
+    events: Counter[str] = field(default_factory=Counter)
+    block_events: Counter[str] = field(default_factory=Counter)
+    missed: Counter[str] = field(default_factory=Counter)
+    eth_usd: int = 0
+    keeper: LiquidationKeeper | None = None
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.events[kind] += 1
+        self.block_events[kind] += 1
+        if kind == "included":
+            ok = "landed" if data.get("success") else "reverted"
+            self.console.print(
+                f"    [green]{ok}[/] {str(data['id'])[:60]}… in block {data['block']}: "
+                f"profit {format_units(int(data['profit_wei']), 18, 4)} ETH, "
+                f"builder {format_units(int(data['builder_paid_wei']), 18, 4)} ETH"
+            )
+        elif kind in ("simulation_failed", "abandoned"):
+            self.missed[f"{kind}: {data.get('reason', '')}"[:90]] += 1
+
+    def block_line(self, block: NewBlock) -> None:
+        k = self.keeper
+        opps = len(k.strategy.opportunities) if k is not None else 0
+        ms = k.strategy.last_timings.get("total", 0.0) * 1000 if k is not None else 0.0
+        e = self.block_events
+        self.console.print(
+            f"block {block.number:>5}  ETH ${format_units(self.eth_usd, 8, 2):>8}  liquidatable {opps:>4}  "
+            f"sent {e['sent']:>3}  landed {e['included']:>3}  not included {e['not_included']:>3}  "
+            f"sim failed {e['simulation_failed']:>3}  ({ms:.1f} ms from block to bundles)"
+        )
+        self.block_events.clear()
 
 
-class MarketWatch:
-    """Each block: every tracked position's health factor from `getUserAccountData`, batched."""
+class BlockPrinter:
+    """A strategy that only prints one line per block (what the keeper did with the previous one)."""
 
-    name = "market-watch"
+    name = "demo-view"
 
-    def __init__(
-        self,
-        rpc: RpcClient,
-        dep: DevnetDeployment,
-        users: Sequence[tuple[str, str]],
-        state: DemoState,
-        console: Console,
-    ) -> None:
-        self.rpc = rpc
-        self.dep = dep
-        self.users = list(users)
-        self.state = state
-        self.console = console
+    def __init__(self, view: DemoView) -> None:
+        self.view = view
 
     async def sync_state(self) -> None:
         return None
 
     async def process_event(self, event: Event) -> Sequence[Action]:
-        if not isinstance(event, NewBlock):
-            return []
-        calls = [
-            (
-                self.dep.aave_v3.pool if market == AAVE_V3 else self.dep.aave_v2.lending_pool,
-                encode_call("getUserAccountData(address)", ["address"], [user]),
-            )
-            for market, user in self.users
-        ]
-        calls.append((self.dep.feeds.usd["WETH"], encode_call("latestAnswer()", [], [])))
-        results = await multicall(self.rpc, self.dep.multicall3, calls, block=event.number)
-        liquidatable = {"aave-v3": 0, "aave-v2": 0}
-        for (market, _), (ok, data) in zip(self.users, results, strict=False):
-            if ok and int(decode(["uint256"] * 6, data)[5]) < WAD:
-                liquidatable[market] += 1
-        eth = int(decode(["int256"], results[-1][1])[0])
-        seen_ms = (time.monotonic_ns() - event.received_at_ns) / 1e6 if event.received_at_ns else 0.0
-        view = BlockView(event.number, eth, liquidatable, seen_ms)
-        self.state.blocks.append(view)
-        self.console.print(
-            f"block {view.number:>5}  ETH ${format_units(eth, 8, 2):>8}  liquidatable: "
-            f"aave-v3 {liquidatable['aave-v3']:>4}  aave-v2 {liquidatable['aave-v2']:>4}  "
-            f"({len(self.users)} positions read in {seen_ms:.1f} ms)"
-        )
+        if isinstance(event, NewBlock):
+            self.view.block_line(event)
         return []
 
 
 async def run_demo(
-    *, borrowers: int = 500, block_time: float = 1.0, drop_bps: int = 2_500, crash_blocks: int = 10
-) -> DemoState:
+    *,
+    borrowers: int = 500,
+    block_time: float = 1.0,
+    drop_bps: int = 2_500,
+    crash_blocks: int = 10,
+    builder_share_bps: int = 5_000,
+    ledger_path: Path | None = None,
+    max_blocks_after: int = 30,
+) -> DemoView:
     console = Console()
-    state = DemoState()
+    view = DemoView(console)
     started = time.perf_counter()
-    async with Devnet(block_time=block_time) as net:
-        rpc, dep = net.require()
-        console.print(
-            f"[bold]devnet[/] up in {net.start_seconds:.2f} s: anvil {net.http_url}, relay {net.relay_url}, "
-            f"a block every {block_time:g} s"
-        )
-        made = await create_borrowers(rpc, dep, borrowers, seed=1, miner=DevnetMiner(net))
-        console.print(
-            f"[bold]borrowers[/]: {len(made.borrowers)} positions "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(made.counts.items()))}) in {made.seconds:.1f} s"
-        )
-        users = [(b.market, b.address) for b in made.borrowers]
-        watch = MarketWatch(rpc, dep, users, state, console)
-        engine = Engine([BlockCollector(net.ws_url, rpc)], [watch], [])
-
-        async def on_step(step: CrashStep) -> None:
-            state.oracle_updates += len(step.oracle_txs)
-
-        async with asyncio.TaskGroup() as tg:
-            engine_task = tg.create_task(engine.run(), name="demo:engine")
-            await wait_blocks(rpc, 1)
+    workdir = tempfile.TemporaryDirectory(prefix="keeper-demo-")
+    path = ledger_path or Path(workdir.name) / "ledger.sqlite"
+    try:
+        async with Devnet(block_time=block_time) as net:
+            rpc, dep = net.require()
+            assert net.relay_url is not None
             console.print(
-                f"[bold]crash[/]: ETH -{drop_bps / 100:g}% over {crash_blocks} blocks (pending oracle txs)"
+                f"[bold]devnet[/] up in {net.start_seconds:.2f} s: anvil {net.http_url}, bundle relay "
+                f"{net.relay_url}, a block every {block_time:g} s"
             )
-            await run_crash(rpc, dep, drop_bps=drop_bps, blocks=crash_blocks, on_step=on_step)
-            await wait_blocks(rpc, 2)
-            engine_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await engine_task
-    _summary(console, state, time.perf_counter() - started, engine.stats)
-    return state
+            made = await create_borrowers(rpc, dep, borrowers, seed=1, miner=DevnetMiner(net))
+            console.print(
+                f"[bold]borrowers[/]: {len(made.borrowers)} positions "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(made.counts.items()))}) in {made.seconds:.1f} s"
+            )
+            keeper_accounts = [DEV_ACCOUNTS[2], *DEV_ACCOUNTS[5:10]]
+            signers = [TxSigner.from_key(key) for _, key in keeper_accounts]
+            identity = Account.create().key  # Flashbots reputation key: holds no funds
+            async with Ledger.open(path) as ledger, MultiBuilderClient([net.relay_url], identity) as builders:
+                keeper = await build_devnet_keeper(
+                    rpc,
+                    dep.to_json(),
+                    signers=signers,
+                    builders=builders,
+                    ledger=ledger,
+                    builder_share_bps=builder_share_bps,
+                    on_event=view.on_event,
+                )
+                view.keeper = keeper
+                engine = keeper.engine(
+                    [Supervised(BlockCollector(net.ws_url, rpc))], extra_strategies=[BlockPrinter(view)]
+                )
+                sync_started = time.perf_counter()
+
+                async def on_step(step: CrashStep) -> None:
+                    view.eth_usd = step.eth_usd
+
+                async with asyncio.TaskGroup() as tg:
+                    engine_task = tg.create_task(engine.run(), name="demo:engine")
+                    await wait_blocks(rpc, 1)
+                    tracked = sum(len(p.positions) for p in keeper.strategy.protocols)
+                    console.print(
+                        f"[bold]keeper[/] synced {tracked} positions from logs in "
+                        f"{time.perf_counter() - sync_started:.2f} s; watching blocks"
+                    )
+                    view.eth_usd = await _eth_price(rpc, dep.feeds.usd["WETH"])
+                    console.print(f"[bold]crash[/]: ETH -{drop_bps / 100:g}% over {crash_blocks} blocks")
+                    await run_crash(rpc, dep, drop_bps=drop_bps, blocks=crash_blocks, on_step=on_step)
+                    quiet = 0
+                    for _ in range(max_blocks_after):
+                        before = view.events["sent"] + view.events["included"]
+                        await wait_blocks(rpc, 1)
+                        quiet = quiet + 1 if view.events["sent"] + view.events["included"] == before else 0
+                        if quiet >= 3 and not keeper.executor.pending:
+                            break
+                    engine_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await engine_task
+        _summary(console, view, keeper, time.perf_counter() - started)
+        render(load_report(path), console)
+        if ledger_path is None:
+            console.print("(the demo's ledger was temporary; `keeper report --ledger PATH` reads a kept one)")
+    finally:
+        workdir.cleanup()
+    return view
 
 
-def _summary(console: Console, state: DemoState, seconds: float, stats: dict[str, int]) -> None:
+async def _eth_price(rpc: Any, feed: str) -> int:
+    from eth_abi.abi import decode
+
+    from keeper.devnet.deployer import encode_call
+
+    raw = await rpc.eth_call(feed, encode_call("latestAnswer()", [], []))
+    return int(decode(["int256"], raw)[0])
+
+
+def _summary(console: Console, view: DemoView, keeper: LiquidationKeeper, seconds: float) -> None:
+    s = keeper.executor.stats
     table = Table(title="demo summary")
     table.add_column("what")
     table.add_column("value", justify="right")
-    if state.blocks:
-        first, last = state.blocks[0], state.blocks[-1]
-        table.add_row("blocks seen", str(len(state.blocks)))
-        table.add_row(
-            "ETH price", f"${format_units(first.eth_usd, 8, 2)} -> ${format_units(last.eth_usd, 8, 2)}"
-        )
-        for market in ("aave-v3", "aave-v2"):
-            table.add_row(
-                f"liquidatable on {market}", f"{first.liquidatable[market]} -> {last.liquidatable[market]}"
-            )
-    table.add_row("oracle updates (pending txs)", str(state.oracle_updates))
-    table.add_row("strategy errors", str(stats["strategy_errors"]))
+    table.add_row("liquidations landed (bundles included)", str(s.included))
+    table.add_row("bundles sent", str(s.sent))
+    table.add_row("  not included in their target block (retried)", str(s.not_included))
+    table.add_row("simulations at the relay", str(s.simulated))
+    table.add_row("  failed (nothing sent)", str(s.simulation_failed))
+    table.add_row("  below the minimum profit (nothing sent)", str(s.below_minimum))
+    table.add_row(
+        "realized profit (owner, valued in ETH)", f"{format_units(s.realized_profit_wei, 18, 6)} ETH"
+    )
+    table.add_row("gas paid", f"{format_units(s.gas_spent_wei, 18, 9)} ETH")
+    table.add_row("paid to builders", f"{format_units(s.builder_paid_wei, 18, 6)} ETH")
+    table.add_row("opportunities gone (no longer liquidatable)", str(s.gone))
+    skipped = Counter(keeper.actions.skipped.values())
+    for reason, n in (skipped + view.missed).most_common(6):
+        table.add_row(f"missed: {reason[:70]}", str(n))
     table.add_row("wall time", f"{seconds:.1f} s")
     console.print(table)

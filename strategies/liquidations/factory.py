@@ -9,7 +9,7 @@ from typing import Any
 from keeper.chain.rpc import RpcClient
 from keeper.chain.signer import TxSigner
 from keeper.core.engine import Engine
-from keeper.core.interfaces import Collector
+from keeper.core.interfaces import Collector, Strategy
 from keeper.executors.bundle_executor import BundleExecutor, InclusionTracker
 from keeper.executors.bundles import MultiBuilderClient
 from keeper.ledger import Ledger
@@ -26,9 +26,14 @@ class LiquidationKeeper:
     executor: BundleExecutor
     tracker: InclusionTracker
 
-    def engine(self, collectors: Sequence[Collector]) -> Engine:
+    def engine(self, collectors: Sequence[Collector], *, extra_strategies: Sequence[Strategy] = ()) -> Engine:
         # Blocks are not coalesced: the inclusion tracker must see every block.
-        return Engine(collectors, [self.strategy, self.tracker], [self.executor], coalesce_blocks=False)
+        return Engine(
+            collectors,
+            [self.strategy, self.tracker, *extra_strategies],
+            [self.executor],
+            coalesce_blocks=False,
+        )
 
 
 async def build_keeper(
