@@ -431,8 +431,11 @@ class Ledger:
         self._loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = self._loop.create_future()
         self._stopped = self._loop.create_future()
+        # A daemon thread: a process that exits without closing the ledger (a crash on the way out) must
+        # still exit. Committed rows are durable either way (synchronous=FULL); only writes not yet
+        # committed can be lost, exactly as with SIGKILL, which the ledger is built to survive.
         self._thread = threading.Thread(
-            target=self._writer_main, args=(ready,), name="ledger-writer", daemon=False
+            target=self._writer_main, args=(ready,), name="ledger-writer", daemon=True
         )
         self._thread.start()
         try:
