@@ -107,6 +107,8 @@ async def run_demo(
     max_blocks_after: int = 30,
 ) -> DemoView:
     console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze lines and tables into 80 columns
+        console = Console(width=150)
     view = DemoView(console)
     started = time.perf_counter()
     workdir = tempfile.TemporaryDirectory(prefix="keeper-demo-")

@@ -57,6 +57,8 @@ class Pending:
     simulated_profit: int
     builder_payment_wei: int
     gas_used: int
+    accepted_by: tuple[str, ...] = ()
+    """Builders (URLs) that accepted the bundle: when only one did, an inclusion is theirs."""
 
 
 @dataclass
@@ -209,7 +211,9 @@ class BundleExecutor:
         )
         results = outcomes[action.target_block]
         self.stats.sent += 1
-        self.pending[signed.hash_hex] = Pending(action, signed, profit, builder_paid, result.gas_used)
+        self.pending[signed.hash_hex] = Pending(
+            action, signed, profit, builder_paid, result.gas_used, tuple(r.url for r in results if r.ok)
+        )
         self._emit(
             "sent",
             id=opp_id,
@@ -391,6 +395,7 @@ class BundleExecutor:
                     realized_profit_asset=p.action.profit_token or "ETH",
                     included_at=block.timestamp,
                     success=success,
+                    builder=p.accepted_by[0] if len(p.accepted_by) == 1 else None,
                 )
             )
 
