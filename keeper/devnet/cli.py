@@ -174,6 +174,29 @@ def _serve(block_time: float, port: int) -> None:
 
 
 @app.command()
+def relay(
+    anvil_url: Annotated[str, typer.Option(help="The anvil node the relay builds blocks on.")],
+    port: Annotated[int, typer.Option(help="Relay port on 127.0.0.1 (0: any free port).")] = 0,
+    block_time: Annotated[float, typer.Option(help="Seconds between blocks; 0: serve only.")] = 2.0,
+) -> None:
+    """Run the local bundle relay (a stand-in for real block builders) against a running anvil.
+
+    `keeper devnet up` already starts one; this is for an anvil you started yourself (it must run with
+    automine off and `--order fifo`).
+    """
+    from keeper.core.runtime import run
+    from keeper.devnet.relay import run_relay
+
+    async def main() -> None:
+        started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(run_relay(anvil_url, "127.0.0.1", port, block_time, started=started))
+            typer.echo(f"relay listening on {await started} (builds on {anvil_url})")
+
+    raise typer.Exit(run(main))
+
+
+@app.command()
 def down() -> None:
     """Stop the devnet that `up` started."""
     info = _read_run_file()
