@@ -250,3 +250,75 @@ async def test_pending_price_update_predicts_the_next_block(crashed: Devnet) -> 
         }
     finally:
         await rpc.call("evm_revert", [snap])
+
+
+async def test_reorg_rereads_the_users_the_replaced_block_touched(crashed: Devnet) -> None:
+    """A repay lands in block N and the strategy takes it in; a reorg replaces N with an empty block;
+    the strategy, told the new N is a reorg, must re-read that user: its state equals the chain's."""
+    rpc, dep = crashed.require()
+    snap = await rpc.call("evm_snapshot")
+    sender = BulkSender(rpc, miner=DevnetMiner(crashed))
+    try:
+        from keeper.collectors.blocks import decode_header
+
+        strategy = LiquidationStrategy([_v3(rpc, dep)])
+        await strategy.sync_state()
+        adapter = strategy.protocols[0]
+        assert adapter.market is not None
+        user = sorted(adapter.positions)[0]
+        position = adapter.positions[user]
+        debt_asset = next(a for a, b in position.reserves.items() if b.scaled_variable_debt)
+        await sender.impersonate_all(True)
+        await sender.run(
+            [
+                call_tx(
+                    COMPETITOR,
+                    debt_asset,
+                    "mint(address,uint256)",
+                    ["address", "uint256"],
+                    [COMPETITOR, 10**40],
+                    200_000,
+                ),
+                call_tx(
+                    COMPETITOR,
+                    debt_asset,
+                    "approve(address,uint256)",
+                    ["address", "uint256"],
+                    [adapter.pool, UINT256_MAX],
+                    100_000,
+                ),
+            ]
+        )
+        for _ in range(2):  # the strategy follows the chain up to here
+            await crashed.mine()
+            await strategy.on_block(decode_header(await rpc.call("eth_getBlockByNumber", ["latest", False])))
+        await rpc.call(
+            "eth_sendTransaction",
+            [
+                call_tx(
+                    COMPETITOR,
+                    adapter.pool,
+                    "repay(address,uint256,uint256,address)",
+                    ["address", "uint256", "uint256", "address"],
+                    [debt_asset, position.reserves[debt_asset].scaled_variable_debt // 2, 2, user],
+                    800_000,
+                ).to_rpc()
+            ],
+        )
+        await crashed.mine()
+        repaid_block = decode_header(await rpc.call("eth_getBlockByNumber", ["latest", False]))
+        await strategy.on_block(repaid_block)
+        assert adapter.positions[user] != position  # the repay was taken in
+        await rpc.call("anvil_dropAllTransactions")
+        await rpc.call("anvil_reorg", [1, []])  # block N replaced by an empty one: the repay is undone
+        replaced = await rpc.call("eth_getBlockByNumber", ["latest", False])
+        assert int(replaced["number"], 16) == repaid_block.number
+        assert bytes.fromhex(replaced["hash"][2:]) != repaid_block.hash
+        from dataclasses import replace as dc_replace
+
+        await strategy.on_block(dc_replace(decode_header(replaced), reorged=True))
+        assert adapter.account(user).as_tuple() == await _account_data(rpc, adapter.pool, user)
+        assert adapter.positions[user] == position
+    finally:
+        await sender.impersonate_all(False)
+        await rpc.call("evm_revert", [snap])
