@@ -22,9 +22,10 @@ import typer
 from keeper import __version__
 from keeper.chain.redact import redact_url
 from keeper.config import Settings, env_name, flashbots_account, funds_account, load_settings
+from keeper.contracts_cli import app as contracts_app
 from keeper.devnet.cli import app as devnet_app
 from keeper.errors import ConfigError, RpcError, RpcTransportError
-from keeper.logs import kv, register_secrets, scrub, setup_logging
+from keeper.logs import register_secrets, scrub, setup_logging
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -42,6 +43,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(contracts_app, name="contracts")
 
 ConfigOption = Annotated[
     Path | None,
@@ -265,51 +267,14 @@ def check(
 
 @app.command()
 def run(config: ConfigOption = None) -> None:
-    """Run the keeper: block collector -> strategies, with /metrics and /health. Ctrl-C stops it (exit 0)."""
-    from keeper.chain.rpc import RpcClient
-    from keeper.collectors.blocks import BlockCollector
-    from keeper.core.engine import Engine
-    from keeper.core.health import HeadWatch
-    from keeper.core.runtime import run as run_main
-    from keeper.observability import ObservabilityServer
-    from keeper.strategies_registry import StrategyContext, build_strategies
+    """Run the keeper: block collector -> strategies -> executors, with /metrics and /health.
 
-    settings = _load(config)
-    setup_logging(settings.log_format, settings.log_level)
-    try:
-        account = funds_account(settings)  # before the loop starts: keystore decryption is CPU-bound
-        rpc = RpcClient(settings.rpc_http_url)
-        strategies = build_strategies(settings.strategies, StrategyContext(settings=settings, rpc=rpc))
-    except ConfigError as exc:
-        _fail_config(exc)
-    head_watch = HeadWatch(settings.head_max_age_seconds)
-    collector = BlockCollector(settings.ws_url, rpc, head_watch=head_watch)
-    engine = Engine([collector], strategies, [])
-    server = ObservabilityServer(settings.metrics_host, settings.metrics_port, head_watch)
+    KEEPER_STRATEGIES=liquidations runs the liquidation keeper (KEEPER_SUBMIT=bundle|public|private;
+    KEEPER_DEVNET=true takes its addresses from deployments/devnet.json). Ctrl-C stops it (exit 0).
+    """
+    from keeper.runner import run_command
 
-    log.info(
-        "keeper starting",
-        extra=kv(
-            version=__version__,
-            rpc=redact_url(settings.rpc_http_url),
-            ws=redact_url(settings.ws_url),
-            strategies=",".join(settings.strategies),
-            submit=settings.submit,
-            dry_run=settings.dry_run,
-            account=account.address if account is not None else None,
-        ),
-    )
-    if settings.ws_url_is_derived:
-        log.warning(
-            "KEEPER_RPC_WS_URL not set; using a websocket URL derived from KEEPER_RPC_HTTP_URL",
-            extra=kv(ws=redact_url(settings.ws_url)),
-        )
-
-    async def main() -> None:
-        async with rpc, server:
-            await engine.run()
-
-    raise typer.Exit(run_main(main))
+    raise typer.Exit(run_command(_load(config)))
 
 
 @app.command()

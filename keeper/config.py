@@ -18,6 +18,13 @@ Decisions worth knowing:
   example of a good value; secret values are never part of it.
 - RPC and relay URLs often carry API keys in their path, so `repr(settings)` shows them via `redact_url`;
   `Settings.secrets()` lists the strings the log filter must scrub.
+- `operator_keys` are extra funds keys (gas payers) the executor contract allows as senders: each must be
+  a valid key, none may repeat, equal the funds key or equal the relay identity (which holds no funds).
+- Addresses (executor, venues, WETH, flash pool, routers) are checked and normalised to their checksum
+  form; a mixed-case address whose checksum is wrong is refused (it is almost always a typo).
+- `devnet=true` takes every address, pool, the executor and the relay from `devnet_file`
+  (`deployments/devnet.json`, written by `keeper devnet up`); the RPC URLs stay those of the settings and
+  `keeper run` checks they serve that devnet (chain id, executor code).
 """
 
 from __future__ import annotations
@@ -52,6 +59,13 @@ ENV_PREFIX = "KEEPER_"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX64 = re.compile(r"(?i)^(0x)?[0-9a-f]{64}$")
 _INT = re.compile(r"^[+-]?\d[\d_]*$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+MAINNET_WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
+MAINNET_AAVE_V3_POOL = "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"
+MAINNET_UNISWAP_V3_SWAP_ROUTER = "0xE592427A0AEce92De3Edee1F18E0157C05861564"
+MAINNET_UNISWAP_V2_ROUTER02 = "0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D"
+DEFAULT_DEVNET_FILE = Path(__file__).resolve().parents[1] / "deployments" / "devnet.json"
 
 # An example of a good value per field, shown in error lines (never real secrets).
 EXAMPLES: dict[str, str] = {
@@ -74,6 +88,18 @@ EXAMPLES: dict[str, str] = {
     "head_max_age_seconds": "60",
     "submit": "bundle",
     "ledger_path": "keeper.sqlite",
+    "executor_address": "0x<our LiquidationExecutor, from `keeper contracts deploy`>",
+    "operator_keys": "0x<64 hex digits>,0x<64 hex digits>",
+    "builder_share_bps": "9000",
+    "v3_pools": "0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640,0x8ad599c3A0ff1De082011EFDDc58f1908eb6e6D8",
+    "v2_pairs": "0xB4e16d0168e52d35CaCD2c6185b44281Ec28C9Dc",
+    "connectors": "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2,0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
+    "weth_address": MAINNET_WETH,
+    "flash_pool": MAINNET_AAVE_V3_POOL,
+    "router_v3": MAINNET_UNISWAP_V3_SWAP_ROUTER,
+    "router_v2": MAINNET_UNISWAP_V2_ROUTER02,
+    "devnet": "true",
+    "devnet_file": "deployments/devnet.json",
 }
 
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("keeper_toml_data", default=None)
@@ -110,6 +136,20 @@ def _check_key(value: str) -> str:
     if not 0 < int(digits, 16) < SECP256K1_N:
         raise ValueError("not a valid secp256k1 private key (zero or above the curve order)")
     return "0x" + digits.lower()
+
+
+def check_address(value: str) -> str:
+    """The checksummed address; ValueError (naming no secret) if it is not a valid 0x address."""
+    from eth_utils.address import to_checksum_address
+
+    value = value.strip()
+    if not _ADDRESS.match(value):
+        raise ValueError(f"not an address: expected 0x and 40 hex digits (got {len(value)} characters)")
+    checksummed = str(to_checksum_address(value))
+    lower, upper = value[2:].lower(), value[2:].upper()
+    if value[2:] not in (lower, upper) and value != checksummed:
+        raise ValueError(f"bad checksum in {value} (a typo?): the checksummed form is {checksummed}")
+    return checksummed
 
 
 def _split_csv(value: Any) -> Any:
@@ -154,6 +194,29 @@ class Settings(BaseSettings):
     head_max_age_seconds: float = Field(default=60.0, gt=0)
     submit: Literal["bundle", "public", "private"] = "bundle"
     ledger_path: Path = Path("keeper.sqlite")
+    executor_address: str | None = None
+    """Our LiquidationExecutor (`keeper contracts deploy` prints it); required by the liquidations
+    strategy unless `devnet` is true."""
+    operator_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Extra sender keys the executor allows (setOperator): one nonce each, so several liquidations can
+    land in one block as independent bundles. They pay gas: keep them funded."""
+    builder_share_bps: int = Field(default=9_000, ge=0, le=9_999)
+    """Share of a liquidation's gross profit paid to the block builder from inside the contract (basis
+    points). Competitive markets need ~90%; a protocol keeper may set 0."""
+    v3_pools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Uniswap V3 pools where seized collateral may be sold (mainnet; the devnet brings its own)."""
+    v2_pairs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Uniswap V2 pairs where seized collateral may be sold."""
+    connectors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Tokens a two-hop route may pass through (empty: WETH only)."""
+    weth_address: str = MAINNET_WETH
+    flash_pool: str = MAINNET_AAVE_V3_POOL
+    """Aave V3 Pool the executor flash-borrows from."""
+    router_v3: str = MAINNET_UNISWAP_V3_SWAP_ROUTER
+    router_v2: str = MAINNET_UNISWAP_V2_ROUTER02
+    devnet: bool = False
+    """True: addresses, pools, the executor and the relay come from `devnet_file`."""
+    devnet_file: Path = Field(default=DEFAULT_DEVNET_FILE, validate_default=True)
 
     @classmethod
     def settings_customise_sources(
@@ -216,6 +279,69 @@ class Settings(BaseSettings):
             return None
         if not v.is_file():
             raise ValueError(f"file not found: {v}")
+        return v
+
+    @field_validator("operator_keys", mode="before")
+    @classmethod
+    def _operator_keys(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, SecretStr):
+            v = v.get_secret_value()
+        items = _split_csv(v)
+        if not isinstance(items, list):
+            raise ValueError("must be a comma-separated list of private keys")  # noqa: TRY004
+        funds, identity = info.data.get("private_key"), info.data.get("flashbots_signer_key")
+        seen: set[str] = set()
+        out: list[SecretStr] = []
+        for i, item in enumerate(items, 1):
+            raw = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if not isinstance(raw, str):
+                raise ValueError(f"item {i}: must be a string of 64 hex digits")  # noqa: TRY004
+            try:
+                key = _check_key(raw)
+            except ValueError as exc:
+                raise ValueError(f"item {i}: {exc}") from None
+            if funds is not None and key == funds.get_secret_value():
+                raise ValueError(
+                    f"item {i}: is the funds key (KEEPER_PRIVATE_KEY) itself; list only extra keys"
+                )
+            if identity is not None and key == identity.get_secret_value():
+                raise ValueError(
+                    f"item {i}: is the relay identity (KEEPER_FLASHBOTS_SIGNER_KEY), which must hold no funds"
+                )
+            if key in seen:
+                raise ValueError(f"item {i}: listed twice")
+            seen.add(key)
+            out.append(SecretStr(key))
+        return out
+
+    @field_validator("executor_address", "weth_address", "flash_pool", "router_v3", "router_v2")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else check_address(v)
+
+    @field_validator("v3_pools", "v2_pairs", "connectors", mode="before")
+    @classmethod
+    def _addresses_split(cls, v: Any) -> Any:
+        return _split_csv(v)
+
+    @field_validator("v3_pools", "v2_pairs", "connectors")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        out = []
+        for i, item in enumerate(v, 1):
+            try:
+                out.append(check_address(item))
+            except ValueError as exc:
+                raise ValueError(f"item {i}: {exc}") from None
+        if len({a.lower() for a in out}) != len(out):
+            raise ValueError("an address is listed twice")
+        return out
+
+    @field_validator("devnet_file")
+    @classmethod
+    def _devnet_file(cls, v: Path, info: ValidationInfo) -> Path:
+        if info.data.get("devnet") and not v.is_file():
+            raise ValueError(f"file not found: {v} (start the devnet with `keeper devnet up`)")
         return v
 
     @field_validator("relay_urls", mode="before")
@@ -315,7 +441,7 @@ class Settings(BaseSettings):
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never reach a log line: keys, keystore password, URLs with paths/queries."""
         out: list[str] = []
-        for key in (self.private_key, self.flashbots_signer_key):
+        for key in (self.private_key, self.flashbots_signer_key, *self.operator_keys):
             if key is not None:
                 hexkey = key.get_secret_value()
                 out += [hexkey, hexkey[2:]]

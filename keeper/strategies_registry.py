@@ -2,26 +2,61 @@
 
 Factories are named as "module:callable" strings and imported only when a strategy is built, so loading
 settings (which checks names against `available()`) never imports strategy code and its dependencies.
-A factory takes a `StrategyContext` and returns an object satisfying `keeper.core.interfaces.Strategy`.
+
+A factory takes a `StrategyContext` and returns, directly or as an awaitable:
+- an object satisfying `keeper.core.interfaces.Strategy` (simple strategies such as `noop`), or
+- `Components`: strategies plus the executors that carry out their actions (the liquidation keeper:
+  its construction is async, since it loads venues from the chain, and it needs signers, builders and
+  the ledger, which it asks `ctx.services` for).
+
+`ctx.services` is provided by `keeper run` (`keeper.runner`); it opens the ledger and the builder client
+lazily, so a strategy that needs neither never creates a ledger file or a relay session.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from keeper.errors import ConfigError
 
 if TYPE_CHECKING:
     from keeper.chain.rpc import RpcClient
+    from keeper.chain.signer import TxSigner
     from keeper.config import Settings
-    from keeper.core.interfaces import Strategy
+    from keeper.core.interfaces import Executor, Strategy
+    from keeper.executors.bundles import MultiBuilderClient
+    from keeper.ledger import Ledger
 
 REGISTRY: dict[str, str] = {
     "noop": "strategies.noop:create",
+    "liquidations": "keeper.runner:create_liquidations",
 }
+
+
+class Services(Protocol):
+    """What `keeper run` offers factories beyond settings and the RPC client (opened on first use)."""
+
+    @property
+    def chain_id(self) -> int: ...
+
+    @property
+    def devnet(self) -> Mapping[str, Any] | None:
+        """The devnet deployment record (`deployments/devnet.json`'s "deployment") when KEEPER_DEVNET."""
+        ...
+
+    def signers(self) -> list[TxSigner]:
+        """The funds key first, then the operator keys. ConfigError when no funds key is configured."""
+        ...
+
+    async def ledger(self) -> Ledger: ...
+
+    async def builders(self) -> MultiBuilderClient:
+        """The relays (bundle mode). ConfigError when no relay or no relay identity is configured."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +65,21 @@ class StrategyContext:
 
     settings: Settings
     rpc: RpcClient
+    services: Services | None = None
+    """None outside `keeper run` (e.g. a test building a simple strategy)."""
 
 
-StrategyFactory = Callable[[StrategyContext], "Strategy"]
+@dataclass
+class Components:
+    """Strategies and the executors for their actions, as a factory may return them."""
+
+    strategies: list[Strategy] = field(default_factory=list)
+    executors: list[Executor] = field(default_factory=list)
+    coalesce_blocks: bool = True
+    """False when a strategy must see every block (inclusion tracking): the engine then never skips one."""
+
+
+StrategyFactory = Callable[[StrategyContext], Any]
 
 
 def available() -> frozenset[str]:
@@ -50,5 +97,39 @@ def factory(name: str) -> StrategyFactory:
     return cast(StrategyFactory, getattr(importlib.import_module(module_name), attr))
 
 
+def _merge(into: Components, result: object, name: str) -> None:
+    if isinstance(result, Components):
+        into.strategies.extend(result.strategies)
+        into.executors.extend(result.executors)
+        into.coalesce_blocks = into.coalesce_blocks and result.coalesce_blocks
+    elif hasattr(result, "process_event") and hasattr(result, "name"):
+        into.strategies.append(cast("Strategy", result))
+    else:
+        raise TypeError(f"strategy factory {name!r} returned {type(result).__name__}")
+
+
+async def build_components(names: Sequence[str], ctx: StrategyContext) -> Components:
+    """Every named strategy's components, merged (async factories awaited)."""
+    out = Components()
+    for name in names:
+        result = factory(name)(ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        _merge(out, result, name)
+    return out
+
+
 def build_strategies(names: Sequence[str], ctx: StrategyContext) -> list[Strategy]:
-    return [factory(name)(ctx) for name in names]
+    """Synchronous construction of simple strategies (no executors, no async set-up)."""
+    out = Components()
+    for name in names:
+        result = factory(name)(ctx)
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()  # a never-awaited coroutine would warn
+            raise ConfigError([f"KEEPER_STRATEGIES: {name!r} needs `keeper run` (async set-up, executors)"])
+        _merge(out, result, name)
+    if out.executors:
+        raise ConfigError([f"KEEPER_STRATEGIES: {', '.join(names)} bring executors: use `keeper run`"])
+    return out.strategies
