@@ -4,7 +4,9 @@ For each `SubmitBundle` (one target block):
 1. record the opportunity in the ledger (first sighting only);
 2. price the tx for the target block: the exact next base fee from the parent header, no priority fee
    (the builder is paid from inside our contract, after its profit check), gas from `eth_estimateGas`
-   with headroom; a revert here is a failed simulation and nothing is sent;
+   with headroom; a revert here is a failed simulation and nothing is sent. The estimate, the nonce and
+   the parent header go out in one JSON-RPC batch; the parent header is not read at all when `on_block`
+   already delivered it (the NewBlock the action was built from);
 3. sign and simulate with `eth_callBundle` at the first relay: the authority. Our executor call returns
    (profit in the profit token, builder payment in wei); net = profit in wei - gas cost at the target
    base fee. A failed simulation, or a net below the minimum, means nothing is sent;
@@ -34,10 +36,10 @@ from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
 from keeper.core.actions import Action, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
-from keeper.errors import ExecutionReverted, KeeperError, RelayError
+from keeper.errors import ExecutionReverted, JsonRpcError, KeeperError, RelayError
 from keeper.executors.bundles import MultiBuilderClient
 from keeper.executors.executor_contract import decode_executor_error, liquidated_events
-from keeper.executors.fees import next_base_fee_from_header
+from keeper.executors.fees import next_base_fee, next_base_fee_from_header
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
@@ -48,6 +50,8 @@ GAS_HEADROOM_BPS = 12_000
 """Gas limit = estimate * 1.2 (the simulation reports the real usage)."""
 GONE_AFTER_BLOCKS = 2
 ABANDON_AFTER_FAILED_SIMULATIONS = 5
+HEADER_MEMORY = 8
+"""Headers kept for pricing (the parent of a target block is the newest one or close)."""
 
 
 @dataclass
@@ -124,6 +128,11 @@ class BundleExecutor:
         self._failures: dict[str, int] = {}
         self._slots: dict[int, int] = {}
         """target block -> next signer index: each opportunity of a block gets its own sender (nonce)."""
+        self._headers: dict[int, NewBlock] = {}
+        """Recent headers by number (from `on_block`): the parent of a target block, without a read."""
+        self.last_timings: dict[str, float] = {}
+        """Seconds per step of the last `execute`: prepare (estimate, nonce, parent header: one round
+        trip), sign, simulate (eth_callBundle at the relay), claim (ledger), send (every builder)."""
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -144,25 +153,44 @@ class BundleExecutor:
             raise KeeperError("BundleExecutor sends bundles of exactly one of our own transactions")
         intent = action.txs[0]
         signer = self._signer_for(action.target_block)
-        parent = await self.rpc.call("eth_getBlockByNumber", [hex(action.target_block - 1), False])
-        if not isinstance(parent, dict):
-            await self._sim_failed(action, "target block's parent not found (stale action)")
-            return
-        base_fee = next_base_fee_from_header(parent)
-        try:
-            estimate = hex_to_int(
-                await self.rpc.call(
-                    "eth_estimateGas",
-                    [
-                        {"from": signer.address, "to": intent.to, "data": "0x" + intent.data.hex()},
-                        "latest",
-                    ],
-                )
+        t0 = time.perf_counter()
+        # One round trip: the gas estimate, the nonce and, unless the parent (the block the action was
+        # built from) was already seen by `on_block`, the parent header.
+        parent_block = self._headers.get(action.target_block - 1)
+        calls: list[tuple[str, Any]] = []
+        if parent_block is None:
+            calls.append(("eth_getBlockByNumber", [hex(action.target_block - 1), False]))
+        calls.append(
+            (
+                "eth_estimateGas",
+                [{"from": signer.address, "to": intent.to, "data": "0x" + intent.data.hex()}, "latest"],
             )
-        except ExecutionReverted as exc:
-            await self._sim_failed(action, _reason_from_revert(exc.revert_data, exc.message))
+        )
+        calls.append(("eth_getTransactionCount", [signer.address, "latest"]))
+        replies = await self.rpc.batch(calls, raise_errors=False)
+        estimated, counted = replies[-2], replies[-1]
+        if parent_block is None:
+            parent = replies[0]
+            if isinstance(parent, JsonRpcError):
+                raise parent
+            if not isinstance(parent, dict):
+                await self._sim_failed(action, "target block's parent not found (stale action)")
+                return
+            base_fee = next_base_fee_from_header(parent)
+        else:
+            base_fee = next_base_fee(
+                parent_block.base_fee_per_gas, parent_block.gas_used, parent_block.gas_limit
+            )
+        if isinstance(estimated, ExecutionReverted):
+            await self._sim_failed(action, _reason_from_revert(estimated.revert_data, estimated.message))
             return
-        nonce = hex_to_int(await self.rpc.call("eth_getTransactionCount", [signer.address, "latest"]))
+        if isinstance(estimated, JsonRpcError):
+            raise estimated
+        if isinstance(counted, JsonRpcError):
+            raise counted
+        estimate = hex_to_int(estimated)
+        nonce = hex_to_int(counted)
+        t1 = time.perf_counter()
         signed = signer.sign(
             Eip1559Tx(
                 chain_id=self.chain_id,
@@ -175,11 +203,15 @@ class BundleExecutor:
                 data=intent.data,
             )
         )
+        t2 = time.perf_counter()
+        self.last_timings = {"prepare": t1 - t0, "sign": t2 - t1}
         try:
             sim = await self.builders.clients[0].call_bundle([signed.raw], action.target_block)
         except RelayError as exc:
             await self._sim_failed(action, f"eth_callBundle failed: {exc}")
             return
+        t3 = time.perf_counter()
+        self.last_timings["simulate"] = t3 - t2
         self.stats.simulated += 1
         result = sim.results[0]
         if not result.success or result.value is None:
@@ -206,9 +238,11 @@ class BundleExecutor:
             self.stats.duplicate += 1
             return
         started = time.perf_counter()
+        self.last_timings["claim"] = started - t3
         outcomes = await self.builders.send_bundle_for_blocks(
             [signed.raw], action.target_block, 1, replacement_uuid=uuid.uuid5(uuid.NAMESPACE_URL, opp_id)
         )
+        self.last_timings["send"] = time.perf_counter() - started
         results = outcomes[action.target_block]
         self.stats.sent += 1
         self.pending[signed.hash_hex] = Pending(
@@ -328,7 +362,15 @@ class BundleExecutor:
 
     # -- inclusion ---------------------------------------------------------------------------------------
 
+    def note_block(self, block: NewBlock) -> None:
+        """Remembers a header (the parent of the next target block). A lower or equal number than the
+        ones held is a reorg: the headers above it are forgotten."""
+        for number in [n for n in self._headers if n >= block.number or n < block.number - HEADER_MEMORY]:
+            del self._headers[number]
+        self._headers[block.number] = block
+
     async def on_block(self, block: NewBlock) -> None:
+        self.note_block(block)
         for tx_hash, p in list(self.pending.items()):
             if block.number < p.action.target_block:
                 continue

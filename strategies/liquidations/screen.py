@@ -46,8 +46,12 @@ class Screen:
         self._stable_rate: Floats = np.zeros((0, 0))
         self._stable_since: Floats = np.zeros((0, 0))
         self._always: set[str] = set()
+        self._stable_rows: set[int] = set()
+        """Rows holding any stable debt: without any, the screen skips the exp() over the matrix."""
         self._layout: tuple[tuple[str, int, int, int], ...] = ()
         self._last_debt: Floats = np.zeros(0)
+        self.lowest_health_factor = math.inf
+        """The lowest (pessimistic) float health factor of the last `candidates` call."""
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -67,6 +71,7 @@ class Screen:
         self._coll, self._var, self._stable = np.zeros((n, k)), np.zeros((n, k)), np.zeros((n, k))
         self._stable_rate, self._stable_since = np.zeros((n, k)), np.zeros((n, k))
         self._rows, self._users, self._free, self._always = {}, [None] * n, list(range(n - 1, -1, -1)), set()
+        self._stable_rows = set()
         self.update(positions.keys(), positions, market)
 
     def _grow(self) -> None:
@@ -106,6 +111,7 @@ class Screen:
             self._fill(row, position, market)
 
     def _clear(self, row: int) -> None:
+        self._stable_rows.discard(row)
         for m in (self._coll, self._var, self._stable, self._stable_rate, self._stable_since):
             m[row, :] = 0.0
 
@@ -135,6 +141,7 @@ class Screen:
                     self._stable[row, col] = float(b.stable_debt_principal)
                     self._stable_rate[row, col] = b.stable_rate / RAY
                     self._stable_since[row, col] = float(b.stable_last_update)
+                    self._stable_rows.add(row)
 
     def health_factors(
         self, market: MarketState, indexes: Mapping[str, tuple[int, int]], *, pessimistic: bool = False
@@ -155,9 +162,12 @@ class Screen:
             inc, dbt = indexes[asset]
             income[i] = inc / RAY
             debt_index[i] = dbt / RAY
-        dt = np.maximum(market.timestamp - self._stable_since, 0.0) / SECONDS_PER_YEAR
-        stable_now = self._stable * np.exp(self._stable_rate * dt)
-        debt_units = self._var * debt_index + stable_now
+        if self._stable_rows:
+            dt = np.maximum(market.timestamp - self._stable_since, 0.0) / SECONDS_PER_YEAR
+            stable_now = self._stable * np.exp(self._stable_rate * dt)
+            debt_units = self._var * debt_index + stable_now
+        else:  # no stable debt anywhere: the term is 0.0 in every cell, and x + 0.0 == x
+            debt_units = self._var * debt_index
         collateral = self._coll @ (income * price_per_unit)
         debt = debt_units @ price_per_unit
         self._last_debt = debt
@@ -171,8 +181,10 @@ class Screen:
     def candidates(self, market: MarketState, indexes: Mapping[str, tuple[int, int]]) -> list[str]:
         """Users whose health factor may be below 1: the exact math must look at these."""
         hf = self.health_factors(market, indexes, pessimistic=True)
+        self.lowest_health_factor = float(hf.min()) if len(hf) else math.inf
         rows = np.nonzero(
             (hf < 1.0 + self.margin) | ((self._last_debt > 0) & (self._last_debt < self.dust_base))
         )[0]
         out = {u for r in rows.tolist() if (u := self._users[r]) is not None}
-        return sorted(out | (self._always & set(self._rows)))
+        out.update(u for u in self._always if u in self._rows)
+        return sorted(out)

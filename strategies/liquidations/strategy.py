@@ -7,12 +7,18 @@ block (`self.opportunities`), valued at the block's pool state when a `valuer` i
 
 Time comes from the block (the market's timestamp), never from the wall clock, so a replay gives the same
 result. "Prices as they will be after pending tx X" is `detect(price_overrides=...)`.
+
+Latency: each protocol's refresh is one round trip (the block's timestamp comes from the NewBlock), and
+when the block is likely to need valuation (the last block had opportunities, or a position within
+`prefetch_margin` of liquidation), the venues' state at the block is read concurrently with the
+refresh instead of after detection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -45,6 +51,7 @@ class LiquidationStrategy:
         valuer: Valuer | None = None,
         actions: ActionBuilder | None = None,
         screen_margin: float = 5e-4,
+        prefetch_margin: float = 0.02,
     ) -> None:
         if not protocols:
             raise ValueError("the liquidation strategy needs at least one protocol")
@@ -55,6 +62,11 @@ class LiquidationStrategy:
         self.opportunities: list[Opportunity] = []
         self.last_timings: dict[str, float] = {}
         self.candidates_checked = 0
+        self.prefetch_margin = prefetch_margin
+        self.lowest_health_factor = math.inf
+        """The lowest float health factor the screens saw in the last `detect()`."""
+        self.prefetched = False
+        """Whether the last block's venue state was read ahead (concurrently with the refresh)."""
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
 
     async def sync_state(self, head: int | None = None) -> None:
@@ -70,8 +82,15 @@ class LiquidationStrategy:
             return []
         return await self.on_block(event)
 
+    def _needs_venues_soon(self) -> bool:
+        return bool(self.opportunities) or self.lowest_health_factor < 1.0 + self.prefetch_margin
+
     async def on_block(self, block: NewBlock) -> list[Action]:
         t0 = time.perf_counter()
+        prefetch: Callable[[int | None], None] | None = getattr(self.valuer, "prefetch", None)
+        self.prefetched = prefetch is not None and self._needs_venues_soon()
+        if prefetch is not None:
+            prefetch(block.number if self.prefetched else None)
         reorged: dict[str, set[str]] = {p.name: set() for p in self.protocols}
         if block.reorged:
             # The replaced blocks' logs touched these users: their state must be read again.
@@ -81,7 +100,12 @@ class LiquidationStrategy:
                         reorged[name] |= users
         touched_lists = await asyncio.gather(
             *(
-                p.refresh(block.number, "0x" + block.hash.hex(), reorged_users=reorged[p.name])
+                p.refresh(
+                    block.number,
+                    "0x" + block.hash.hex(),
+                    reorged_users=reorged[p.name],
+                    timestamp=block.timestamp,
+                )
                 for p in self.protocols
             )
         )
@@ -97,7 +121,13 @@ class LiquidationStrategy:
             found = await self.valuer(found, block.number)
         t3 = time.perf_counter()
         self.opportunities = found
-        self.last_timings = {"refresh": t1 - t0, "detect": t2 - t1, "value": t3 - t2, "total": t3 - t0}
+        self.last_timings = {
+            "refresh": t1 - t0,
+            "detect": t2 - t1,
+            "value": t3 - t2,
+            "build": 0.0,
+            "total": t3 - t0,
+        }
         if found:
             log.info(
                 "liquidatable positions",
@@ -105,7 +135,11 @@ class LiquidationStrategy:
             )
         if self.action_builder is None or not found:
             return []
-        return await self.action_builder(found, block)
+        actions = await self.action_builder(found, block)
+        t4 = time.perf_counter()
+        self.last_timings["build"] = t4 - t3
+        self.last_timings["total"] = t4 - t0
+        return actions
 
     def detect(self, *, price_overrides: Mapping[str, Mapping[str, int]] | None = None) -> list[Opportunity]:
         """Every liquidatable position's best liquidation at the current markets, exact.
@@ -115,6 +149,7 @@ class LiquidationStrategy:
         """
         out: list[Opportunity] = []
         checked = 0
+        lowest = math.inf
         for p in self.protocols:
             market = p.market
             if market is None:
@@ -124,7 +159,8 @@ class LiquidationStrategy:
                 market = with_prices(market, overrides)
             indexes = p.indexes(market)
             # Screen rows hold balances and thresholds only; prices and indexes come from `market`.
-            for user in self.screens[p.name].candidates(market, indexes):
+            screen = self.screens[p.name]
+            for user in screen.candidates(market, indexes):
                 checked += 1
                 try:
                     outcome = p.best_liquidation(user, market, indexes=indexes)
@@ -139,7 +175,10 @@ class LiquidationStrategy:
                             p.name, p.pool, user, outcome, market.block_number, market.timestamp
                         )
                     )
+            lowest = min(lowest, screen.lowest_health_factor)
         self.candidates_checked = checked
+        if not price_overrides:
+            self.lowest_health_factor = lowest
         out.sort(key=lambda o: o.bonus_value_base, reverse=True)
         return out
 

@@ -6,6 +6,10 @@ gross profit = swap output - debt repaid - premium, in debt-asset units and in t
 currency. Opportunities are valued as if they land in the same block in that order: each route is
 quoted on the pool state the previous ones' sales leave behind (`Venue.apply`), so two liquidations
 dumping the same collateral into the same pool are not both valued at the untouched price.
+
+The venues' state can be read ahead: `prefetch(block)` starts the read at the block's arrival (the
+strategy does so when the block is likely to need it), concurrently with the protocols' refresh, and the
+valuation of that same block uses it; a prefetch for another block is cancelled, never used.
 """
 
 from __future__ import annotations
@@ -40,9 +44,42 @@ class VenueValuer:
         self.venues = list(venues)
         self.connectors = tuple(connectors)
         self.flash_premium_bps = flash_premium_bps
+        self._prefetch: tuple[int, asyncio.Task[None]] | None = None
+
+    async def _refresh(self, block: int) -> None:
+        await asyncio.gather(*(v.refresh(self.rpc, block) for v in self.venues))
+
+    def prefetch(self, block: int | None) -> None:
+        """Starts reading every venue's state at `block` now (None: nothing); `__call__` for `block`
+        uses it. Whatever an earlier call started is cancelled: a read is only ever used by the block
+        it was started for (the strategy calls this once per block, so a reorged block with the same
+        number never gets the replaced block's read)."""
+        if self._prefetch is not None:
+            self._prefetch[1].cancel()  # a venue installs its state only at the end of its read
+            self._prefetch = None
+        if block is None:
+            return
+        task = asyncio.create_task(self._refresh(block), name=f"venues:prefetch:{block}")
+        task.add_done_callback(_retrieve)
+        self._prefetch = (block, task)
+
+    async def refresh_venues(self, block: int) -> None:
+        """Every venue's state at `block`: the prefetched read when there is one for `block`."""
+        prefetched, self._prefetch = self._prefetch, None
+        if prefetched is not None:
+            started, task = prefetched
+            if started == block:
+                try:
+                    await task
+                    return
+                except Exception as exc:  # read again below: an error that persists is raised from there
+                    log.debug("venue prefetch failed; reading again", extra=kv(block=block, error=str(exc)))
+            else:
+                task.cancel()
+        await self._refresh(block)
 
     async def __call__(self, opportunities: Sequence[Opportunity], block: int) -> list[Opportunity]:
-        await asyncio.gather(*(v.refresh(self.rpc, block) for v in self.venues))
+        await self.refresh_venues(block)
         working = {v.name: v for v in self.venues}
         out: list[Opportunity] = []
         for opp in sorted(opportunities, key=lambda o: o.bonus_value_base, reverse=True):
@@ -70,6 +107,12 @@ class VenueValuer:
                     working[hop.venue] = working[hop.venue].apply(hop)
         out.sort(key=lambda o: (o.gross_profit_base is not None, o.gross_profit_base or 0), reverse=True)
         return out
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """A prefetch nobody waited for must not log "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def read_flash_premium_bps(rpc: RpcClient, aave_v3_pool: str) -> int:

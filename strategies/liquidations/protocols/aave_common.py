@@ -5,6 +5,8 @@ logs touch a user, that user's balances are re-read at that block in one batch, 
 event's amount through the index math: the re-read is exact by construction (no rounding to mirror, aToken
 transfers included) and a reorg is handled the same way (re-read the users the replaced blocks touched).
 Interest and prices need no per-user work: indexes and prices are read once per block for all reserves.
+A block costs one round trip (its logs and the market in one JSON-RPC batch), plus one more only when
+its logs touched tracked users.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
 from keeper.chain.rpc import RpcClient, hex_to_bytes
-from keeper.errors import DecodeError, KeeperError
+from keeper.errors import DecodeError, JsonRpcError, KeeperError
 from keeper.logs import kv
 from strategies.liquidations.common import AccountData, LiquidationOutcome
 from strategies.liquidations.model import MarketState, UserPosition, reserve_ids_in
@@ -153,14 +155,37 @@ class AaveAdapter:
         return set(wanted)
 
     async def refresh(
-        self, block_number: int, block_hash: str, *, reorged_users: Iterable[str] = ()
+        self,
+        block_number: int,
+        block_hash: str,
+        *,
+        reorged_users: Iterable[str] = (),
+        timestamp: int | None = None,
     ) -> set[str]:
-        logs = await self.rpc.call(
-            "eth_getLogs", [{"address": self.log_addresses(), "blockHash": block_hash}]
-        )
+        """One new block in one round trip: the block's logs and the whole market (reserves list, reserve
+        data, prices, e-mode categories; `reader.prepare_market`) in one JSON-RPC batch, plus the header
+        when `timestamp` (the block's, from its NewBlock) is not given. Then, only when the logs touched
+        tracked users (or a reorg did), their positions. Returns the users that were re-read."""
+        calls: list[tuple[str, Any]] = [
+            ("eth_getLogs", [{"address": self.log_addresses(), "blockHash": block_hash}])
+        ]
+        if timestamp is None:
+            calls.append(("eth_getBlockByNumber", [hex(block_number), False]))
+        prepared = self.reader.prepare_market(block_number)
+        replies = await self.rpc.batch([*calls, *prepared.requests], raise_errors=False)
+        logs = replies[0]
+        if isinstance(logs, JsonRpcError):
+            raise logs
         if not isinstance(logs, list):
             raise DecodeError("eth_getLogs did not return a list")
-        self._set_market(await self._read_market(block_number))
+        if timestamp is None:
+            head = replies[1]
+            if isinstance(head, JsonRpcError):
+                raise head
+            if not isinstance(head, dict):
+                raise DecodeError(f"no block {block_number!r}")
+            timestamp = int(head["timestamp"], 16)
+        self._set_market(await prepared.finish(replies[len(calls) :], timestamp))
         return await self._reread(self.touched_users(logs) | set(reorged_users), block_number)
 
     # -- exact math ----------------------------------------------------------------------------------
