@@ -322,3 +322,57 @@ async def test_reorg_rereads_the_users_the_replaced_block_touched(crashed: Devne
     finally:
         await sender.impersonate_all(False)
         await rpc.call("evm_revert", [snap])
+
+
+async def test_refresh_after_skipped_blocks_reads_their_logs(adapter: AaveAdapter, crashed: Devnet) -> None:
+    """A repay lands in a block the adapter never sees; the next refresh must still take it in."""
+    rpc, dep = crashed.require()
+    snap = await rpc.call("evm_snapshot")
+    sender = BulkSender(rpc, miner=DevnetMiner(crashed))
+    try:
+        head = await rpc.call("eth_getBlockByNumber", ["latest", False])
+        await adapter.refresh(int(head["number"], 16), head["hash"])
+        user = sorted(adapter.positions)[0]
+        position = adapter.positions[user]
+        debt_asset = next(a for a, b in position.reserves.items() if b.scaled_variable_debt)
+        await sender.impersonate_all(True)
+        await sender.run(
+            [
+                call_tx(
+                    COMPETITOR,
+                    debt_asset,
+                    "mint(address,uint256)",
+                    ["address", "uint256"],
+                    [COMPETITOR, 10**40],
+                    200_000,
+                ),
+                call_tx(
+                    COMPETITOR,
+                    debt_asset,
+                    "approve(address,uint256)",
+                    ["address", "uint256"],
+                    [adapter.pool, UINT256_MAX],
+                    100_000,
+                ),
+            ]
+        )
+        await sender.run(
+            [
+                call_tx(
+                    COMPETITOR,
+                    adapter.pool,
+                    "repay(address,uint256,uint256,address)",
+                    ["address", "uint256", "uint256", "address"],
+                    [debt_asset, position.reserves[debt_asset].scaled_variable_debt // 3, 2, user],
+                    800_000,
+                )
+            ]
+        )
+        await crashed.mine(2)  # two more blocks after the repay's, all unseen by the adapter
+        head = await rpc.call("eth_getBlockByNumber", ["latest", False])
+        touched = await adapter.refresh(int(head["number"], 16), head["hash"])
+        assert user in touched
+        assert adapter.account(user).as_tuple() == await _account_data(rpc, adapter.pool, user)
+    finally:
+        await sender.impersonate_all(False)
+        await rpc.call("evm_revert", [snap])

@@ -78,6 +78,8 @@ class AaveAdapter:
         self.start_block = start_block
         self.market: MarketState | None = None
         self.positions: dict[str, UserPosition] = {}
+        self.last_block: int | None = None
+        """The last block whose logs were applied (initial sync head, then each refresh)."""
         self._a_tokens: set[str] = set()
         self.stats = {"rereads": 0, "bad_logs": 0}
 
@@ -134,6 +136,7 @@ class AaveAdapter:
             for logs in await self.rpc.batch(calls):
                 users |= self.touched_users(logs)
         await self._reread(users, head)
+        self.last_block = head
         log.info(
             "initial sync done",
             extra=kv(protocol=self.name, block=head, users_seen=len(users), borrowers=len(self.positions)),
@@ -166,9 +169,16 @@ class AaveAdapter:
         data, prices, e-mode categories; `reader.prepare_market`) in one JSON-RPC batch, plus the header
         when `timestamp` (the block's, from its NewBlock) is not given. Then, only when the logs touched
         tracked users (or a reorg did), their positions. Returns the users that were re-read."""
-        calls: list[tuple[str, Any]] = [
-            ("eth_getLogs", [{"address": self.log_addresses(), "blockHash": block_hash}])
-        ]
+        log_filter: dict[str, Any] = {"address": self.log_addresses(), "blockHash": block_hash}
+        if self.last_block is not None and block_number > self.last_block + 1:
+            # Blocks were skipped (a coalesced queue, a restart, a caller that jumps): the logs of every
+            # block since the last one we processed, or positions changed there would stay stale.
+            log_filter = {
+                "address": self.log_addresses(),
+                "fromBlock": hex(self.last_block + 1),
+                "toBlock": hex(block_number),
+            }
+        calls: list[tuple[str, Any]] = [("eth_getLogs", [log_filter])]
         if timestamp is None:
             calls.append(("eth_getBlockByNumber", [hex(block_number), False]))
         prepared = self.reader.prepare_market(block_number)
@@ -186,7 +196,9 @@ class AaveAdapter:
                 raise DecodeError(f"no block {block_number!r}")
             timestamp = int(head["timestamp"], 16)
         self._set_market(await prepared.finish(replies[len(calls) :], timestamp))
-        return await self._reread(self.touched_users(logs) | set(reorged_users), block_number)
+        touched = await self._reread(self.touched_users(logs) | set(reorged_users), block_number)
+        self.last_block = block_number
+        return touched
 
     # -- exact math ----------------------------------------------------------------------------------
 

@@ -1,0 +1,225 @@
+"""The keeper end to end on the devnet: crash -> detection -> bundles -> inclusion -> ledger.
+
+The keeper's components are driven block by block (the engine's job in `keeper run` / `keeper demo`),
+so that every step is deterministic: for each block the inclusion tracker, then the strategy, then the
+executor on each action, exactly the order the engine's tasks usually run in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_abi.abi import decode
+from eth_account import Account
+from eth_hash.auto import keccak
+
+from keeper.chain.rpc import RpcClient
+from keeper.chain.signer import TxSigner
+from keeper.collectors.blocks import decode_header
+from keeper.core.actions import SubmitBundle
+from keeper.devnet.anvil import DEV_ACCOUNTS
+from keeper.devnet.deploy import DevnetDeployment
+from keeper.devnet.deployer import encode_call
+from keeper.devnet.scenarios.borrowers import create_borrowers
+from keeper.devnet.scenarios.competitor import run_competitor
+from keeper.devnet.scenarios.crash import run_crash
+from keeper.devnet.scenarios.positions import discover, read_health_factors
+from keeper.devnet.stack import Devnet, DevnetMiner
+from keeper.executors.bundles import MultiBuilderClient
+from keeper.ledger import Ledger
+from keeper.ledger.store import LedgerReader
+from strategies.liquidations.factory import LiquidationKeeper, build_devnet_keeper
+
+pytestmark = pytest.mark.integration
+
+WAD = 10**18
+KEEPER_ACCOUNTS = [DEV_ACCOUNTS[2], *DEV_ACCOUNTS[5:10]]
+
+
+async def _balances(rpc: RpcClient, dep: DevnetDeployment, owner: str) -> dict[str, int]:
+    out = {}
+    for token in dep.tokens.values():
+        raw = await rpc.eth_call(token.address, encode_call("balanceOf(address)", ["address"], [owner]))
+        out[token.address] = int(decode(["uint256"], raw)[0])
+    return out
+
+
+async def _eth(rpc: RpcClient, addresses: list[str]) -> int:
+    return sum([await rpc.get_balance(a) for a in addresses])
+
+
+@dataclass
+class Run:
+    keeper: LiquidationKeeper
+    ledger_path: Path
+    sent_actions: list[SubmitBundle]
+
+
+async def _step(net: Devnet, keeper: LiquidationKeeper, actions_log: list[SubmitBundle]) -> None:
+    """One block: mine it (the relay's builder), then tracker -> strategy -> executor."""
+    rpc, _ = net.require()
+    await net.mine()
+    block = decode_header(await rpc.call("eth_getBlockByNumber", ["latest", False]))
+    await keeper.tracker.process_event(block)
+    actions = await keeper.strategy.process_event(block)
+    for action in actions:
+        assert isinstance(action, SubmitBundle)
+        actions_log.append(action)
+        await keeper.executor.execute(action)
+
+
+@pytest.fixture
+async def fresh(devnet: Devnet) -> AsyncIterator[Devnet]:
+    rpc, _ = devnet.require()
+    snap = await rpc.call("evm_snapshot")
+    yield devnet
+    await rpc.call("evm_revert", [snap])
+
+
+async def test_crash_is_liquidated_through_bundles_and_the_ledger_matches_the_chain(
+    fresh: Devnet, tmp_path: Path
+) -> None:
+    net = fresh
+    rpc, dep = net.require()
+    miner = DevnetMiner(net)
+    await create_borrowers(rpc, dep, 250, seed=5, miner=miner)
+    owner = dep.accounts["keeper"]
+    signers = [TxSigner.from_key(k) for _, k in KEEPER_ACCOUNTS]
+    before_tokens = await _balances(rpc, dep, owner)
+    before_eth = await _eth(rpc, [s.address for s in signers])
+    assert net.relay is not None and net.relay_url is not None
+    path = tmp_path / "ledger.sqlite"
+    actions: list[SubmitBundle] = []
+    async with (
+        Ledger.open(path) as ledger,
+        MultiBuilderClient([net.relay_url], Account.create().key) as builders,
+    ):
+        keeper = await build_devnet_keeper(
+            rpc, dep.to_json(), signers=signers, builders=builders, ledger=ledger, builder_share_bps=5_000
+        )
+        await keeper.strategy.sync_state()
+        await run_crash(rpc, dep, drop_bps=2_500, blocks=5, mine=True, miner=miner)
+        quiet = 0
+        for _ in range(40):  # until a few blocks pass with nothing sent and nothing pending
+            sent = keeper.executor.stats.sent
+            await _step(net, keeper, actions)
+            quiet = quiet + 1 if keeper.executor.stats.sent == sent and not keeper.executor.pending else 0
+            if quiet >= 3:
+                break
+        stats = keeper.executor.stats
+        remaining = list(keeper.strategy.opportunities)
+        skipped = dict(keeper.actions.skipped)
+    assert stats.included > 10
+    assert stats.simulation_failed == 0 or all("Expired" not in r for r in stats.reasons)
+
+    # 1. Both markets were liquidated through bundles.
+    reader = LedgerReader(path)
+    try:
+        data = reader.report_data()
+    finally:
+        reader.close()
+    by_protocol = {o.protocol for o in data.opportunities if o.status.value == "included"}
+    assert by_protocol == {"aave-v3", "aave-v2"}
+
+    # 2. Each included bundle is atomic and at the top of its block, as the relay's builder recorded.
+    included_txs = {inc.tx_hash for inc in data.inclusions}
+    assert len(included_txs) == stats.included
+    for inc in data.inclusions:
+        bundle = "0x" + keccak(bytes.fromhex(inc.tx_hash[2:])).hex()
+        assert bundle in net.relay.included[inc.block_number]
+        block = await rpc.call("eth_getBlockByNumber", [hex(inc.block_number), False])
+        top = block["transactions"][: len(net.relay.included[inc.block_number])]
+        assert inc.tx_hash in top
+        assert inc.success
+
+    # 3. Realized profit in the ledger == the owner's on-chain token gains, to the wei, per token.
+    after_tokens = await _balances(rpc, dep, owner)
+    realized: dict[str, int] = {}
+    for inc in data.inclusions:
+        realized[inc.realized_profit_asset] = realized.get(inc.realized_profit_asset, 0) + inc.realized_profit
+    for token, before in before_tokens.items():
+        assert after_tokens[token] - before == realized.get(token, 0), token
+    # ... and gas was spent only by the included transactions.
+    gas = sum(inc.gas_cost_wei for inc in data.inclusions)
+    assert before_eth - await _eth(rpc, [s.address for s in signers]) == gas
+
+    # 4. Nothing unprofitable was sent: every submission had a successful simulation with net >= minimum.
+    for sub in data.submissions:
+        assert sub.ok
+    assert data.simulations_ok >= len({(s.opportunity_id, s.target_block) for s in data.submissions})
+    # 5. What is still liquidatable is not profitable to liquidate (or could not be simulated).
+    for opp in remaining:
+        assert (
+            opp.gross_profit is None
+            or opp.gross_profit <= 0
+            or opp.id in skipped
+            or opp.id.split("#")[0]
+            in {o.id.split("#")[0] for o in data.opportunities if o.status.value in ("abandoned", "gone")}
+        ), opp
+    truth = list((await discover(rpc, dep)).values())
+    await read_health_factors(rpc, dep, truth)
+    still = {(b.market, b.user) for b in truth if b.health_factor is not None and b.health_factor < WAD}
+    assert still == {(o.protocol, o.user) for o in remaining}
+
+
+async def test_competitor_takes_positions_first_and_we_spend_nothing_on_them(
+    fresh: Devnet, tmp_path: Path
+) -> None:
+    net = fresh
+    rpc, dep = net.require()
+    miner = DevnetMiner(net)
+    await create_borrowers(rpc, dep, 150, seed=9, miner=miner)
+    signers = [TxSigner.from_key(k) for _, k in KEEPER_ACCOUNTS]
+    assert net.relay_url is not None
+    async with (
+        Ledger.open(tmp_path / "l.sqlite") as ledger,
+        MultiBuilderClient([net.relay_url], Account.create().key) as builders,
+    ):
+        keeper = await build_devnet_keeper(
+            rpc, dep.to_json(), signers=signers, builders=builders, ledger=ledger
+        )
+        await keeper.strategy.sync_state()
+        await run_crash(rpc, dep, drop_bps=2_500, blocks=3, mine=True, miner=miner)
+        # The keeper sees the crashed block and builds its bundles for the next block...
+        block = decode_header(await rpc.call("eth_getBlockByNumber", ["latest", False]))
+        await keeper.tracker.process_event(block)
+        actions = [a for a in await keeper.strategy.process_event(block) if isinstance(a, SubmitBundle)]
+        assert actions
+        # ...but a competitor is faster: it liquidates every liquidatable position, and that block is
+        # mined before our bundles are simulated.
+        eth_before = await _eth(rpc, [s.address for s in signers])
+        taken = await run_competitor(rpc, dep, share_pct=100, seed=1, miner=miner)
+        assert taken.taken
+        for action in actions:
+            await keeper.executor.execute(action)
+        stats = keeper.executor.stats
+        # Every stale action fails its re-simulation: nothing is sent, no gas is spent.
+        assert stats.sent == 0
+        assert stats.simulation_failed == len(actions)
+        assert await _eth(rpc, [s.address for s in signers]) == eth_before
+        # Positions the competitor left healthy: we must never touch them. (Those it left liquidatable,
+        # because of the close factor, we may liquidate legitimately at the new state.)
+        truth = list((await discover(rpc, dep)).values())
+        await read_health_factors(rpc, dep, truth)
+        healthy = {
+            (b.market, b.user) for b in truth if b.health_factor is not None and b.health_factor >= WAD
+        }
+        resolved = {(b.market, b.user) for b in taken.taken} & healthy
+        assert resolved
+        for _ in range(4):
+            await _step(net, keeper, [])
+        for opp_id in {a.opportunity_id for a in actions}:
+            protocol, user = opp_id.split(":")[:2]
+            if (protocol, user) in resolved:
+                assert await ledger.inclusions(opp_id) == []
+                assert await ledger.submissions(opp_id) == []
+        # Those we had acted on (stale actions) end as "gone" in the ledger once no longer re-detected.
+        for opp_id in {a.opportunity_id for a in actions}:
+            protocol, user = opp_id.split(":")[:2]
+            if (protocol, user) in resolved:
+                record = await ledger.opportunity(opp_id)
+                assert record is not None
+                assert record.status.value == "gone"
