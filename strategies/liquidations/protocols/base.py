@@ -34,10 +34,16 @@ class LendingProtocol(Protocol):
         ...
 
     async def refresh(
-        self, block_number: int, block_hash: str, *, reorged_users: Iterable[str] = ()
+        self,
+        block_number: int,
+        block_hash: str,
+        *,
+        reorged_users: Iterable[str] = (),
+        timestamp: int | None = None,
     ) -> set[str]:
-        """One new block: the block's logs and the market (indexes, rates, prices) in one batched read,
-        then the touched users' positions. Returns the users that were re-read."""
+        """One new block, in one round trip: the logs since the last refreshed block and the market
+        (indexes, rates, prices) in one batch; then the positions of the users those logs (or a reorg)
+        touched. `timestamp` is the block's, from its header. Returns the users that were re-read."""
         ...
 
     def indexes(self, market: MarketState | None = None) -> dict[str, tuple[int, int]]:
