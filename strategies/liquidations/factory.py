@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from keeper.chain.rpc import RpcClient
@@ -55,6 +55,8 @@ async def build_keeper(
     valuer = await build_valuer(
         rpc, v3_pools=v3_pools, v2_pairs=v2_pairs, connectors=connectors, flash_pool=flash_pool
     )
+    # One sender per bundle in a block: more bundles than senders would collide on a nonce.
+    execution = replace(execution, max_per_block=min(execution.max_per_block, len(signers)))
     strategy = LiquidationStrategy(build_adapters(rpc, list(markets)), valuer=valuer)
     actions = LiquidationActions(strategy, valuer.venues, execution)
     strategy.action_builder = actions

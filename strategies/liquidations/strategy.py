@@ -67,6 +67,8 @@ class LiquidationStrategy:
         """The lowest float health factor the screens saw in the last `detect()`."""
         self.prefetched = False
         """Whether the last block's venue state was read ahead (concurrently with the refresh)."""
+        self.synced = asyncio.Event()
+        """Set once the initial sync from logs is done."""
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
 
     async def sync_state(self, head: int | None = None) -> None:
@@ -76,6 +78,7 @@ class LiquidationStrategy:
         for p in self.protocols:
             assert p.market is not None
             self.screens[p.name].rebuild(p.positions, p.market)
+        self.synced.set()
 
     async def process_event(self, event: Event) -> list[Action]:
         if not isinstance(event, NewBlock):
