@@ -8,18 +8,21 @@ import subprocess
 import sys
 import time
 
+import orjson
 import pytest
 from eth_abi.abi import decode
 
+from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import free_port
 from keeper.devnet.cache import CachedState
+from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.deployer import encode_call
 from keeper.devnet.scenarios.borrowers import AAVE_V3, create_borrowers
 from keeper.devnet.scenarios.competitor import run_competitor
 from keeper.devnet.scenarios.crash import current_usd_prices, run_crash, send_oracle_updates
 from keeper.devnet.scenarios.depeg import LST_POOL, STABLE_POOL, run_depeg
 from keeper.devnet.scenarios.positions import discover, read_health_factors
-from keeper.devnet.stack import Devnet, DevnetMiner
+from keeper.devnet.stack import DEPLOYMENTS_FILE, Devnet, DevnetMiner
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +197,29 @@ async def test_cli_up_scenarios_down(devnet_state: CachedState) -> None:
         code, out = await _cli("devnet", "scenario", "crash", "--blocks", "3")
         assert code == 0, out
         assert "HF < 1 (getUserAccountData)" in out
+        # `keeper positions --below 1` lists exactly who getUserAccountData says is below 1.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "keeper",
+            "positions",
+            "--below",
+            "1",
+            "--json",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        raw, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        listed = {(row["protocol"], row["user"]) for row in orjson.loads(raw)}
+        data = orjson.loads(DEPLOYMENTS_FILE.read_bytes())
+        dep = DevnetDeployment.from_json(data["deployment"])
+        async with RpcClient(data["rpc_http_url"]) as rpc:
+            truth = list((await discover(rpc, dep)).values())
+            await read_health_factors(rpc, dep, truth)
+        below = {(b.market, b.user) for b in truth if b.health_factor is not None and b.health_factor < WAD}
+        assert below
+        assert listed == below
         code, out = await _cli("devnet", "status")
         assert code == 0, out
     finally:
