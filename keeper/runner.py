@@ -56,6 +56,7 @@ from keeper.config import Settings, env_name, funds_account
 from keeper.core.actions import Action, SendMode, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.errors import ConfigError, ExecutionReverted, KeeperError, RelayError, RpcError
+from keeper.executors.bundle_executor import InclusionTracker, ledger_opportunity
 from keeper.logs import kv, scrub, setup_logging
 from keeper.strategies_registry import Components, StrategyContext, build_components
 
@@ -528,7 +529,9 @@ async def create_liquidations(ctx: StrategyContext) -> Components:
         dry_run=settings.dry_run,
         channel="mempool" if settings.submit == "public" else "private",
     )
-    return Components([strategy, SingleTxTracker(executor)], [executor], coalesce_blocks=False)
+    return Components(
+        [strategy, InclusionTracker(executor, name="single-tx-inclusion")], [executor], coalesce_blocks=False
+    )
 
 
 async def make_senders(ctx: StrategyContext, signers: Sequence[TxSigner]) -> list[PublicSender]:
@@ -801,28 +804,10 @@ class SingleTxExecutor:
     # -- ledger ------------------------------------------------------------------------------------------
 
     async def _record_opportunity(self, action: SubmitBundle | SendTx, opp_id: str) -> None:
-        from keeper.ledger import Opportunity
-
         if self.ledger is None or opp_id in self._recorded:
             return
         self._recorded.add(opp_id)
-        m: Mapping[str, Any] = action.meta if isinstance(action, SubmitBundle) else {}
-        target = action.target_block if isinstance(action, SubmitBundle) else 0
-        await self.ledger.record_opportunity(
-            Opportunity(
-                id=opp_id,
-                strategy=action.strategy,
-                protocol=str(m.get("protocol", "")),
-                detected_block=int(m.get("detected_block", max(target - 1, 0))),
-                detected_block_timestamp=int(m.get("block_timestamp", 0)),
-                expected_profit=max(action.expected_profit_wei, 0),
-                user=m.get("user"),
-                collateral_asset=m.get("collateral_asset"),
-                debt_asset=m.get("debt_asset"),
-                debt_to_cover=m.get("debt_to_cover"),
-                expected_collateral=m.get("collateral_out"),
-            )
-        )
+        await self.ledger.record_opportunity(ledger_opportunity(opp_id, action))
 
     async def _ledger_sim(
         self,
@@ -880,20 +865,3 @@ class SingleTxExecutor:
 
         if self.ledger is not None:
             await self.ledger.set_status(opp_id, Status(status), reason)
-
-
-class SingleTxTracker:
-    """Feeds every new block to the single-tx executor (the engine delivers events to strategies only)."""
-
-    name = "single-tx-inclusion"
-
-    def __init__(self, executor: SingleTxExecutor) -> None:
-        self.executor = executor
-
-    async def sync_state(self) -> None:
-        return None
-
-    async def process_event(self, event: object) -> list[Action]:
-        if isinstance(event, NewBlock):
-            await self.executor.on_block(event)
-        return []

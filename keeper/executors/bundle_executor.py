@@ -26,15 +26,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from eth_abi.abi import decode
 
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
-from keeper.core.actions import Action, SubmitBundle, TxIntent
+from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.errors import ExecutionReverted, JsonRpcError, KeeperError, RelayError
 from keeper.executors.bundles import MultiBuilderClient
@@ -300,22 +300,7 @@ class BundleExecutor:
         if self.ledger is None or action.opportunity_id in self._recorded:
             return
         self._recorded.add(action.opportunity_id)
-        m = action.meta
-        await self.ledger.record_opportunity(
-            LedgerOpportunity(
-                id=action.opportunity_id,
-                strategy=action.strategy,
-                protocol=str(m.get("protocol", "")),
-                detected_block=int(m.get("detected_block", action.target_block - 1)),
-                detected_block_timestamp=int(m.get("block_timestamp", 0)),
-                expected_profit=max(action.expected_profit_wei, 0),
-                user=m.get("user"),
-                collateral_asset=m.get("collateral_asset"),
-                debt_asset=m.get("debt_asset"),
-                debt_to_cover=m.get("debt_to_cover"),
-                expected_collateral=m.get("collateral_out"),
-            )
-        )
+        await self.ledger.record_opportunity(ledger_opportunity(action.opportunity_id, action))
 
     async def _ledger_sim(
         self,
@@ -442,13 +427,36 @@ class BundleExecutor:
             )
 
 
+def ledger_opportunity(opportunity_id: str, action: SubmitBundle | SendTx) -> LedgerOpportunity:
+    """The ledger's record of an action's opportunity (first sighting), from the action's `meta`."""
+    m: Mapping[str, Any] = action.meta if isinstance(action, SubmitBundle) else {}
+    target = action.target_block if isinstance(action, SubmitBundle) else 0
+    return LedgerOpportunity(
+        id=opportunity_id,
+        strategy=action.strategy,
+        protocol=str(m.get("protocol", "")),
+        detected_block=int(m.get("detected_block", max(target - 1, 0))),
+        detected_block_timestamp=int(m.get("block_timestamp", 0)),
+        expected_profit=max(action.expected_profit_wei, 0),
+        user=m.get("user"),
+        collateral_asset=m.get("collateral_asset"),
+        debt_asset=m.get("debt_asset"),
+        debt_to_cover=m.get("debt_to_cover"),
+        expected_collateral=m.get("collateral_out"),
+    )
+
+
+class BlockAware(Protocol):
+    async def on_block(self, block: NewBlock) -> None: ...
+
+
 class InclusionTracker:
-    """Feeds new blocks to the executor (the engine delivers events to strategies only)."""
+    """Feeds every new block to an executor that follows its transactions (the engine delivers events
+    to strategies only): the bundle executor, or the single-transaction one of protocol-keeper mode."""
 
-    name = "inclusion"
-
-    def __init__(self, executor: BundleExecutor) -> None:
+    def __init__(self, executor: BlockAware, *, name: str = "inclusion") -> None:
         self.executor = executor
+        self.name = name
 
     async def sync_state(self) -> None:
         return None
