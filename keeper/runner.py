@@ -796,6 +796,7 @@ class SingleTxExecutor:
                     included_at=block.timestamp,
                     success=success,
                     builder=self.channel,
+                    realized_profit_wei=profit * f.profit_to_wei[0] // f.profit_to_wei[1],
                 )
             )
         # A later detection of the same position (partial liquidation, or after a cancel) is a new episode.

@@ -423,6 +423,7 @@ class BundleExecutor:
                     included_at=block.timestamp,
                     success=success,
                     builder=p.accepted_by[0] if len(p.accepted_by) == 1 else None,
+                    realized_profit_wei=profit_wei,
                 )
             )
 

@@ -62,6 +62,8 @@ class PnL:
         self.builder_payments_wei += inc.builder_payment_wei
         if inc.realized_profit_asset == ETH:
             self.realized_wei += inc.realized_profit
+        elif inc.realized_profit_wei is not None:  # a token profit valued in wei by the executor
+            self.realized_wei += inc.realized_profit_wei
         else:
             asset = inc.realized_profit_asset
             self.other_assets[asset] = self.other_assets.get(asset, 0) + inc.realized_profit

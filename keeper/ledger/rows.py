@@ -164,6 +164,9 @@ class Inclusion:
     success: bool = True
     builder: str | None = None
     """Host of the builder that built the block, when known (for per-builder inclusion rates)."""
+    realized_profit_wei: int | None = None
+    """`realized_profit` valued in wei at the oracle prices the opportunity was priced with (None: not
+    valued). The exact balance change stays in `realized_profit` / `realized_profit_asset`."""
     recorded_at_ms: int | None = None
 
 

@@ -167,7 +167,12 @@ class Migration:
     """Runs inside the migration's transaction; must not commit."""
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _apply_statements(_V1)),)
+_V2 = (f"ALTER TABLE inclusions ADD COLUMN realized_profit_wei TEXT {amount_check('realized_profit_wei')}",)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _apply_statements(_V1)),
+    Migration(2, "inclusions.realized_profit_wei: profit valued in wei", _apply_statements(_V2)),
+)
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 

@@ -140,7 +140,7 @@ _SUB_COLS = (
 _INC_COLS = (
     "opportunity_id, block_number, tx_hash, gas_used, effective_gas_price, gas_cost_wei, "
     "builder_payment_wei, realized_profit, included_at, realized_profit_asset, success, builder, "
-    "recorded_at_ms"
+    "recorded_at_ms, realized_profit_wei"
 )
 
 # Constant SQL built from the constant column lists above (no input is ever interpolated).
@@ -216,6 +216,7 @@ def _inclusion(r: Any) -> Inclusion:
         success=bool(r[10]),
         builder=r[11],
         recorded_at_ms=r[12],
+        realized_profit_wei=None if r[13] is None else int(r[13]),
     )
 
 
@@ -753,6 +754,7 @@ class Ledger:
             None if inc.builder is None else builder_host(inc.builder),
             _check_int(inc.included_at, "included_at"),
             at,
+            _amt(inc.realized_profit_wei, "realized_profit_wei"),
         )
         status = Status.INCLUDED if inc.success else Status.FAILED
         reason = "included" if inc.success else "reverted on chain"  # a category: the block is in the row
@@ -761,15 +763,16 @@ class Ledger:
             conn.execute(
                 "INSERT INTO inclusions (opportunity_id, block_number, tx_hash, success, gas_used, "
                 "effective_gas_price, gas_cost_wei, builder_payment_wei, realized_profit, "
-                "realized_profit_asset, builder, included_at, recorded_at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "realized_profit_asset, builder, included_at, recorded_at_ms, realized_profit_wei) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (opportunity_id, tx_hash) DO UPDATE SET block_number = excluded.block_number, "
                 "success = excluded.success, gas_used = excluded.gas_used, "
                 "effective_gas_price = excluded.effective_gas_price, gas_cost_wei = excluded.gas_cost_wei, "
                 "builder_payment_wei = excluded.builder_payment_wei, "
                 "realized_profit = excluded.realized_profit, "
                 "realized_profit_asset = excluded.realized_profit_asset, builder = excluded.builder, "
-                "included_at = excluded.included_at, recorded_at_ms = excluded.recorded_at_ms",
+                "included_at = excluded.included_at, recorded_at_ms = excluded.recorded_at_ms, "
+                "realized_profit_wei = excluded.realized_profit_wei",
                 params,
             )
             _change_status(conn, inc.opportunity_id, status, reason, False, at)

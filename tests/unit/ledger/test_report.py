@@ -227,3 +227,26 @@ async def test_report_command_on_a_real_ledger(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for text in ("P&L by strategy", "titan.example", "Missed opportunities", "liquidated by competitor"):
         assert text in result.output
+
+
+def test_token_profit_valued_in_wei_counts_in_the_eth_pnl() -> None:
+    valued = inc("v", 20, 10**17, 10**15, 5 * 10**16, 1_700_000_000, asset=USDC)
+    from dataclasses import replace
+
+    valued = replace(valued, realized_profit=250_000_000, realized_profit_wei=10**17)
+    unvalued = inc("u", 21, 7, 10**15, 0, 1_700_000_000, asset=USDC)
+    r = build_report(
+        ReportData(
+            opportunities=(
+                opp("v", "liq", "aave_v3", Status.INCLUDED),
+                opp("u", "liq", "aave_v3", Status.INCLUDED),
+            ),
+            submissions=(),
+            inclusions=(valued, unvalued),
+            simulations_ok=2,
+            simulations_failed=0,
+        )
+    )
+    assert r.total.realized_wei == 10**17  # the valued one, in wei
+    assert r.total.net_wei == 10**17 - 2 * 10**15
+    assert r.total.other_assets == {USDC: 7}  # only what could not be valued stays per asset

@@ -288,7 +288,8 @@ async def test_schema_version_and_migration_hook(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("SELECT version FROM schema_history").fetchall() == [(1,)]
+    versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+    assert conn.execute("SELECT version FROM schema_history ORDER BY version").fetchall() == versions
 
     def add_column(c: sqlite3.Connection) -> None:
         c.execute("ALTER TABLE opportunities ADD COLUMN note TEXT")
@@ -468,3 +469,44 @@ async def test_cancelled_start_stops_the_writer(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert ledger_threads() == []
+
+
+async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, MIGRATIONS[:1]) == 1  # a ledger written by the first release
+    conn.close()
+    async with Ledger.open(path) as ledger:
+        await ledger.record_opportunity(
+            Opportunity(
+                id="o",
+                strategy="s",
+                protocol="p",
+                detected_block=1,
+                detected_block_timestamp=1,
+                expected_profit=1,
+            )
+        )
+        assert await ledger.claim_send("o", 2)
+        await ledger.record_inclusion(
+            Inclusion(
+                opportunity_id="o",
+                block_number=2,
+                tx_hash="0x" + "ab" * 32,
+                gas_used=21_000,
+                effective_gas_price=10,
+                gas_cost_wei=210_000,
+                builder_payment_wei=5,
+                realized_profit=10**30,
+                included_at=3,
+                realized_profit_asset="0x" + "22" * 20,
+                realized_profit_wei=7 * 10**17,
+            ),
+            wait=True,
+        )
+        (row,) = await ledger.inclusions("o")
+    assert row.realized_profit == 10**30
+    assert row.realized_profit_wei == 7 * 10**17
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
