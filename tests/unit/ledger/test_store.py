@@ -449,7 +449,9 @@ async def test_loop_keeps_ticking_while_5000_rows_are_written(tmp_path: Path) ->
         f"heartbeat max gap {worst * 1000:.1f} ms over {len(gaps)} ticks"
     )
     assert len(gaps) > 10
-    assert worst < 0.05
+    # Not a performance target (benchmarks/bench_ledger.py prints those): writes on the loop would stall
+    # it for the whole 5,000-row write (seconds); a loaded CI machine may add tens of ms to any tick.
+    assert worst < 1.0
 
 
 async def test_open_failure_raises_and_leaves_no_thread(tmp_path: Path) -> None:
