@@ -639,7 +639,7 @@ async def test_fan_out_one_down_one_slow_one_ok(builders: list[FakeBuilder]) -> 
         # the ok builder's result is available long before the slow one answers
         order = [name for name, _ in arrival]
         assert order.index(ok_b.host_label) < order.index(slow_b.host_label)
-        assert dict(arrival)[ok_b.host_label] < 0.3
+        assert dict(arrival)[ok_b.host_label] < 0.5  # well before the slow one (>= 0.6 s)
         assert dict(arrival)[slow_b.host_label] >= 0.6
 
         results = await multi.send_signed(req)
