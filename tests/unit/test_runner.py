@@ -15,7 +15,8 @@ from keeper.config import MAINNET_UNISWAP_V3_SWAP_ROUTER, load_settings
 from keeper.core.actions import ForeignTx, SubmitBundle, TxIntent
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.errors import ConfigError, ExecutionReverted
-from keeper.runner import SingleTxExecutor, liquidation_setup, plan_run
+from keeper.executors.single_tx import SingleTxExecutor
+from keeper.runner import liquidation_setup, plan_run
 from keeper.strategies_registry import Components, StrategyContext, build_components, build_strategies
 
 FUNDS_ADDR, FUNDS_KEY = DEV_ACCOUNTS[2]
