@@ -214,7 +214,7 @@ def report(title: str, traces: list[BlockTrace]) -> bool:
         ("detect: value (venues + routes)", [t.strategy["value"] for t in sent]),
         ("build (SubmitBundle, calldata)", [t.strategy.get("build", 0.0) for t in sent]),
         ("queue (strategy -> executor)", [(t.executor_start_ns - t.strategy_end_ns) / 1e9 for t in sent]),
-        ("executor: estimate + nonce (1 round trip)", [t.executor.get("prepare", 0.0) for t in sent]),
+        ("executor: nonce + head (1 round trip)", [t.executor.get("prepare", 0.0) for t in sent]),
         ("executor: sign", [t.executor.get("sign", 0.0) for t in sent]),
         ("simulate (eth_callBundle at the relay)", [t.executor.get("simulate", 0.0) for t in sent]),
         (

@@ -3,10 +3,11 @@
 For each `SubmitBundle` (one target block):
 1. record the opportunity in the ledger (first sighting only);
 2. price the tx for the target block: the exact next base fee from the parent header, no priority fee
-   (the builder is paid from inside our contract, after its profit check), gas from `eth_estimateGas`
-   with headroom; a revert here is a failed simulation and nothing is sent. The estimate, the nonce and
-   the parent header go out in one JSON-RPC batch; the parent header is not read at all when `on_block`
-   already delivered it (the NewBlock the action was built from);
+   (the builder is paid from inside our contract, after its profit check). The gas limit is the intent's,
+   or `gas_limit` (a fixed ceiling, 3M by default: we pay gas used, never the limit, so a generous limit
+   costs nothing and saves an `eth_estimateGas`, which was more than half of the block-to-bundle time).
+   The nonce, the head (an action whose target block is already mined is stale: nothing is sent) and,
+   unless `on_block` already delivered it, the parent header go out in one JSON-RPC batch;
 3. sign and simulate with `eth_callBundle` at the first relay: the authority. Our executor call returns
    (profit in the profit token, builder payment in wei); net = profit in wei - gas cost at the target
    base fee. A failed simulation, or a net below the minimum, means nothing is sent;
@@ -36,7 +37,7 @@ from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
 from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
-from keeper.errors import ExecutionReverted, JsonRpcError, KeeperError, RelayError
+from keeper.errors import JsonRpcError, KeeperError, RelayError
 from keeper.executors.bundles import MultiBuilderClient
 from keeper.executors.executor_contract import decode_executor_error, liquidated_events
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
@@ -46,8 +47,8 @@ from keeper.logs import kv
 
 log = logging.getLogger("keeper.executors.bundles")
 
-GAS_HEADROOM_BPS = 12_000
-"""Gas limit = estimate * 1.2 (the simulation reports the real usage)."""
+DEFAULT_GAS_LIMIT = 3_000_000
+"""Gas limit when the intent has none: above any liquidation (~650k-950k); gas used is what is paid."""
 GONE_AFTER_BLOCKS = 2
 ABANDON_AFTER_FAILED_SIMULATIONS = 5
 HEADER_MEMORY = 8
@@ -70,6 +71,8 @@ class ExecutorStats:
     actions: int = 0
     simulated: int = 0
     simulation_failed: int = 0
+    stale: int = 0
+    """Actions whose target block was already mined when they reached the executor (nothing sent)."""
     below_minimum: int = 0
     duplicate: int = 0
     sent: int = 0
@@ -107,9 +110,11 @@ class BundleExecutor:
         ledger: Ledger | None = None,
         dry_run: bool = False,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        gas_limit: int = DEFAULT_GAS_LIMIT,
     ) -> None:
         if not signers:
             raise ValueError("the bundle executor needs at least one signer")
+        self.gas_limit = gas_limit
         self.rpc = rpc
         self.signers = list(signers)
         self.builders = builders
@@ -154,21 +159,25 @@ class BundleExecutor:
         intent = action.txs[0]
         signer = self._signer_for(action.target_block)
         t0 = time.perf_counter()
-        # One round trip: the gas estimate, the nonce and, unless the parent (the block the action was
-        # built from) was already seen by `on_block`, the parent header.
+        # One round trip: the nonce and, unless the parent (the block the action was built from) was
+        # already seen by `on_block`, the parent header.
         parent_block = self._headers.get(action.target_block - 1)
         calls: list[tuple[str, Any]] = []
         if parent_block is None:
             calls.append(("eth_getBlockByNumber", [hex(action.target_block - 1), False]))
-        calls.append(
-            (
-                "eth_estimateGas",
-                [{"from": signer.address, "to": intent.to, "data": "0x" + intent.data.hex()}, "latest"],
-            )
-        )
         calls.append(("eth_getTransactionCount", [signer.address, "latest"]))
+        calls.append(("eth_blockNumber", []))
         replies = await self.rpc.batch(calls, raise_errors=False)
-        estimated, counted = replies[-2], replies[-1]
+        counted, head = replies[-2], replies[-1]
+        if isinstance(head, JsonRpcError):
+            raise head
+        if hex_to_int(head) >= action.target_block:
+            # The target block is already mined: a bundle for it can never land (and a relay simulates
+            # "as if in the target block", so it would not say so). The strategy acts on the new block.
+            self.stats.stale += 1
+            self.stats.count_reason("stale: the target block was already mined")
+            self._emit("stale", id=opp_id, block=action.target_block)
+            return
         if parent_block is None:
             parent = replies[0]
             if isinstance(parent, JsonRpcError):
@@ -181,14 +190,8 @@ class BundleExecutor:
             base_fee = next_base_fee(
                 parent_block.base_fee_per_gas, parent_block.gas_used, parent_block.gas_limit
             )
-        if isinstance(estimated, ExecutionReverted):
-            await self._sim_failed(action, _reason_from_revert(estimated.revert_data, estimated.message))
-            return
-        if isinstance(estimated, JsonRpcError):
-            raise estimated
         if isinstance(counted, JsonRpcError):
             raise counted
-        estimate = hex_to_int(estimated)
         nonce = hex_to_int(counted)
         t1 = time.perf_counter()
         signed = signer.sign(
@@ -197,7 +200,7 @@ class BundleExecutor:
                 nonce=nonce,
                 max_priority_fee_per_gas=0,
                 max_fee_per_gas=base_fee,
-                gas=intent.gas_limit or estimate * GAS_HEADROOM_BPS // 10_000,
+                gas=intent.gas_limit or self.gas_limit,
                 to=intent.to,
                 value=intent.value,
                 data=intent.data,
