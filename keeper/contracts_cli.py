@@ -140,7 +140,7 @@ async def deploy_executor_signed(
     echo: Any = print,
 ) -> DeployRecord:
     """Deploys with locally signed transactions and waits for the receipts; raises KeeperError."""
-    from keeper.devnet.deployer import encode_call
+    from keeper.chain.abi import encode_call
     from keeper.executors.executor_contract import encode_set_operator
 
     chain_id = await rpc.chain_id()

@@ -36,7 +36,7 @@ from keeper.core.events import Event, NewBlock
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.common import wait_blocks
-from keeper.devnet.scenarios.crash import CrashStep, run_crash
+from keeper.devnet.scenarios.crash import CrashStep, current_usd_prices, run_crash
 from keeper.devnet.stack import Devnet, DevnetMiner
 from keeper.executors.bundles import MultiBuilderClient
 from keeper.ledger import Ledger
@@ -157,7 +157,7 @@ async def run_demo(
                         f"[bold]keeper[/] synced {tracked} positions from logs in "
                         f"{time.perf_counter() - sync_started:.2f} s; watching blocks"
                     )
-                    view.eth_usd = await _eth_price(rpc, dep.feeds.usd["WETH"])
+                    view.eth_usd = (await current_usd_prices(rpc, dep))["WETH"]
                     console.print(f"[bold]crash[/]: ETH -{drop_bps / 100:g}% over {crash_blocks} blocks")
                     await run_crash(rpc, dep, drop_bps=drop_bps, blocks=crash_blocks, on_step=on_step)
                     quiet = 0
@@ -177,15 +177,6 @@ async def run_demo(
     finally:
         workdir.cleanup()
     return view
-
-
-async def _eth_price(rpc: Any, feed: str) -> int:
-    from eth_abi.abi import decode
-
-    from keeper.devnet.deployer import encode_call
-
-    raw = await rpc.eth_call(feed, encode_call("latestAnswer()", [], []))
-    return int(decode(["int256"], raw)[0])
 
 
 def _summary(console: Console, view: DemoView, keeper: LiquidationKeeper, seconds: float) -> None:

@@ -405,7 +405,7 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
 
 async def check_executor_access(rpc: RpcClient, executor: str, signers: Sequence[TxSigner]) -> None:
     """ConfigError unless `executor` has code and every signer is its owner or an operator."""
-    from keeper.devnet.deployer import encode_call
+    from keeper.chain.abi import encode_call
 
     code = await rpc.call("eth_getCode", [executor, "latest"])
     if not isinstance(code, str) or len(code) <= 2:

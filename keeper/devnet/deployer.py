@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode, encode
-from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_bytes
 from keeper.devnet.artifacts import Artifact
 from keeper.errors import DevnetError, JsonRpcError
@@ -30,11 +30,6 @@ def _abi_type(param: dict[str, Any]) -> str:
 
 def fn_signature(item: dict[str, Any]) -> str:
     return f"{item['name']}({','.join(_abi_type(p) for p in item.get('inputs', []))})"
-
-
-def encode_call(signature: str, types: Sequence[str], args: Sequence[Any]) -> bytes:
-    """Calldata for `signature` (e.g. "transfer(address,uint256)") with ABI-encoded args."""
-    return function_signature_to_4byte_selector(signature) + encode(list(types), list(args))
 
 
 @dataclass

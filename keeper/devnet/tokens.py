@@ -18,10 +18,11 @@ from eth_abi.abi import decode
 from eth_utils.address import to_checksum_address
 
 from keeper.chain import ocr2
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.devnet.artifacts import load_artifact
 from keeper.devnet.contracts import deployed_bytecode, our_artifact
-from keeper.devnet.deployer import Deployer, encode_call
+from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_LST_RATE, DEFAULT_PRICES_USD, TokenInfo
 from keeper.errors import DevnetError
 

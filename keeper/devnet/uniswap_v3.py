@@ -26,9 +26,10 @@ from typing import Any
 from eth_abi.abi import decode
 
 from keeper.chain import uniswap_v3_math as v3
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, block_tag
 from keeper.devnet.artifacts import load_artifact
-from keeper.devnet.deployer import Deployer, encode_call
+from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import TokenInfo
 from keeper.devnet.uniswap import (
     FAR_DEADLINE,

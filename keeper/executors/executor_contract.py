@@ -23,6 +23,7 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.chain.abi import encode_call
 from keeper.devnet.contracts import our_artifact
 from keeper.devnet.deployer import Deployer
 from keeper.errors import DecodeError
@@ -258,17 +259,15 @@ def decode_liquidate(calldata: bytes) -> LiquidationParams:
 
 
 def encode_set_operator(operator: str, enabled: bool) -> bytes:
-    return function_signature_to_4byte_selector("setOperator(address,bool)") + encode(
-        ["address", "bool"], [operator, enabled]
-    )
+    return encode_call("setOperator(address,bool)", ["address", "bool"], [operator, enabled])
 
 
 def encode_sweep(token: str) -> bytes:
-    return function_signature_to_4byte_selector("sweep(address)") + encode(["address"], [token])
+    return encode_call("sweep(address)", ["address"], [token])
 
 
 def encode_sweep_eth() -> bytes:
-    return function_signature_to_4byte_selector("sweepETH()")
+    return encode_call("sweepETH()")
 
 
 @dataclass(frozen=True, slots=True)

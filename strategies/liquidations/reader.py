@@ -33,10 +33,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from eth_abi.abi import decode, encode
-from eth_utils.abi import function_signature_to_4byte_selector
+from eth_abi.abi import decode
 from eth_utils.address import to_checksum_address
 
+from keeper.chain.abi import encode_call as calldata
 from keeper.chain.multicall import (
     MULTICALL3_ADDRESS,
     decode_aggregate3_result,
@@ -66,12 +66,6 @@ class BatchRpc(Protocol):
     async def call(self, method: str, params: Any = None) -> Any: ...
 
     async def batch(self, calls: Sequence[tuple[str, Any]], *, raise_errors: bool = True) -> list[Any]: ...
-
-
-def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()) -> bytes:
-    """Selector + ABI-encoded arguments."""
-    selector = function_signature_to_4byte_selector(signature)
-    return selector + encode(list(types), list(args)) if types else selector
 
 
 _GET_RESERVES_LIST = calldata("getReservesList()")

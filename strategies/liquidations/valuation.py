@@ -119,7 +119,7 @@ async def read_flash_premium_bps(rpc: RpcClient, aave_v3_pool: str) -> int:
     """`FLASHLOAN_PREMIUM_TOTAL()` of an Aave V3 Pool, in basis points."""
     from eth_abi.abi import decode
 
-    from keeper.devnet.deployer import encode_call
+    from keeper.chain.abi import encode_call
 
     raw = await rpc.eth_call(aave_v3_pool, encode_call("FLASHLOAN_PREMIUM_TOTAL()", [], []))
     return int(decode(["uint128"], raw)[0])

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from eth_abi.abi import decode
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_bytes
 from keeper.devnet.deploy import COMPETITOR, DevnetDeployment
-from keeper.devnet.deployer import encode_call
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.common import BulkSender, call_tx
 from keeper.devnet.scenarios.crash import current_usd_prices, run_crash, send_oracle_updates

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from keeper.chain import uniswap_v3_math as v3
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import encode_call
 from keeper.devnet.scenarios.amm import fund_trader_txs
 from keeper.devnet.scenarios.common import BulkSender
 from keeper.devnet.stack import Devnet, DevnetMiner

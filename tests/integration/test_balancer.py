@@ -10,11 +10,12 @@ from dataclasses import dataclass
 import pytest
 from eth_abi.abi import decode
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
 from keeper.devnet.balancer import DEFAULT_STABLE_POOLS, BalancerDeployment, deploy_balancer
 from keeper.devnet.contracts import our_artifact
-from keeper.devnet.deployer import Deployer, encode_call
+from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_LST_RATE, TokenInfo
 from keeper.devnet.uniswap import FAR_DEADLINE, balance_of
 from tests.integration.test_uniswap import deploy_mock_tokens

@@ -12,11 +12,11 @@ import orjson
 import pytest
 from eth_abi.abi import decode
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import free_port
 from keeper.devnet.cache import CachedState
 from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import encode_call
 from keeper.devnet.scenarios.borrowers import AAVE_V3, create_borrowers
 from keeper.devnet.scenarios.competitor import run_competitor
 from keeper.devnet.scenarios.crash import current_usd_prices, run_crash, send_oracle_updates

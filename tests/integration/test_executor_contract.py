@@ -21,11 +21,12 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_bytes, hex_to_int
 from keeper.chain.units import ray_div
 from keeper.devnet.contracts import our_artifact
 from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import Deployer, encode_call, fn_signature
+from keeper.devnet.deployer import Deployer, fn_signature
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.crash import run_crash
 from keeper.devnet.scenarios.positions import AAVE_V2, AAVE_V3, discover, read_health_factors

@@ -10,9 +10,10 @@ from eth_utils.abi import function_signature_to_4byte_selector as selector
 from eth_utils.crypto import keccak
 
 from keeper.chain import ocr2
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil
-from keeper.devnet.deployer import Deployer, encode_call
+from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_LST_RATE, DEFAULT_PRICES_USD, TokenInfo
 from keeper.devnet.tokens import (
     MULTICALL3_ADDRESS,

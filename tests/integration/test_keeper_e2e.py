@@ -16,13 +16,13 @@ from eth_abi.abi import decode
 from eth_account import Account
 from eth_hash.auto import keccak
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.chain.signer import TxSigner
 from keeper.collectors.blocks import decode_header
 from keeper.core.actions import SubmitBundle
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import encode_call
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.competitor import run_competitor
 from keeper.devnet.scenarios.crash import run_crash

@@ -21,10 +21,10 @@ import pytest
 from eth_abi.abi import decode
 from eth_account import Account
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
 from keeper.devnet.cache import CachedState
-from keeper.devnet.deployer import encode_call
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.common import wait_blocks
 from keeper.devnet.scenarios.crash import run_crash

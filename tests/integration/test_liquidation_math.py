@@ -28,6 +28,7 @@ from eth_abi.abi import decode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from keeper.chain.abi import encode_call
 from keeper.chain.multicall import MULTICALL3_ADDRESS
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import UINT256_MAX, ray_div
@@ -36,7 +37,7 @@ from keeper.devnet.aave_params import EModeCategory as EModeParams
 from keeper.devnet.aave_v2 import AaveV2Market, deploy_aave_v2
 from keeper.devnet.aave_v3 import AaveV3Market, deploy_aave_v3
 from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
-from keeper.devnet.deployer import Deployer, encode_call
+from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_PRICES_USD, TokenInfo
 from keeper.devnet.tokens import FeedSet, deploy_feeds, deploy_tokens, install_multicall3, send_price_update
 from strategies.liquidations import math_v2, math_v3

@@ -15,10 +15,11 @@ from eth_abi.abi import decode
 
 from keeper.chain import uniswap_v2_math as v2math
 from keeper.chain import uniswap_v3_math as v3math
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
 from keeper.devnet.artifacts import load_artifact
-from keeper.devnet.deployer import Deployer, encode_call
+from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_LST_RATE, DEFAULT_PRICES_USD, TokenInfo
 from keeper.devnet.uniswap import FAR_DEADLINE, PriceBook, balance_of, sort_tokens
 from keeper.devnet.uniswap_v2 import (

@@ -16,14 +16,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from math import isqrt
 
-from eth_abi.abi import decode
-
 from keeper.chain import uniswap_v3_math as v3
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import encode_call
 from keeper.devnet.model import TokenInfo
-from keeper.devnet.scenarios.common import Tx, call_tx
+from keeper.devnet.scenarios.common import Tx, call_tx, eth_call_decode
 
 UINT256_MAX = 2**256 - 1
 ADDR_UINT = ["address", "uint256"]
@@ -44,10 +41,6 @@ def _ordered(a: TokenInfo, b: TokenInfo) -> tuple[TokenInfo, TokenInfo]:
     return (a, b) if int(a.address, 16) < int(b.address, 16) else (b, a)
 
 
-async def _eth_call(rpc: RpcClient, to: str, sig: str, out: list[str]) -> tuple[object, ...]:
-    return tuple(decode(out, await rpc.eth_call(to, encode_call(sig, [], []))))
-
-
 async def v3_move_tx(
     rpc: RpcClient, dep: DevnetDeployment, pool_name: str, usd: Mapping[str, int], trader: str
 ) -> Tx | None:
@@ -55,10 +48,10 @@ async def v3_move_tx(
     base, quote, fee = pool_name.split("/")
     token0, token1 = _ordered(dep.tokens[base], dep.tokens[quote])
     pool = dep.uniswap_v3.pools[pool_name]
-    slot0 = await _eth_call(
-        rpc, pool, "slot0()", ["uint160", "int24", "uint16", "uint16", "uint16", "uint8", "bool"]
+    slot0 = await eth_call_decode(
+        rpc, pool, "slot0()", [], [], ["uint160", "int24", "uint16", "uint16", "uint16", "uint8", "bool"]
     )
-    current = int(slot0[0])  # type: ignore[call-overload]
+    current = int(slot0[0])
     target = max(
         v3.MIN_SQRT_RATIO + 1, min(v3.MAX_SQRT_RATIO - 1, target_sqrt_price_x96(token0, token1, usd))
     )
@@ -84,8 +77,8 @@ async def v2_move_tx(
     base, quote = pair_name.split("/")
     token0, token1 = _ordered(dep.tokens[base], dep.tokens[quote])
     pair = dep.uniswap_v2.pairs[pair_name]
-    r0, r1, _ = await _eth_call(rpc, pair, "getReserves()", ["uint112", "uint112", "uint32"])
-    reserve0, reserve1 = int(r0), int(r1)  # type: ignore[call-overload]
+    r0, r1, _ = await eth_call_decode(rpc, pair, "getReserves()", [], [], ["uint112", "uint112", "uint32"])
+    reserve0, reserve1 = int(r0), int(r1)
     # Target ratio reserve1/reserve0 = num/den; with k constant: reserve0' = sqrt(k * den / num).
     num = usd[token0.symbol] * 10**token1.decimals
     den = usd[token1.symbol] * 10**token0.decimals

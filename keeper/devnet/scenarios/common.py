@@ -17,9 +17,9 @@ import orjson
 from eth_abi.abi import decode
 from eth_account import Account
 
+from keeper.chain.abi import encode_call
 from keeper.chain.flashbots_auth import sign_request_body
 from keeper.chain.rpc import RpcClient, hex_to_int
-from keeper.devnet.deployer import encode_call
 from keeper.errors import DevnetError, JsonRpcError
 
 

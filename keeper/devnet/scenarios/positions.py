@@ -12,9 +12,9 @@ from eth_abi.abi import decode
 from eth_hash.auto import keccak
 from eth_utils.address import to_checksum_address
 
+from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_bytes
 from keeper.devnet.deploy import DevnetDeployment
-from keeper.devnet.deployer import encode_call
 
 AAVE_V3 = "aave-v3"
 AAVE_V2 = "aave-v2"
