@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keeper.chain.units import UINT256_MAX, WAD
+from strategies.liquidations.model import ReserveState, UserPosition
+
+Indexes = Mapping[str, tuple[int, int]]
+"""asset -> (normalized income, normalized variable debt) at one timestamp: computed once per block."""
 
 HEALTH_FACTOR_LIQUIDATION_THRESHOLD = WAD
 """1e18: a position with a health factor below this can be liquidated."""
@@ -123,3 +128,25 @@ class LiquidationOutcome:
 def value_in_base(amount: int, price: int, unit: int) -> int:
     """`amount * price / unit`, rounded down: the per-asset valuation GenericLogic uses."""
     return amount * price // unit
+
+
+def reserve_of(reserves: Mapping[str, ReserveState], asset: str) -> ReserveState:
+    reserve = reserves.get(asset)
+    if reserve is None:
+        raise UnknownReserveError(f"reserve {asset} is not known locally")
+    return reserve
+
+
+def liquidation_assets(
+    position: UserPosition, reserves: Mapping[str, ReserveState]
+) -> tuple[list[str], list[str]]:
+    """(collateral assets, debt assets) a liquidation of `position` can take / repay, in position order."""
+    collaterals: list[str] = []
+    debts: list[str] = []
+    for asset, balances in position.reserves.items():
+        rid = reserve_of(reserves, asset).id
+        if position.is_using_as_collateral(rid) and balances.scaled_a_token_balance:
+            collaterals.append(asset)
+        if position.is_borrowing(rid) and (balances.scaled_variable_debt or balances.stable_debt_principal):
+            debts.append(asset)
+    return collaterals, debts

@@ -21,9 +21,11 @@ from strategies.liquidations.common import (
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
     NO_DEBT_HEALTH_FACTOR,
     AccountData,
+    Indexes,
     LiquidationOutcome,
     NotLiquidatable,
-    UnknownReserveError,
+    liquidation_assets,
+    reserve_of,
 )
 from strategies.liquidations.math_v3 import (
     SECONDS_PER_YEAR,
@@ -38,7 +40,6 @@ from strategies.liquidations.model import ReserveState, UserPosition, UserReserv
 LIQUIDATION_CLOSE_FACTOR_PERCENT = 5000
 """LendingPoolCollateralManager's constant."""
 
-Indexes = Mapping[str, tuple[int, int]]
 
 __all__ = [
     "LIQUIDATION_CLOSE_FACTOR_PERCENT",
@@ -107,13 +108,6 @@ def stable_debt_balance(balances: UserReserve, timestamp: int) -> int:
     return ray_mul(balances.stable_debt_principal, interest)
 
 
-def _reserve(reserves: Mapping[str, ReserveState], asset: str) -> ReserveState:
-    reserve = reserves.get(asset)
-    if reserve is None:
-        raise UnknownReserveError(f"reserve {asset} is not known locally")
-    return reserve
-
-
 def user_account_data(
     position: UserPosition,
     reserves: Mapping[str, ReserveState],
@@ -128,7 +122,7 @@ def user_account_data(
         return AccountData(0, 0, 0, 0, 0, NO_DEBT_HEALTH_FACTOR)
     total_collateral = total_debt = avg_ltv = avg_lt = 0
     for asset, balances in position.reserves.items():
-        reserve = _reserve(reserves, asset)
+        reserve = reserve_of(reserves, asset)
         rid = reserve.id
         if not position.is_using_as_collateral_or_borrowing(rid):
             continue
@@ -200,8 +194,8 @@ def liquidation_outcome(
 ) -> LiquidationOutcome:
     """LendingPoolCollateralManager.liquidationCall's amounts (validation as
     ValidationLogic.validateLiquidationCall; raises NotLiquidatable where the pool reverts)."""
-    collateral = _reserve(reserves, collateral_asset)
-    debt = _reserve(reserves, debt_asset)
+    collateral = reserve_of(reserves, collateral_asset)
+    debt = reserve_of(reserves, debt_asset)
     if health_factor is None:
         health_factor = user_account_data(position, reserves, timestamp, indexes=indexes).health_factor
 
@@ -285,14 +279,7 @@ def best_liquidation(
     account = user_account_data(position, reserves, timestamp, indexes=indexes)
     if not account.liquidatable:
         return None
-    collaterals: list[str] = []
-    debts: list[str] = []
-    for asset, balances in position.reserves.items():
-        rid = _reserve(reserves, asset).id
-        if position.is_using_as_collateral(rid) and balances.scaled_a_token_balance:
-            collaterals.append(asset)
-        if position.is_borrowing(rid) and (balances.scaled_variable_debt or balances.stable_debt_principal):
-            debts.append(asset)
+    collaterals, debts = liquidation_assets(position, reserves)
     best: LiquidationOutcome | None = None
     for collateral_asset in collaterals:
         for debt_asset in debts:

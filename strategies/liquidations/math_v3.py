@@ -21,9 +21,12 @@ from strategies.liquidations.common import (
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
     NO_DEBT_HEALTH_FACTOR,
     AccountData,
+    Indexes,
     LiquidationOutcome,
     NotLiquidatable,
     UnknownReserveError,
+    liquidation_assets,
+    reserve_of,
 )
 from strategies.liquidations.model import EModeCategory, ReserveState, UserPosition, UserReserve
 
@@ -35,7 +38,6 @@ MAX_LIQUIDATION_CLOSE_FACTOR = 10000
 CLOSE_FACTOR_HF_THRESHOLD = 95 * 10**16
 """0.95e18: at or below it, the whole debt may be repaid at once."""
 
-Indexes = Mapping[str, tuple[int, int]]
 """asset -> (normalized income, normalized variable debt) at one timestamp; see `normalized_indexes`."""
 
 
@@ -141,13 +143,6 @@ def _emode(position: UserPosition, emode_categories: Mapping[int, EModeCategory]
     return category
 
 
-def _reserve(reserves: Mapping[str, ReserveState], asset: str) -> ReserveState:
-    reserve = reserves.get(asset)
-    if reserve is None:
-        raise UnknownReserveError(f"reserve {asset} is not known locally")
-    return reserve
-
-
 def user_account_data(
     position: UserPosition,
     reserves: Mapping[str, ReserveState],
@@ -177,7 +172,7 @@ def user_account_data(
     total_collateral = total_debt = avg_ltv = avg_lt = 0
     has_zero_ltv_collateral = False
     for asset, balances in position.reserves.items():
-        reserve = _reserve(reserves, asset)
+        reserve = reserve_of(reserves, asset)
         rid = reserve.id
         if not position.is_using_as_collateral_or_borrowing(rid):
             continue
@@ -295,8 +290,8 @@ def liquidation_outcome(
 
     `health_factor` may be passed when already computed for this position at `timestamp`.
     """
-    collateral = _reserve(reserves, collateral_asset)
-    debt = _reserve(reserves, debt_asset)
+    collateral = reserve_of(reserves, collateral_asset)
+    debt = reserve_of(reserves, debt_asset)
     if health_factor is None:
         health_factor = user_account_data(
             position, reserves, emode_categories, timestamp, indexes=indexes
@@ -406,14 +401,7 @@ def best_liquidation(
     account = user_account_data(position, reserves, emode_categories, timestamp, indexes=indexes)
     if not account.liquidatable:
         return None
-    collaterals: list[str] = []
-    debts: list[str] = []
-    for asset, balances in position.reserves.items():
-        rid = _reserve(reserves, asset).id
-        if position.is_using_as_collateral(rid) and balances.scaled_a_token_balance:
-            collaterals.append(asset)
-        if position.is_borrowing(rid) and (balances.scaled_variable_debt or balances.stable_debt_principal):
-            debts.append(asset)
+    collaterals, debts = liquidation_assets(position, reserves)
     best: LiquidationOutcome | None = None
     for collateral_asset in collaterals:
         for debt_asset in debts:

@@ -21,14 +21,11 @@ from eth_utils.address import to_checksum_address
 from keeper.chain.rpc import RpcClient, hex_to_bytes
 from keeper.errors import DecodeError, JsonRpcError, KeeperError
 from keeper.logs import kv
-from strategies.liquidations.common import AccountData, LiquidationOutcome
+from strategies.liquidations.common import AccountData, Indexes, LiquidationOutcome
 from strategies.liquidations.model import MarketState, UserPosition, reserve_ids_in
 from strategies.liquidations.reader import AaveV2Reader, AaveV3Reader
 
 log = logging.getLogger("strategies.liquidations")
-
-Indexes = Mapping[str, tuple[int, int]]
-"""asset -> (normalized income, normalized variable debt) at the market's timestamp."""
 
 
 def topic(signature: str) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from keeper.chain.rpc import RpcClient
 from strategies.liquidations import math_v2
-from strategies.liquidations.common import AccountData, LiquidationOutcome
+from strategies.liquidations.common import AccountData, Indexes, LiquidationOutcome
 from strategies.liquidations.model import MarketState
-from strategies.liquidations.protocols.aave_common import AaveAdapter, Indexes, topic
+from strategies.liquidations.protocols.aave_common import AaveAdapter, topic
 from strategies.liquidations.reader import AaveV2Reader
 
 USER_TOPICS: dict[str, tuple[int, ...]] = {
