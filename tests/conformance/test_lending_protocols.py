@@ -14,7 +14,7 @@ from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_bytes
 from keeper.devnet.deploy import COMPETITOR, DevnetDeployment
 from keeper.devnet.scenarios.borrowers import create_borrowers
-from keeper.devnet.scenarios.common import BulkSender, call_tx
+from keeper.devnet.scenarios.common import BulkSender, Tx, call_tx
 from keeper.devnet.scenarios.crash import current_usd_prices, run_crash, send_oracle_updates
 from keeper.devnet.scenarios.positions import discover, read_health_factors
 from keeper.devnet.stack import Devnet, DevnetMiner
@@ -60,6 +60,23 @@ async def adapter(request: pytest.FixtureRequest, crashed: Devnet) -> AaveAdapte
     return protocol
 
 
+def _competitor_funds(token: str, spender: str) -> list[Tx]:
+    """Debt tokens for the competitor account (open mint on the devnet) and an approval for `spender`."""
+    return [
+        call_tx(
+            COMPETITOR, token, "mint(address,uint256)", ["address", "uint256"], [COMPETITOR, 10**40], 200_000
+        ),
+        call_tx(
+            COMPETITOR,
+            token,
+            "approve(address,uint256)",
+            ["address", "uint256"],
+            [spender, UINT256_MAX],
+            100_000,
+        ),
+    ]
+
+
 async def _account_data(rpc: RpcClient, pool: str, user: str) -> tuple[int, ...]:
     raw = await rpc.eth_call(pool, encode_call("getUserAccountData(address)", ["address"], [user]))
     return tuple(int(x) for x in decode(["uint256"] * 6, raw))
@@ -99,22 +116,7 @@ async def test_predicted_liquidation_equals_execution(adapter: AaveAdapter, cras
             assert best is not None
             debt_token = best.debt_asset
             setup = [
-                call_tx(
-                    COMPETITOR,
-                    debt_token,
-                    "mint(address,uint256)",
-                    ["address", "uint256"],
-                    [COMPETITOR, 10**40],
-                    200_000,
-                ),
-                call_tx(
-                    COMPETITOR,
-                    debt_token,
-                    "approve(address,uint256)",
-                    ["address", "uint256"],
-                    [adapter.pool, UINT256_MAX],
-                    100_000,
-                ),
+                *_competitor_funds(debt_token, adapter.pool),
             ]
             await sender.run(setup)
             # Predict at the exact timestamp the liquidation block will have.
@@ -170,22 +172,7 @@ async def test_refresh_follows_the_block_logs(adapter: AaveAdapter, crashed: Dev
         await sender.impersonate_all(True)
         await sender.run(
             [
-                call_tx(
-                    COMPETITOR,
-                    debt_asset,
-                    "mint(address,uint256)",
-                    ["address", "uint256"],
-                    [COMPETITOR, 10**40],
-                    200_000,
-                ),
-                call_tx(
-                    COMPETITOR,
-                    debt_asset,
-                    "approve(address,uint256)",
-                    ["address", "uint256"],
-                    [adapter.pool, UINT256_MAX],
-                    100_000,
-                ),
+                *_competitor_funds(debt_asset, adapter.pool),
                 call_tx(
                     COMPETITOR,
                     adapter.pool,
@@ -271,22 +258,7 @@ async def test_reorg_rereads_the_users_the_replaced_block_touched(crashed: Devne
         await sender.impersonate_all(True)
         await sender.run(
             [
-                call_tx(
-                    COMPETITOR,
-                    debt_asset,
-                    "mint(address,uint256)",
-                    ["address", "uint256"],
-                    [COMPETITOR, 10**40],
-                    200_000,
-                ),
-                call_tx(
-                    COMPETITOR,
-                    debt_asset,
-                    "approve(address,uint256)",
-                    ["address", "uint256"],
-                    [adapter.pool, UINT256_MAX],
-                    100_000,
-                ),
+                *_competitor_funds(debt_asset, adapter.pool),
             ]
         )
         for _ in range(2):  # the strategy follows the chain up to here
@@ -338,22 +310,7 @@ async def test_refresh_after_skipped_blocks_reads_their_logs(adapter: AaveAdapte
         await sender.impersonate_all(True)
         await sender.run(
             [
-                call_tx(
-                    COMPETITOR,
-                    debt_asset,
-                    "mint(address,uint256)",
-                    ["address", "uint256"],
-                    [COMPETITOR, 10**40],
-                    200_000,
-                ),
-                call_tx(
-                    COMPETITOR,
-                    debt_asset,
-                    "approve(address,uint256)",
-                    ["address", "uint256"],
-                    [adapter.pool, UINT256_MAX],
-                    100_000,
-                ),
+                *_competitor_funds(debt_asset, adapter.pool),
             ]
         )
         await sender.run(
