@@ -39,6 +39,7 @@ from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.errors import JsonRpcError, KeeperError, RelayError
 from keeper.executors.bundles import MultiBuilderClient
+from keeper.executors.episodes import Episodes
 from keeper.executors.executor_contract import decode_executor_error, liquidated_events
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
@@ -129,7 +130,7 @@ class BundleExecutor:
         self._last_target: dict[str, int] = {}
         self._recorded: set[str] = set()
         self._final: set[str] = set()
-        self._episodes: dict[str, int] = {}
+        self._episodes = Episodes()
         self._failures: dict[str, int] = {}
         self._slots: dict[int, int] = {}
         """target block -> next signer index: each opportunity of a block gets its own sender (nonce)."""
@@ -284,13 +285,8 @@ class BundleExecutor:
     def _episode_id(self, base_id: str) -> str:
         """The ledger id of this opportunity's current episode. A position liquidated in part (close
         factor) or that went away and came back is a new episode: `id#2`, `id#3`, ..."""
-        episode = self._episodes.get(base_id, 1)
-        current = base_id if episode == 1 else f"{base_id}#{episode}"
-        if current in self._final:
-            episode += 1
-            self._episodes[base_id] = episode
-            current = f"{base_id}#{episode}"
-        return current
+        current = self._episodes.current(base_id)
+        return self._episodes.advance(base_id) if current in self._final else current
 
     def _signer_for(self, target_block: int) -> TxSigner:
         for block in [b for b in self._slots if b < target_block - 1]:

@@ -30,6 +30,7 @@ from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.errors import ExecutionReverted, KeeperError, RelayError, RpcError
 from keeper.executors.bundle_executor import ledger_opportunity
+from keeper.executors.episodes import Episodes
 from keeper.logs import kv
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class SingleTxExecutor:
         self.stats = SingleTxStats()
         self.in_flight: dict[str, InFlight] = {}
         self._recorded: set[str] = set()
-        self._episodes: dict[str, int] = {}
+        self._episodes = Episodes()
         self._next = itertools.cycle(range(len(self.senders)))
 
     async def execute(self, action: Action) -> None:
@@ -121,8 +122,7 @@ class SingleTxExecutor:
         if base_id in self.in_flight:
             self.stats.skipped += 1  # one transaction per opportunity at a time
             return
-        episode = self._episodes.get(base_id, 1)
-        opp_id = base_id if episode == 1 else f"{base_id}#{episode}"
+        opp_id = self._episodes.current(base_id)
         minimum = self.min_profit_wei if minimum is None else minimum
         await self._record_opportunity(action, opp_id)
         sender = self.senders[next(self._next)]
@@ -215,7 +215,7 @@ class SingleTxExecutor:
             elif t.state is TxState.DROPPED:
                 self.stats.dropped += 1
                 del self.in_flight[opp_id]
-                self._episodes[f.base_id] = self._episodes.get(f.base_id, 1) + 1
+                self._episodes.advance(f.base_id)
                 await self._set_status(
                     f.opportunity_id, "gone", "nonce used by another transaction of this key"
                 )
@@ -267,7 +267,7 @@ class SingleTxExecutor:
                 )
             )
         # A later detection of the same position (partial liquidation, or after a cancel) is a new episode.
-        self._episodes[f.base_id] = self._episodes.get(f.base_id, 1) + 1
+        self._episodes.advance(f.base_id)
 
     # -- ledger ------------------------------------------------------------------------------------------
 
