@@ -87,6 +87,7 @@ class BorrowersResult:
     counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """JSON-safe: amounts (base units, often above 2^64, which orjson refuses) as decimal strings."""
         return {
             "transactions": self.transactions,
             "blocks": self.blocks,
@@ -96,7 +97,7 @@ class BorrowersResult:
                 {
                     "market": b.market,
                     "address": b.address,
-                    "collateral": dict(b.collateral),
+                    "collateral": {s: str(a) for s, a in b.collateral.items()},
                     "debt_symbol": b.debt_symbol,
                     "debt_amount": str(b.debt_amount),
                     "emode": b.emode,
