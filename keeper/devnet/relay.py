@@ -4,7 +4,7 @@ It speaks the builder JSON-RPC API described in /work/shared/facts/flashbots.md 
 "advanced/rpc-endpoint", flashbots/builder `internal/ethapi/api.go`, flashbots/go-utils signature):
 `eth_sendBundle`, `eth_callBundle`, `eth_cancelBundle`, `eth_sendPrivateTransaction` (and
 `eth_cancelPrivateTransaction`), each request authenticated by `X-Flashbots-Signature` over the exact body
-bytes. Bundles are kept in memory and included by `keeper.devnet.builder.Builder`, which produces the
+bytes. Bundles are kept in memory and included by `keeper.devnet.builder.assemble.Builder`, which produces the
 blocks of an anvil node started with automine off (`no_mining=True`, `--order fifo`).
 
 Errors are JSON-RPC error objects:

@@ -1,38 +1,13 @@
-"""A local block builder for the devnet: bundles first (atomic, best-paying first), then the mempool.
+"""Selection and block building for the devnet builder (`Builder`): bundles, private txs, the mempool.
 
-This is a stand-in for real Ethereum block builders (Titan, BuilderNet, ...), following the bundle
-semantics in /work/shared/facts/flashbots.md: a bundle targets exactly one block; its transactions land
-together, consecutively, in bundle order, or not at all; a bundle whose transaction reverts is dropped
-unless that transaction's hash is in `revertingTxHashes`; bundles are ordered by bundle gas price
-(`coinbaseDiff / totalGasUsed`); a bundle that conflicts with an already accepted one is skipped.
-
-How it drives anvil (started with `no_mining=True` and `--order fifo`):
-
-- Simulation is real EVM execution by anvil's `eth_simulateV1` of the signed transactions' contents in one
-  simulated block whose context (number, timestamp, base fee, coinbase, gas limit) equals the block that
-  will be mined. anvil's simulate does not check nonces or fee caps, so those are checked here; it does
-  check balances and intrinsic gas. Coinbase accounting is measured, not inferred: a probe call placed
-  before and after every transaction reads `BALANCE(COINBASE)`, so `coinbaseDiff` is the real balance
-  change, `gasFees = gasUsed * effective tip`, and `ethSentToCoinbase = coinbaseDiff - gasFees`.
-  The probes are ordinary transactions from an otherwise unused address paying no tip.
-- Building block N: the public pool is read (`txpool_content` + `eth_getRawTransactionByHash`) and
-  emptied (`anvil_dropTransaction`), bundles for N are simulated and chosen, the timestamp and base fee
-  are pinned to the simulated ones, the chosen bundle transactions are sent to anvil's pool first, then
-  private transactions, then the public ones (minus those made invalid by the bundles; highest tip
-  first, each sender in nonce order, as their arrival order is unknown), and `evm_mine` mines them;
-  with FIFO ordering anvil keeps that order (checked at start-up: `anvil_nodeInfo.transactionOrder`).
-  The mined block is checked afterwards (`BuiltBlock.order_ok`).
-
-Known limits (anvil has no API to mine a given transaction list directly):
-- Bundle and private transactions sit in anvil's pool for the few milliseconds between being sent and
-  `evm_mine`; a `newPendingTransactions` subscriber can see them then (after they are committed to the
-  block). Public transactions that were re-queued are announced a second time.
-- anvil's pool checks each transaction's balance against the latest block, not against earlier
-  transactions of the same block, so a bundle whose transaction spends ETH received earlier in the same
-  block is rejected at insertion; it is then skipped (reason recorded) and the selection is redone.
-- `prevrandao` of the simulated block is not the mined one (anvil draws it when mining).
-- Nonces are tracked per sender here; EIP-7702 authorizations that bump an authority's nonce inside the
-  same bundle are not modelled.
+Building block N: the public pool is read (`txpool_content` + `eth_getRawTransactionByHash`) and emptied
+(`anvil_dropTransaction`), bundles for N are simulated (`keeper.devnet.builder.simulate`) and chosen
+(highest bundle gas price first, skipping conflicts), the timestamp and base fee are pinned to the
+simulated ones, the chosen bundle transactions are sent to anvil's pool first, then private transactions,
+then the public ones (minus those made invalid by the bundles; highest tip first, each sender in nonce
+order, as their arrival order is unknown), and `evm_mine` mines them; with FIFO ordering anvil keeps that
+order (checked at start-up: `anvil_nodeInfo.transactionOrder`). The mined block is checked afterwards
+(`BuiltBlock.order_ok`). The known limits are listed in `keeper.devnet.builder`'s docstring.
 """
 
 from __future__ import annotations
@@ -41,447 +16,37 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from eth_account import Account
-from eth_account._utils.legacy_transactions import Transaction as LegacyTransaction
-from eth_account.typed_transactions.typed_transaction import TypedTransaction
-from hexbytes import HexBytes
-
-from keeper.chain.flashbots_auth import keccak256, to_checksum_address
 from keeper.chain.rpc import RpcClient, hex_to_int
-from keeper.errors import DecodeError, DevnetError, JsonRpcError, RelayError
+from keeper.devnet.builder.decode import SignedTx, TxDecodeError, decode_raw_tx, to_hex
+from keeper.devnet.builder.simulate import (
+    BlockContext,
+    SimResult,
+    SimulationError,
+    TxResult,
+    fetch_nonces,
+    next_base_fee,
+    simulate,
+)
+from keeper.errors import DevnetError, JsonRpcError, RelayError
 
 log = logging.getLogger(__name__)
 
-# Addresses derived from keccak256 of a label, so they collide with nothing deployed on the devnet.
+PreBuildHook = Callable[[], Awaitable[object]]
+"""Runs before each block is built, under the builder's lock: sends public transactions that should
+compete for that block (the devnet's background arbitrageur). A failing hook is logged; the block is
+built anyway."""
+
+# keccak256 of a label, so it collides with nothing deployed on the devnet.
 BUILDER_COINBASE: Final = "0x02e3D45EB271b46817fBCf94e1C2174a212F8b76"  # "keeper devnet builder coinbase"
-PROBE_CONTRACT: Final = "0x94E65AFB8e11c110C98eFeaF2617448918A8aD61"  # "keeper devnet probe"
-PROBE_CALLER: Final = "0x6B0A12641BdCDf830E90c9C66a745368a61756De"  # "keeper devnet probe caller"
-# COINBASE BALANCE PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN: returns the coinbase's balance.
-PROBE_CODE: Final = "0x413160005260206000f3"
-_PROBE_GAS: Final = 30_000
 
 MAX_BUNDLE_TXS: Final = 100
 MAX_BUNDLE_BYTES: Final = 300_000
 PRIVATE_TX_BLOCKS: Final = 25
 MAX_BLOCK_RECORDS: Final = 10_000
-
-
-class TxDecodeError(DecodeError):
-    """A signed raw transaction could not be decoded (answered as "unable to decode txs")."""
-
-
-class SimulationError(RelayError):
-    """A transaction of a bundle cannot be applied at all (bad nonce, fee cap, funds, gas)."""
-
-    def __init__(self, reason: str, tx_hash: str | None = None) -> None:
-        self.reason = reason
-        self.tx_hash = tx_hash
-        message = f"err: {reason}; txhash {tx_hash}" if tx_hash else f"err: {reason}"
-        super().__init__(message, code=-32000, status=400)
-
-
-# --------------------------------------------------------------------------------------------------
-# Signed transactions
-
-
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
-
-
-@dataclass(frozen=True, slots=True)
-class SignedTx:
-    """A decoded signed transaction (types 0, 1, 2, 4). Amounts in wei, integers."""
-
-    raw: bytes
-    hash: str
-    sender: str
-    nonce: int
-    to: str | None
-    value: int
-    gas: int
-    tx_type: int
-    chain_id: int | None
-    max_fee: int
-    """maxFeePerGas, or gasPrice for types 0 and 1."""
-    max_priority_fee: int
-    """maxPriorityFeePerGas, or gasPrice for types 0 and 1."""
-    data: bytes
-    access_list: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    authorization_list: tuple[dict[str, Any], ...] = ()
-
-    def effective_gas_price(self, base_fee: int) -> int:
-        return min(self.max_fee, base_fee + self.max_priority_fee)
-
-    def effective_tip(self, base_fee: int) -> int:
-        return self.effective_gas_price(base_fee) - base_fee
-
-    def to_call(self) -> dict[str, Any]:
-        """The eth_simulateV1 call object executing this transaction."""
-        call: dict[str, Any] = {
-            "from": self.sender,
-            "nonce": hex(self.nonce),
-            "gas": hex(self.gas),
-            "value": hex(self.value),
-            "input": _hex(self.data),
-        }
-        if self.to is not None:
-            call["to"] = self.to
-        if self.tx_type in (0, 1):
-            call["gasPrice"] = hex(self.max_fee)
-        else:
-            call["maxFeePerGas"] = hex(self.max_fee)
-            call["maxPriorityFeePerGas"] = hex(self.max_priority_fee)
-        if self.tx_type != 0:
-            call["accessList"] = [
-                {"address": addr, "storageKeys": list(keys)} for addr, keys in self.access_list
-            ]
-        if self.authorization_list:
-            call["authorizationList"] = list(self.authorization_list)
-        return call
-
-
-def _as_address(value: Any) -> str | None:
-    raw = bytes(value) if value is not None else b""
-    if not raw:
-        return None
-    if len(raw) != 20:
-        raise TxDecodeError("address is not 20 bytes")
-    return to_checksum_address(raw)
-
-
-def _jsonable_auth(item: Any) -> dict[str, Any]:
-    return {
-        "chainId": hex(int(item["chainId"])),
-        "address": _as_address(item["address"]),
-        "nonce": hex(int(item["nonce"])),
-        "yParity": hex(int(item["yParity"])),
-        "r": hex(int(item["r"])),
-        "s": hex(int(item["s"])),
-    }
-
-
-def _decode_fields(raw: bytes) -> tuple[dict[str, Any], int, int | None, int, int]:
-    """(fields, type, chain id, max fee, max priority fee) of a signed tx; raises TxDecodeError."""
-    first = raw[0]
-    if first == 3:
-        raise TxDecodeError("blob transactions (type 3) are not supported")
-    if first not in (1, 2, 4) and first < 0xC0:
-        raise TxDecodeError(f"unknown transaction type {first}")
-    try:
-        if first >= 0xC0:
-            d = dict(LegacyTransaction.from_bytes(raw).as_dict())
-            v = int(d["v"])
-            return d, 0, ((v - 35) // 2 if v >= 35 else None), int(d["gasPrice"]), int(d["gasPrice"])
-        d = dict(TypedTransaction.from_bytes(HexBytes(raw)).as_dict())
-        if first == 1:
-            return d, 1, int(d["chainId"]), int(d["gasPrice"]), int(d["gasPrice"])
-        return d, first, int(d["chainId"]), int(d["maxFeePerGas"]), int(d["maxPriorityFeePerGas"])
-    except Exception as exc:
-        raise TxDecodeError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
-
-
-def decode_raw_tx(raw: bytes, *, sender: str | None = None) -> SignedTx:
-    """Decodes and (unless `sender` is given, e.g. by a node that already checked it) recovers the signer.
-
-    Raises TxDecodeError on anything malformed or unsupported (blob transactions).
-    """
-    if not raw:
-        raise TxDecodeError("empty transaction")
-    d, tx_type, chain_id, max_fee, prio = _decode_fields(raw)
-    try:
-        access = tuple(
-            (
-                str(_as_address(item["address"])),
-                tuple(_hex(k) for k in item.get("storageKeys", ())),
-            )
-            for item in d.get("accessList", ())
-        )
-        auths = tuple(_jsonable_auth(a) for a in d.get("authorizationList", ()))
-        who = sender if sender is not None else Account.recover_transaction(raw)
-        tx = SignedTx(
-            raw=bytes(raw),
-            hash=_hex(keccak256(raw)),
-            sender=to_checksum_address(bytes.fromhex(who[2:])),
-            nonce=int(d["nonce"]),
-            to=_as_address(d.get("to")),
-            value=int(d["value"]),
-            gas=int(d["gas"]),
-            tx_type=tx_type,
-            chain_id=chain_id,
-            max_fee=max_fee,
-            max_priority_fee=prio,
-            data=bytes(d.get("data", b"")),
-            access_list=access,
-            authorization_list=auths,
-        )
-    except TxDecodeError:
-        raise
-    except Exception as exc:
-        raise TxDecodeError(f"{type(exc).__name__}: {str(exc)[:120]}") from None
-    if tx_type == 4 and not auths:
-        raise TxDecodeError("type 4 transaction without authorizations")
-    return tx
-
-
-def bundle_hash(txs: Iterable[SignedTx]) -> str:
-    """keccak256 of the concatenated transaction hashes."""
-    return _hex(keccak256(b"".join(bytes.fromhex(t.hash[2:]) for t in txs)))
-
-
-# --------------------------------------------------------------------------------------------------
-# Simulation
-
-
-@dataclass(frozen=True, slots=True)
-class BlockContext:
-    state_block: int
-    """Simulate on the state after this block."""
-    number: int
-    timestamp: int
-    base_fee: int
-    gas_limit: int
-    coinbase: str
-    chain_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class TxResult:
-    tx: SignedTx
-    success: bool
-    gas_used: int
-    return_data: bytes
-    coinbase_diff: int
-    gas_fees: int
-    error: str | None = None
-
-    @property
-    def eth_sent_to_coinbase(self) -> int:
-        return self.coinbase_diff - self.gas_fees
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "txHash": self.tx.hash,
-            "gasUsed": self.gas_used,
-            "fromAddress": self.tx.sender,
-        }
-        if self.tx.to is not None:
-            out["toAddress"] = self.tx.to
-        out |= {
-            "coinbaseDiff": str(self.coinbase_diff),
-            "ethSentToCoinbase": str(self.eth_sent_to_coinbase),
-            "gasFees": str(self.gas_fees),
-            "gasPrice": str(self.coinbase_diff // self.gas_used if self.gas_used else 0),
-        }
-        if self.success:
-            out["value"] = _hex(self.return_data)
-        else:
-            out["error"] = self.error or "execution reverted"
-            out["revert"] = _hex(self.return_data)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class SimResult:
-    context: BlockContext
-    results: tuple[TxResult, ...]
-
-    @property
-    def total_gas_used(self) -> int:
-        return sum(r.gas_used for r in self.results)
-
-    @property
-    def coinbase_diff(self) -> int:
-        return sum(r.coinbase_diff for r in self.results)
-
-    @property
-    def gas_fees(self) -> int:
-        return sum(r.gas_fees for r in self.results)
-
-    @property
-    def eth_sent_to_coinbase(self) -> int:
-        return self.coinbase_diff - self.gas_fees
-
-    @property
-    def bundle_gas_price(self) -> int:
-        gas = self.total_gas_used
-        return self.coinbase_diff // gas if gas else 0
-
-    def tail(self, start: int) -> SimResult:
-        """The results from index `start` on (a bundle simulated after others)."""
-        return SimResult(self.context, self.results[start:])
-
-    def to_json(self) -> dict[str, Any]:
-        """The eth_callBundle `result` object, as in the Flashbots spec."""
-        return {
-            "bundleGasPrice": str(self.bundle_gas_price),
-            "bundleHash": bundle_hash(r.tx for r in self.results),
-            "coinbaseDiff": str(self.coinbase_diff),
-            "ethSentToCoinbase": str(self.eth_sent_to_coinbase),
-            "gasFees": str(self.gas_fees),
-            "results": [r.to_json() for r in self.results],
-            "stateBlockNumber": self.context.state_block,
-            "totalGasUsed": self.total_gas_used,
-        }
-
-
-def next_base_fee(parent_base_fee: int, gas_used: int, gas_limit: int) -> int:
-    """EIP-1559 base fee of the child block."""
-    target = gas_limit // 2
-    if target in (0, gas_used):
-        return parent_base_fee
-    if gas_used > target:
-        return parent_base_fee + max(parent_base_fee * (gas_used - target) // target // 8, 1)
-    return parent_base_fee - parent_base_fee * (target - gas_used) // target // 8
-
-
-def _precheck(txs: Sequence[SignedTx], ctx: BlockContext, nonces: dict[str, int]) -> None:
-    """The checks anvil's eth_simulateV1 skips: chain id, nonce order, fee caps, block gas limit."""
-    expected = dict(nonces)
-    for tx in txs:
-        if tx.chain_id is not None and tx.chain_id != ctx.chain_id:
-            raise SimulationError(f"invalid chain id {tx.chain_id}, expected {ctx.chain_id}", tx.hash)
-        want = expected[tx.sender]
-        if tx.nonce < want:
-            raise SimulationError(
-                f"nonce too low: address {tx.sender}, tx: {tx.nonce} state: {want}", tx.hash
-            )
-        if tx.nonce > want:
-            raise SimulationError(
-                f"nonce too high: address {tx.sender}, tx: {tx.nonce} state: {want}", tx.hash
-            )
-        expected[tx.sender] = want + 1
-        if tx.max_priority_fee > tx.max_fee:
-            raise SimulationError("max priority fee per gas higher than max fee per gas", tx.hash)
-        if tx.max_fee < ctx.base_fee:
-            raise SimulationError(
-                f"max fee per gas less than block base fee: address {tx.sender}, "
-                f"maxFeePerGas: {tx.max_fee}, baseFee: {ctx.base_fee}",
-                tx.hash,
-            )
-        if tx.gas > ctx.gas_limit:
-            raise SimulationError(f"gas limit {tx.gas} exceeds the block gas limit {ctx.gas_limit}", tx.hash)
-
-
-async def fetch_nonces(rpc: RpcClient, senders: Iterable[str], block: int) -> dict[str, int]:
-    uniq = sorted(set(senders))
-    if not uniq:
-        return {}
-    counts = await rpc.batch([("eth_getTransactionCount", [s, hex(block)]) for s in uniq])
-    return {s: hex_to_int(c) for s, c in zip(uniq, counts, strict=True)}
-
-
-def _sim_request(txs: Sequence[SignedTx], ctx: BlockContext, *, probes: bool) -> list[Any]:
-    calls: list[dict[str, Any]] = []
-    probe_nonce = 0
-
-    def probe() -> None:
-        nonlocal probe_nonce
-        calls.append(
-            {
-                "from": PROBE_CALLER,
-                "to": PROBE_CONTRACT,
-                "gas": hex(_PROBE_GAS),
-                "maxFeePerGas": hex(ctx.base_fee),
-                "maxPriorityFeePerGas": "0x0",
-                "nonce": hex(probe_nonce),
-                "input": "0x",
-            }
-        )
-        probe_nonce += 1
-
-    if probes:
-        probe()
-    for tx in txs:
-        calls.append(tx.to_call())
-        if probes:
-            probe()
-    state: dict[str, Any] = {
-        PROBE_CONTRACT: {"code": PROBE_CODE},
-        PROBE_CALLER: {"balance": hex(10**30), "nonce": "0x0", "code": "0x"},
-    }
-    block = {
-        "blockOverrides": {
-            "number": hex(ctx.number),
-            "time": hex(ctx.timestamp),
-            "gasLimit": hex(ctx.gas_limit + (_PROBE_GAS * (len(txs) + 1) if probes else 0)),
-            "feeRecipient": ctx.coinbase,
-            "baseFeePerGas": hex(ctx.base_fee),
-        },
-        "stateOverrides": state,
-        "calls": calls,
-    }
-    return [{"blockStateCalls": [block], "validation": True, "traceTransfers": False}, hex(ctx.state_block)]
-
-
-async def _locate_failure(rpc: RpcClient, txs: Sequence[SignedTx], ctx: BlockContext) -> str:
-    """Which transaction made the whole simulation fail: the shortest failing prefix's last tx."""
-    for k in range(1, len(txs) + 1):
-        try:
-            await rpc.call("eth_simulateV1", _sim_request(txs[:k], ctx, probes=False))
-        except JsonRpcError:
-            return txs[k - 1].hash
-    return txs[-1].hash
-
-
-async def simulate(
-    rpc: RpcClient, txs: Sequence[SignedTx], ctx: BlockContext, *, nonces: dict[str, int] | None = None
-) -> SimResult:
-    """Executes `txs` in order, in one block with context `ctx`, on the state after `ctx.state_block`.
-
-    Raises SimulationError when a transaction cannot be applied at all. Reverts are results, not errors.
-    """
-    if not txs:
-        return SimResult(ctx, ())
-    if nonces is None:
-        nonces = await fetch_nonces(rpc, (t.sender for t in txs), ctx.state_block)
-    _precheck(txs, ctx, nonces)
-    try:
-        reply = await rpc.call("eth_simulateV1", _sim_request(txs, ctx, probes=True))
-    except JsonRpcError as exc:
-        culprit = await _locate_failure(rpc, txs, ctx)
-        raise SimulationError(exc.message.lower(), culprit) from None
-    try:
-        calls = reply[0]["calls"]
-        if len(calls) != 2 * len(txs) + 1:
-            raise RelayError(f"eth_simulateV1 returned {len(calls)} call results for {2 * len(txs) + 1}")
-        balances = [int(calls[i]["returnData"], 16) for i in range(0, len(calls), 2)]
-        results: list[TxResult] = []
-        used = 0
-        for i, tx in enumerate(txs):
-            call = calls[2 * i + 1]
-            if tx.gas > ctx.gas_limit - used:
-                raise SimulationError("gas limit reached", tx.hash)
-            gas_used = hex_to_int(call["gasUsed"])
-            used += gas_used
-            ok = call.get("status") == "0x1"
-            ret = bytes.fromhex(str(call.get("returnData", "0x"))[2:])
-            err: str | None = None
-            if not ok:
-                msg = str((call.get("error") or {}).get("message", ""))
-                # anvil says "execution failed" for REVERT; keep its text for other halts (out of gas...)
-                err = "execution reverted" if (ret or "fail" in msg or "revert" in msg) else msg
-            results.append(
-                TxResult(
-                    tx=tx,
-                    success=ok,
-                    gas_used=gas_used,
-                    return_data=ret,
-                    coinbase_diff=balances[i + 1] - balances[i],
-                    gas_fees=gas_used * tx.effective_tip(ctx.base_fee),
-                    error=err,
-                )
-            )
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise RelayError(f"unexpected eth_simulateV1 reply: {type(exc).__name__}: {exc}") from None
-    return SimResult(ctx, tuple(results))
-
-
-# --------------------------------------------------------------------------------------------------
-# Bundles, private transactions, blocks
 
 
 @dataclass(slots=True)
@@ -560,6 +125,8 @@ class Builder:
         self._unsigned: dict[str, dict[str, Any]] = {}
         """Impersonated senders' pool txs taken out during a build, re-queued unsigned (see _take_pool)."""
         self.chain_id = 0
+        self.pre_build: list[PreBuildHook] = []
+        """Called in order before every block build (see `PreBuildHook`)."""
         self._bundles: dict[tuple[str, str, str], Bundle] = {}
         self._private: dict[str, PrivateTx] = {}
         self._seq = 0
@@ -743,7 +310,7 @@ class Builder:
     async def _send(self, tx: SignedTx) -> str | None:
         """Sends one raw tx to anvil's pool; returns the error message, or None when accepted."""
         try:
-            await self.rpc.call("eth_sendRawTransaction", [_hex(tx.raw)])
+            await self.rpc.call("eth_sendRawTransaction", [to_hex(tx.raw)])
         except JsonRpcError as exc:
             return exc.message
         return None
@@ -795,6 +362,11 @@ class Builder:
     async def build_block(self) -> BuiltBlock:
         """Builds and mines the next block: chosen bundles, then private, then public transactions."""
         async with self.lock:
+            for hook in self.pre_build:
+                try:
+                    await hook()
+                except Exception as exc:  # an arbitrageur's failure must not stop block production
+                    log.warning("pre-build hook %r failed: %s", hook, exc)
             return await self._build_block()
 
     async def _build_block(self) -> BuiltBlock:
