@@ -122,7 +122,8 @@ class BundleClient:
         self._session = session
         self._owns_session = session is None
         self._timeout_s = float(timeout)
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # per attempt: never before the request's own deadline, which reports the timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout + 1.0)
         self._retries = max(1, retries)
         self._backoff = backoff
         self._max_backoff = max_backoff

@@ -1,4 +1,8 @@
-"""The bundle client against fake builders (aiohttp test servers).
+"""The bundle client against fake builders (aiohttp test servers, and raw TCP servers that accept a
+connection and never answer).
+
+No wall-clock bounds: independence of builders is checked by the order results arrive in and by what is
+still in flight, never by elapsed time; timeouts here only guard against hangs.
 
 The fake builder verifies `X-Flashbots-Signature` independently of keeper: it recovers the signer from
 the header and the raw body with eth_account (EIP-191 over "0x" + hex(keccak256(body))), not with
@@ -13,8 +17,9 @@ import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -28,17 +33,18 @@ from eth_utils import keccak
 from keeper.chain.flashbots_auth import FlashbotsSigner
 from keeper.core.metrics import REGISTRY
 from keeper.errors import RelayError
-from keeper.executors.bundles import (
+from keeper.executors.builder_client import BundleClient
+from keeper.executors.builders import MultiBuilderClient
+from keeper.executors.relay_types import (
     Bundle,
-    BundleClient,
     CallBundleResult,
     MevBundle,
     MevHash,
     MevTx,
-    MultiBuilderClient,
     RelayRejected,
     RelayResponseError,
     RelayTransportError,
+    SimulationUnavailable,
     block_replacement_uuid,
     decode_revert_reason,
     parse_int,
@@ -145,6 +151,11 @@ class FakeBuilder:
         return f"127.0.0.1:{self.server.port}"
 
     @property
+    def identity(self) -> str:
+        """The builder identity of `url` (no name given): the redacted URL."""
+        return f"http://{self.host_label}/…"
+
+    @property
     def params(self) -> Any:
         return self.received[-1].json["params"]
 
@@ -184,6 +195,71 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class HungServer:
+    """Accepts TCP connections and never answers (reads until the client hangs up or `close()`)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        """Connections accepted so far."""
+        self.open_now = 0
+        """Connections currently open (the client has not hung up)."""
+        self.accepted = asyncio.Event()
+        self.hung_up = asyncio.Event()
+        self._release = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PATH}"
+
+    @property
+    def identity(self) -> str:
+        return f"http://127.0.0.1:{self.port}/…"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)  # type: ignore[arg-type]
+        self.connections += 1
+        self.open_now += 1
+        self.accepted.set()
+        eof = asyncio.ensure_future(reader.read())
+        release = asyncio.ensure_future(self._release.wait())
+        try:
+            await asyncio.wait({eof, release}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (eof, release):
+                t.cancel()
+            self.open_now -= 1
+            if eof.done() and not eof.cancelled():
+                self.hung_up.set()
+            writer.close()
+
+    async def close(self) -> None:
+        self._release.set()
+        if self._server is not None:
+            self._server.close()
+            await asyncio.wait_for(asyncio.gather(*self._handlers, return_exceptions=True), 30)
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def hung() -> AsyncIterator[HungServer]:
+    server = await HungServer().start()
+    yield server
+    await server.close()
 
 
 def assert_no_secrets(text: str) -> None:
@@ -583,15 +659,26 @@ async def test_malformed_reply_is_a_relay_error(fake: FakeBuilder, body: bytes) 
     assert_no_secrets(str(info.value))
 
 
-async def test_timeout_is_transient_and_retried(fake: FakeBuilder) -> None:
-    fake.script = [slow(1.0, rpc_ok({"bundleHash": BUNDLE_HASH}))]
-    async with BundleClient(fake.url, KEY, timeout=0.1, retries=2, backoff=0.001) as c:
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        with pytest.raises(RelayTransportError, match="TimeoutError"):
+async def test_deadline_bounds_the_whole_request_retries_included(hung: HungServer) -> None:
+    async with BundleClient(hung.url, KEY, timeout=0.2, retries=5, backoff=0.001) as c:
+        with pytest.raises(RelayTransportError, match=r"within 0\.2 s \(TimeoutError\)") as info:
             await c.send_bundle(Bundle.build([TX1], 5))
-        assert loop.time() - t0 < 0.6
-    assert len(fake.received) == 2
+    assert_no_secrets(str(info.value))
+    assert hung.connections == 1  # the deadline passed during the first attempt: no retry after it
+
+
+async def test_retries_only_while_the_deadline_allows(fake: FakeBuilder) -> None:
+    # 503 then a back-off longer than what is left of the deadline: no second attempt
+    fake.script = [raw(503, b"busy"), rpc_ok({"bundleHash": BUNDLE_HASH})]
+    async with BundleClient(fake.url, KEY, timeout=5.0, retries=3, backoff=10.0) as c:
+        with pytest.raises(RelayTransportError, match="HTTP 503"):
+            await c.send_bundle(Bundle.build([TX1], 5))
+    assert len(fake.received) == 1
+    # the same with room for the back-off: retried, answered
+    fake.script = [raw(503, b"busy"), rpc_ok({"bundleHash": BUNDLE_HASH})]
+    async with BundleClient(fake.url, KEY, timeout=30.0, retries=3, backoff=0.001) as c:
+        assert await c.send_bundle(Bundle.build([TX1], 5)) == BUNDLE_HASH
+    assert len(fake.received) == 3
 
 
 async def test_connection_refused_is_a_transport_error() -> None:
@@ -621,54 +708,138 @@ def test_parse_int_and_revert_reason() -> None:
 # Multi-builder fan-out
 
 
-async def test_fan_out_one_down_one_slow_one_ok(builders: list[FakeBuilder]) -> None:
-    ok_b = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
-    slow_b = await start_builder(slow(0.6, rpc_ok({"bundleHash": BUNDLE_HASH})))
+async def test_hung_and_dead_builders_listed_first_delay_no_one(
+    builders: list[FakeBuilder], hung: HungServer
+) -> None:
+    ok1 = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
+    ok2 = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
     rejecting = await start_builder(raw(400, b'{"error":"unable to decode txs"}'))
-    builders += [ok_b, slow_b, rejecting]
+    builders += [ok1, ok2, rejecting]
     down_port = free_port()
     down_url = f"http://127.0.0.1:{down_port}{API_PATH}"
-    urls = [down_url, slow_b.url, ok_b.url, rejecting.url]
-    async with MultiBuilderClient(urls, KEY, timeout=2.0, retries=2, backoff=0.001) as multi:
+    urls = [hung.url, down_url, ok1.url, ok2.url, rejecting.url]
+    # The hung builder's own deadline is far away: if anything waited for it, the guard below would fire
+    # first (and a gather-style implementation would yield the hung builder, listed first, first).
+    async with (
+        asyncio.timeout(60),
+        MultiBuilderClient(
+            urls, KEY, timeout=10.0, timeouts={hung.identity: 3600.0}, retries=2, backoff=0.001
+        ) as multi,
+    ):
         req = multi.sign("eth_sendBundle", [Bundle.build([TX1, TX2], 77).to_params()])
-        arrival: list[tuple[str, float]] = []
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        async for r in multi.stream(req):
-            arrival.append((r.builder, loop.time() - t0))
-        # the ok builder's result is available long before the slow one answers
-        order = [name for name, _ in arrival]
-        assert order.index(ok_b.host_label) < order.index(slow_b.host_label)
-        assert dict(arrival)[ok_b.host_label] < 0.5  # well before the slow one (>= 0.6 s)
-        assert dict(arrival)[slow_b.host_label] >= 0.6
+        got: list[str] = []
+        async with aclosing(multi.stream(req)) as results:
+            async for r in results:
+                got.append(r.name)
+                if len(got) == 4:
+                    break
+            # Everyone but the hung builder has answered (or failed) while the hung one is still pending:
+            # its request is in flight, its connection open.
+            assert set(got) == {
+                f"http://127.0.0.1:{down_port}/…",
+                ok1.identity,
+                ok2.identity,
+                rejecting.identity,
+            }
+            assert hung.identity not in got
+            assert hung.connections == 1
+            assert hung.open_now == 1
+            assert multi.in_flight == 1
+        # leaving the stream cancelled the hung request: nothing left in flight, the connection closed
+        assert multi.in_flight == 0
+        await hung.hung_up.wait()
+    for b in (ok1, ok2):
+        assert [rec.body for rec in b.received] == [req.body]
+        assert b.received[0].headers["X-Flashbots-Signature"] == req.signature
+        assert b.received[0].signer == ADDRESS
+    assert len(rejecting.received) == 1  # an answer: not retried
 
+
+async def test_send_signed_each_builder_within_its_own_deadline(
+    builders: list[FakeBuilder], hung: HungServer
+) -> None:
+    ok_b = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
+    rejecting = await start_builder(raw(400, b'{"error":"unable to decode txs"}'))
+    builders += [ok_b, rejecting]
+    down_port = free_port()
+    down_url = f"http://127.0.0.1:{down_port}{API_PATH}"
+    urls = [hung.url, down_url, ok_b.url, rejecting.url]
+    async with MultiBuilderClient(
+        urls, KEY, timeout=30.0, timeouts={hung.identity: 0.3}, retries=2, backoff=0.001
+    ) as multi:
+        req = multi.sign("eth_sendBundle", [Bundle.build([TX1, TX2], 77).to_params()])
         results = await multi.send_signed(req)
-    down, slow_r, ok_r, rej = results
+        assert multi.in_flight == 0
+    hung_r, down, ok_r, rej = results
     assert [r.url for r in results] == [
+        hung.identity,
         f"http://127.0.0.1:{down_port}/…",
-        f"http://{slow_b.host_label}/…",
-        f"http://{ok_b.host_label}/…",
-        f"http://{rejecting.host_label}/…",
+        ok_b.identity,
+        rejecting.identity,
     ]
+    assert [r.name for r in results] == [r.url for r in results]  # unnamed: identity = redacted URL
     assert ok_r.ok
     assert ok_r.bundle_hash == BUNDLE_HASH
     assert ok_r.error is None
-    assert ok_r.latency < 0.3  # its own latency, not the slow builder's
-    assert slow_r.ok
-    assert slow_r.bundle_hash == BUNDLE_HASH
-    assert slow_r.latency >= 0.6
+    assert not hung_r.ok
+    assert isinstance(hung_r.error, RelayTransportError)
+    assert "within 0.3 s" in str(hung_r.error)
     assert not down.ok
     assert isinstance(down.error, RelayTransportError)
     assert down.bundle_hash is None
     assert not rej.ok
     assert isinstance(rej.error, RelayRejected)
     assert rej.error.status == 400
-    # every builder got the same bytes and the same signature, each verified independently
-    got = [rec for b in (ok_b, slow_b, rejecting) for rec in b.received]
-    assert len(got) == 6  # 2 rounds x 3 live builders; the 400 was not retried
+    got = [rec for b in (ok_b, rejecting) for rec in b.received]
+    assert len(got) == 2  # the 400 was not retried
     assert {rec.body for rec in got} == {req.body}
     assert {rec.headers["X-Flashbots-Signature"] for rec in got} == {req.signature}
     assert {rec.signer for rec in got} == {ADDRESS}
+
+
+async def test_close_cancels_requests_in_flight(builders: list[FakeBuilder], hung: HungServer) -> None:
+    ok_b = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
+    builders.append(ok_b)
+    multi = MultiBuilderClient([hung.url, ok_b.url], KEY, timeout=3600.0)
+    async with asyncio.timeout(60):
+        req = multi.sign("eth_sendBundle", [Bundle.build([TX1], 7).to_params()])
+        stream = multi.stream(req)
+        first = await anext(stream)
+        assert first.name == ok_b.identity
+        assert first.ok
+        await hung.accepted.wait()
+        assert multi.in_flight == 1
+        await multi.close()
+        assert multi.in_flight == 0
+        await hung.hung_up.wait()
+        last = await anext(stream)  # still iterating: the hung builder's result says it was cancelled
+        assert last.name == hung.identity
+        assert not last.ok
+        assert "cancelled" in str(last.error)
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+
+
+async def test_stream_bundle_for_blocks_yields_each_block_and_builder(
+    builders: list[FakeBuilder], hung: HungServer
+) -> None:
+    ok_b = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
+    builders.append(ok_b)
+    async with (
+        asyncio.timeout(60),
+        MultiBuilderClient([hung.url, ok_b.url], KEY, timeouts={hung.identity: 3600.0}) as multi,
+    ):
+        with pytest.raises(ValueError, match="n_blocks"):  # raised at the call, not at iteration
+            multi.stream_bundle_for_blocks([TX1], 100, n_blocks=3)
+        got: list[tuple[int, str]] = []
+        async with aclosing(multi.stream_bundle_for_blocks([TX1], 100, n_blocks=2)) as results:
+            async for n, r in results:
+                assert r.ok
+                got.append((n, r.name))
+                if len(got) == 2:
+                    break
+        assert sorted(got) == [(100, ok_b.identity), (101, ok_b.identity)]
+        assert multi.in_flight == 0
 
 
 async def test_fan_out_results_in_url_order_with_the_same_body(builders: list[FakeBuilder]) -> None:
@@ -677,7 +848,8 @@ async def test_fan_out_results_in_url_order_with_the_same_body(builders: list[Fa
     async with MultiBuilderClient([b.url for b in bs], KEY, backoff=0.001) as multi:
         results = await multi.send_bundle(Bundle.build([TX1], 10))
     assert [r.bundle_hash for r in results] == [f"0x{i:064x}" for i in range(3)]
-    assert [r.builder for r in results] == [b.host_label for b in bs]
+    assert [r.name for r in results] == [b.identity for b in bs]
+    assert [r.builder for r in results] == [b.identity for b in bs]
     assert len({b.received[0].body for b in bs}) == 1
     assert all(b.received[0].signer == ADDRESS for b in bs)
 
@@ -724,13 +896,13 @@ async def test_send_bundle_for_blocks_n1_and_n2(builders: list[FakeBuilder]) -> 
             await multi.send_bundle_for_blocks([TX1], 200, n_blocks=3)
 
 
-async def test_metrics_labelled_by_host_only(builders: list[FakeBuilder]) -> None:
+async def test_metrics_labelled_by_identity(builders: list[FakeBuilder]) -> None:
     b = await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH}))
     builders.append(b)
     before = (
         REGISTRY.get_sample_value(
             "keeper_builder_requests_total",
-            {"builder": b.host_label, "method": "eth_sendBundle", "outcome": "ok"},
+            {"builder": b.identity, "method": "eth_sendBundle", "outcome": "ok"},
         )
         or 0.0
     )
@@ -738,11 +910,11 @@ async def test_metrics_labelled_by_host_only(builders: list[FakeBuilder]) -> Non
         await multi.send_bundle(Bundle.build([TX1], 10))
     after = REGISTRY.get_sample_value(
         "keeper_builder_requests_total",
-        {"builder": b.host_label, "method": "eth_sendBundle", "outcome": "ok"},
+        {"builder": b.identity, "method": "eth_sendBundle", "outcome": "ok"},
     )
     assert after == before + 1
     count = REGISTRY.get_sample_value(
-        "keeper_builder_request_seconds_count", {"builder": b.host_label, "method": "eth_sendBundle"}
+        "keeper_builder_request_seconds_count", {"builder": b.identity, "method": "eth_sendBundle"}
     )
     assert count is not None and count >= 1
     from prometheus_client import generate_latest
@@ -803,3 +975,167 @@ async def test_one_shared_keep_alive_session(builders: list[FakeBuilder]) -> Non
     for b in bs:
         assert len(b.received) == 5
         assert len({rec.peer for rec in b.received}) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Builder identity
+
+
+async def test_builders_are_known_by_name_or_redacted_url(builders: list[FakeBuilder]) -> None:
+    a, b = [await start_builder(rpc_ok({"bundleHash": BUNDLE_HASH})) for _ in range(2)]
+    builders += [a, b]
+    async with MultiBuilderClient([f"titan={a.url}", b.url], KEY) as multi:
+        assert multi.names == ("titan", b.identity)
+        assert [c.name for c in multi.clients] == ["titan", b.identity]
+        results = await multi.send_bundle(Bundle.build([TX1], 10))
+        assert [r.name for r in results] == ["titan", b.identity]
+        assert [r.url for r in results] == [a.identity, b.identity]
+        assert "titan" in repr(multi)
+        assert_no_secrets(repr(multi))
+        assert_no_secrets(repr(multi.client("titan")))
+    async with BundleClient(a.url, KEY, name="bnet") as c:
+        assert c.name == "bnet"
+        assert c.display_url == a.identity
+
+
+def test_two_builders_on_one_host_are_two_identities() -> None:
+    multi = MultiBuilderClient(["http://127.0.0.1:8001/", "http://127.0.0.1:8002/"], KEY)
+    assert multi.names == ("http://127.0.0.1:8001", "http://127.0.0.1:8002")
+    # same host and port, different secret paths: cannot be told apart once redacted -> must be named
+    with pytest.raises(ValueError, match="item 2") as info:
+        MultiBuilderClient([f"http://127.0.0.1:8001{API_PATH}", "http://127.0.0.1:8001/v1/OTHERKEY"], KEY)
+    assert "give each a name" in str(info.value)
+    assert_no_secrets(str(info.value))
+    assert "OTHERKEY" not in str(info.value)
+    named = MultiBuilderClient(
+        [f"a=http://127.0.0.1:8001{API_PATH}", "b=http://127.0.0.1:8001/v1/OTHERKEY"], KEY
+    )
+    assert named.names == ("a", "b")
+    with pytest.raises(ValueError, match="names must be unique"):
+        MultiBuilderClient(["a=http://127.0.0.1:8001", "a=http://127.0.0.1:8002"], KEY)
+    with pytest.raises(ValueError, match="unknown builders"):
+        MultiBuilderClient(["a=http://127.0.0.1:8001"], KEY, timeouts={"b": 1.0})
+    with pytest.raises(ValueError, match="unknown builders"):
+        MultiBuilderClient(["a=http://127.0.0.1:8001"], KEY, simulation_order=["b"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Simulation with fallback
+
+
+def _sim_reply(revert: bytes = b"") -> Responder:
+    result = _call_bundle_result(revert)
+    result["results"][1]["coinbaseDiff"] = "1"
+    return rpc_ok(result)
+
+
+async def test_simulate_falls_back_past_dead_5xx_and_non_json_builders(
+    builders: list[FakeBuilder], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="keeper.executors.builders")
+    five = await start_builder(raw(503, b"upstream down"))
+    html = await start_builder(raw(200, b"<html>maintenance</html>"))
+    sim = await start_builder(_sim_reply(_revert_error_string("too late")))
+    spare = await start_builder(_sim_reply())
+    builders += [five, html, sim, spare]
+    down_url = f"dead=http://127.0.0.1:{free_port()}{API_PATH}"
+    items = [down_url, f"five={five.url}", f"html={html.url}", f"sim={sim.url}", f"spare={spare.url}"]
+    async with MultiBuilderClient(items, KEY, retries=2, backoff=0.001) as multi:
+        out = await multi.simulate([TX1, TX2], 500, state_block=499)
+        assert out.builder == "sim"
+        # the simulation ran and a tx reverted: that is the result, no fallback to "spare"
+        assert not out.result.all_succeeded
+        assert out.result.results[1].revert_reason == "too late"
+        assert spare.received == []
+        assert [name for name, _ in out.failures] == ["dead", "five", "html"]
+        kinds = [type(err) for _, err in out.failures]
+        assert kinds == [RelayTransportError, RelayTransportError, RelayResponseError]
+        assert len(five.received) == 2  # 5xx is transient: retried once, then the next builder
+        assert len(html.received) == 1
+        assert sim.received[0].json["params"] == [
+            {"txs": [TX1, TX2], "blockNumber": hex(500), "stateBlockNumber": hex(499)}
+        ]
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 3
+        for name, line in zip(("dead", "five", "html"), warned, strict=True):
+            assert f"eth_callBundle at {name} failed" in line
+            assert_no_secrets(line)
+        # builders that just failed are tried after the others for a while
+        out2 = await multi.simulate([TX1], 501)
+        assert out2.builder == "sim"
+        assert out2.failures == ()
+        assert (len(five.received), len(html.received)) == (2, 1)
+
+
+async def test_simulate_preferred_order_and_what_is_not_a_fallback(builders: list[FakeBuilder]) -> None:
+    a = await start_builder(_sim_reply())
+    b = await start_builder(_sim_reply())
+    builders += [a, b]
+    async with MultiBuilderClient([f"a={a.url}", f"b={b.url}"], KEY, simulation_order=["b"]) as multi:
+        assert multi.simulation_order == ("b", "a")
+        assert (await multi.simulate([TX1], 9)).builder == "b"
+        assert a.received == []
+        # the builder judged the bundle itself: raised, the other builder is not asked
+        b.script = [rpc_error(-32000, f"err: nonce too low; txhash {H1}")]
+        with pytest.raises(RelayRejected, match="nonce too low") as info:
+            await multi.simulate([TX1], 9)
+        assert "b (" in str(info.value)
+        assert a.received == []
+        # a builder without eth_callBundle: the next one simulates
+        b.script = [rpc_error(-32601, "the method eth_callBundle does not exist")]
+        out = await multi.simulate([TX1], 9)
+        assert out.builder == "a"
+        assert [(n, e.code) for n, e in out.failures] == [("b", -32601)]
+
+
+async def test_simulate_raises_when_every_builder_failed(
+    builders: list[FakeBuilder], hung: HungServer
+) -> None:
+    five = await start_builder(raw(502, b"bad gateway"))
+    builders.append(five)
+    items = [f"hung={hung.url}", f"five={five.url}", f"dead=http://127.0.0.1:{free_port()}{API_PATH}"]
+    async with MultiBuilderClient(items, KEY, timeouts={"hung": 0.2}, backoff=0.001) as multi:
+        with pytest.raises(RelayError) as info:
+            await multi.simulate([TX1], 9)
+    exc = info.value
+    assert isinstance(exc, SimulationUnavailable)
+    assert [name for name, _ in exc.failures] == ["hung", "five", "dead"]
+    assert all(isinstance(err, RelayTransportError) for _, err in exc.failures)
+    assert "every builder" in str(exc)
+    assert "within 0.2 s" in str(exc)
+    assert_no_secrets(str(exc))
+
+
+async def test_failed_simulations_warn_at_most_once_per_builder_per_interval(
+    builders: list[FakeBuilder], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="keeper.executors.builders")
+    five = await start_builder(raw(503, b"down"))
+    sim = await start_builder(_sim_reply())
+    builders += [five, sim]
+    now = [1000.0]
+    async with MultiBuilderClient(
+        [f"five={five.url}", f"sim={sim.url}"],
+        KEY,
+        retries=1,
+        cooldown=0.0,  # keep trying "five" first
+        warn_interval=30.0,
+        clock=lambda: now[0],
+    ) as multi:
+
+        def sim_warnings() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "eth_callBundle at five" in r.getMessage()]
+
+        for _ in range(4):
+            assert (await multi.simulate([TX1], 9)).builder == "sim"
+            now[0] += 5.0
+        assert len(five.received) == 4
+        assert len(sim_warnings()) == 1
+        assert multi.warnings.suppressed("five eth_callBundle") == 3
+        now[0] += 30.0
+        assert (await multi.simulate([TX1], 9)).builder == "sim"
+        lines = sim_warnings()
+        assert len(lines) == 2
+        assert "(3 similar suppressed in the last 30 s)" in lines[1]
+        assert multi.warnings.suppressed("five eth_callBundle") == 0
+    assert all(r.levelno == logging.WARNING for r in caplog.records if "eth_callBundle at" in r.getMessage())
