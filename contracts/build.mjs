@@ -1,11 +1,25 @@
 #!/usr/bin/env node
 // Compiles every contracts/src/*.sol with the pinned solc-js (package.json) and writes one artifact per
-// deployable contract to contracts/artifacts/<Name>.json. The output is byte-for-byte reproducible: fixed
-// compiler, fixed settings, sorted inputs, no metadata hash in the bytecode, stable JSON formatting.
+// deployable contract to keeper/contracts/artifacts/<Name>.json (inside the Python package, so the wheel
+// ships them and runtime code loads them with keeper.contracts.our_artifact). The output is byte-for-byte
+// reproducible: fixed compiler, fixed settings, sorted inputs, no metadata hash in the bytecode, stable
+// JSON formatting. Every artifact records the EVM version it was built for (`evmVersion`).
 //
-//   node contracts/build.mjs              write contracts/artifacts/
+// Two builds of the executor come from the one source, contracts/src/LiquidationExecutor.sol:
+// - LiquidationExecutor (evmVersion cancun): its per-call state lives in transient storage (EIP-1153);
+// - LiquidationExecutorLegacy (evmVersion paris): for chains without EIP-1153. The source is rewritten
+//   mechanically before compiling: each `<type> private transient <name>;` state variable loses the
+//   `transient` keyword (so it becomes an ordinary storage variable) and the contract is renamed. This is
+//   equivalent only because the source resets every transient variable at the end of the call that sets
+//   it (a transient slot would be cleared at the end of the transaction anyway; a storage slot must be
+//   cleared by hand, and the reset also refunds most of the storage write). Any transient access the
+//   rewrite misses (another declaration form, tload/tstore in assembly) fails the paris compilation, so
+//   the legacy build cannot silently keep EIP-1153 opcodes. paris rather than shanghai: no PUSH0 either,
+//   so the same bytecode runs on chains that stopped before Shanghai.
+//
+//   node contracts/build.mjs              write keeper/contracts/artifacts/
 //   node contracts/build.mjs --out DIR    write to DIR instead
-//   node contracts/build.mjs --check      compile and compare with contracts/artifacts/ (exit 1 on diff)
+//   node contracts/build.mjs --check      compile and compare with keeper/contracts/artifacts/ (exit 1 on diff)
 //
 // Warnings are fatal: our sources must compile cleanly.
 import { createHash } from "node:crypto";
@@ -19,10 +33,10 @@ const solc = require("solc");
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const SRC_DIR = join(HERE, "src");
-const DEFAULT_OUT = join(HERE, "artifacts");
+const DEFAULT_OUT = join(HERE, "..", "keeper", "contracts", "artifacts");
 
 // Fixed settings. evmVersion is explicit (solc 0.8.37 defaults to osaka): cancun runs on anvil and on
-// mainnet-like chains. bytecodeHash "none" drops the IPFS hash of the metadata from the bytecode, so
+// mainnet-like chains (LEGACY below for the others). bytecodeHash "none" drops the IPFS hash of the metadata from the bytecode, so
 // comments and paths do not change it; each artifact records its source's sha256 instead.
 export const SETTINGS = {
   evmVersion: "cancun",
@@ -34,6 +48,24 @@ export const SETTINGS = {
     },
   },
 };
+
+// The pre-Cancun build of the executor (see the header).
+export const LEGACY = {
+  source: "src/LiquidationExecutor.sol",
+  contract: "LiquidationExecutor",
+  name: "LiquidationExecutorLegacy",
+  evmVersion: "paris",
+};
+const TRANSIENT_DECL = /^(\s*[A-Za-z_][A-Za-z0-9_]*\s+(?:private|internal)\s+)transient\s+(?=[A-Za-z_][A-Za-z0-9_]*\s*;)/gm;
+
+/// The legacy source: transient state variables -> storage, contract renamed. Throws if nothing matched.
+export function legacySource(content) {
+  const count = (content.match(TRANSIENT_DECL) || []).length;
+  if (count === 0) throw new Error(`${LEGACY.source}: no transient state variables to rewrite`);
+  const header = new RegExp(`^contract ${LEGACY.contract} \\{$`, "m");
+  if (!header.test(content)) throw new Error(`${LEGACY.source}: no "contract ${LEGACY.contract} {" line`);
+  return content.replace(TRANSIENT_DECL, "$1").replace(header, `contract ${LEGACY.name} {`);
+}
 
 function sha256(text) {
   return createHash("sha256").update(text).digest("hex");
@@ -49,41 +81,67 @@ function stable(value) {
 }
 const toJson = (value) => JSON.stringify(stable(value), null, 2) + "\n";
 
+function compile(sources, settings) {
+  const input = { language: "Solidity", sources, settings };
+  const output = JSON.parse(solc.compile(JSON.stringify(input)));
+  const problems = (output.errors || []).filter((e) => e.type !== "Info");
+  if (problems.length > 0) {
+    for (const e of problems) console.error(e.formattedMessage || e.message);
+    throw new Error(`solc reported ${problems.length} error(s)/warning(s) (evmVersion ${settings.evmVersion})`);
+  }
+  return output;
+}
+
+function artifactOf(c, fields, settings) {
+  return {
+    ...fields,
+    solcVersion: solc.version(),
+    settingsHash: sha256(JSON.stringify(stable(settings))),
+    evmVersion: settings.evmVersion,
+    settings: { evmVersion: settings.evmVersion, optimizer: settings.optimizer, metadata: settings.metadata },
+    abi: c.abi,
+    bytecode: "0x" + c.evm.bytecode.object,
+    deployedBytecode: "0x" + c.evm.deployedBytecode.object,
+    immutableReferences: c.evm.deployedBytecode.immutableReferences || {},
+  };
+}
+
 export function build() {
   const files = readdirSync(SRC_DIR).filter((f) => f.endsWith(".sol")).sort();
   if (files.length === 0) throw new Error(`no .sol files in ${SRC_DIR}`);
   const sources = {};
   for (const f of files) sources[`src/${f}`] = { content: readFileSync(join(SRC_DIR, f), "utf8") };
 
-  const input = { language: "Solidity", sources, settings: SETTINGS };
-  const output = JSON.parse(solc.compile(JSON.stringify(input)));
-  const problems = (output.errors || []).filter((e) => e.type !== "Info");
-  if (problems.length > 0) {
-    for (const e of problems) console.error(e.formattedMessage || e.message);
-    throw new Error(`solc reported ${problems.length} error(s)/warning(s)`);
-  }
-
-  const solcVersion = solc.version();
-  const settingsHash = sha256(JSON.stringify(stable(SETTINGS)));
+  const output = compile(sources, SETTINGS);
   const artifacts = {};
   for (const sourceName of Object.keys(output.contracts).sort()) {
     for (const [contractName, c] of Object.entries(output.contracts[sourceName])) {
       if (!c.evm.bytecode.object) continue; // interfaces and abstract contracts
       if (artifacts[contractName]) throw new Error(`duplicate contract name ${contractName}`);
-      artifacts[contractName] = {
-        contractName,
-        sourceName,
-        sourceSha256: sha256(sources[sourceName].content),
-        solcVersion,
-        settingsHash,
-        settings: { evmVersion: SETTINGS.evmVersion, optimizer: SETTINGS.optimizer, metadata: SETTINGS.metadata },
-        abi: c.abi,
-        bytecode: "0x" + c.evm.bytecode.object,
-        deployedBytecode: "0x" + c.evm.deployedBytecode.object,
-        immutableReferences: c.evm.deployedBytecode.immutableReferences || {},
-      };
+      artifacts[contractName] = artifactOf(
+        c,
+        { contractName, sourceName, sourceSha256: sha256(sources[sourceName].content) },
+        SETTINGS,
+      );
     }
   }
+
+  // The legacy executor: the rewritten source alone, for LEGACY.evmVersion.
+  const original = sources[LEGACY.source].content;
+  const legacyName = `src/${LEGACY.name}.sol`;
+  const legacySettings = { ...SETTINGS, evmVersion: LEGACY.evmVersion };
+  const legacyOut = compile({ [legacyName]: { content: legacySource(original) } }, legacySettings);
+  if (artifacts[LEGACY.name]) throw new Error(`duplicate contract name ${LEGACY.name}`);
+  artifacts[LEGACY.name] = artifactOf(
+    legacyOut.contracts[legacyName][LEGACY.name],
+    {
+      contractName: LEGACY.name,
+      sourceName: LEGACY.source,
+      sourceSha256: sha256(original),
+      derivation: "transient state variables turned into storage (reset at the end of each call); renamed",
+    },
+    legacySettings,
+  );
   return artifacts;
 }
 

@@ -1,20 +1,31 @@
 """`keeper contracts ...`: our on-chain pieces. `deploy` puts a LiquidationExecutor on the configured chain.
 
-`keeper contracts deploy [--config FILE] [--out PATH]`:
+`keeper contracts deploy [--config FILE] [--out PATH] [--pool POOL=ORACLE ...] [--max-coinbase-bps N]
+[--max-slippage-bps N] [--evm-version auto|cancun|...|legacy] [--dry-run]`:
 - the owner is the funds account (KEEPER_PRIVATE_KEY or KEEPER_KEYSTORE); it signs every transaction
   locally (TxSigner, type-2) and sends it with eth_sendRawTransaction: real networks have no unlocked
   accounts, so nothing here uses eth_sendTransaction;
 - the constructor only stores addresses (owner, first operator, Aave V3 Pool for flash loans, Uniswap V3
-  SwapRouter, Uniswap V2 Router02, WETH), so they need not have code yet; they come from the settings
-  (KEEPER_FLASH_POOL, KEEPER_ROUTER_V3, KEEPER_ROUTER_V2, KEEPER_WETH_ADDRESS; mainnet defaults) or, with
-  KEEPER_DEVNET=true, from the devnet file;
+  SwapRouter, Uniswap V2 Router02, WETH, the allowed lending pools and their oracles), so they need not
+  have code yet; they come from the settings (KEEPER_FLASH_POOL, KEEPER_ROUTER_V3, KEEPER_ROUTER_V2,
+  KEEPER_WETH_ADDRESS; mainnet defaults) or, with KEEPER_DEVNET=true, from the devnet file;
+- the lending pools operators may liquidate on (each with its Aave price oracle): `--pool POOL=ORACLE`
+  (repeatable), else the devnet's two Aave markets (KEEPER_DEVNET=true), else the KEEPER_MARKETS presets
+  (all known presets when KEEPER_MARKETS is empty). The owner can change the list later (setPool);
+- the owner's bounds on operators: the largest builder share (--max-coinbase-bps, default 9500) and the
+  largest loss of a collateral sale against the pool's oracle (--max-slippage-bps, default 1000);
+- the build: `auto` detects EIP-1153 (an eth_call of init code that executes TLOAD) and deploys
+  LiquidationExecutor (Cancun) or LiquidationExecutorLegacy; an explicit --evm-version that needs
+  transient storage on a chain without it is refused before anything is sent;
 - the accounts of KEEPER_OPERATOR_KEYS become operators: the first through the constructor, the others
   with setOperator(account, true), one transaction each (nonces in sequence, sent together);
 - fees: max priority fee from eth_maxPriorityFeePerGas (1 gwei if the node has none), max fee = twice the
   next base fee plus that tip; the balance must cover gas x max fee for all of it, or nothing is sent;
-- after the receipts: code at the address, owner() and isOperator() are read back, the record is written
-  to `deployments/executor-<chain id>.json` (in the current directory; `--out` to change) and the
-  command prints the address and the KEEPER_EXECUTOR_ADDRESS line to set.
+- `--dry-run` reads the chain (build detection, gas estimate, fees, balance) and prints what it would
+  deploy, then stops without sending anything;
+- after the receipts: code at the address, owner(), the bounds, the pools and isOperator() are read back,
+  the record is written to `deployments/executor-<chain id>.json` (in the current directory; `--out` to
+  change) and the command prints the address and the KEEPER_EXECUTOR_ADDRESS line to set.
 Keys are never printed: only addresses.
 """
 
@@ -22,20 +33,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-from eth_abi.abi import decode, encode
+from eth_abi.abi import decode
+from eth_utils.address import is_address, to_checksum_address
 
 from keeper import __version__
+from keeper.chain.abi import encode_call
 from keeper.chain.redact import redact_url
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
 from keeper.config import Settings, env_name, funds_account, load_settings
+from keeper.contracts import OurArtifact
 from keeper.errors import ConfigError, ExecutionReverted, JsonRpcError, KeeperError, RpcError
+from keeper.executors.executor_contract import (
+    BPS,
+    DEFAULT_MAX_COINBASE_BPS,
+    DEFAULT_MAX_SLIPPAGE_BPS,
+    choose_executor_build,
+    encode_set_operator,
+    executor_build,
+    executor_creation_code,
+)
 from keeper.logs import register_secrets, scrub
 
 if TYPE_CHECKING:
@@ -48,6 +71,23 @@ GWEI = 10**9
 GAS_HEADROOM_BPS = 12_000
 SET_OPERATOR_GAS = 60_000
 
+MARKET_POOLS: dict[str, tuple[str, str]] = {
+    "aave-v3-ethereum": (
+        "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2",
+        "0x54586bE62E3c3580375aE3723C145253060Ca0C2",
+    ),
+    "spark-ethereum": (
+        "0xC13e21B648A5Ee794902342038FF3aDAB66BE987",
+        "0x8105f69D9C41644c6A0803fDA7D03Aa70996cFD9",
+    ),
+    "aave-v2-ethereum": (
+        "0x7d2768dE32b0b80b7a3454c06BdAc94A69DDc7A9",
+        "0xA50ba011c48153De246E5192C8f9258A2ba79Ca9",
+    ),
+}
+"""(lending pool, Aave oracle) of each KEEPER_MARKETS preset. The presets themselves live in
+strategies/liquidations/markets.py, which runtime code does not import; a test keeps the two equal."""
+
 
 @dataclass(frozen=True)
 class ExecutorTargets:
@@ -59,18 +99,27 @@ class ExecutorTargets:
     weth: str
     source: str
     """Where they came from: "settings" or the devnet file's path."""
+    pools: dict[str, str] = field(default_factory=dict)
+    """Allowed lending pool -> its Aave price oracle."""
+    pools_source: str = ""
 
 
 @dataclass(frozen=True)
 class DeployRecord:
     chain_id: int
     address: str
+    contract: str
+    """The build deployed: LiquidationExecutor or LiquidationExecutorLegacy."""
+    evm_version: str
     owner: str
     operators: list[str]
     flash_pool: str
     router_v3: str
     router_v2: str
     weth: str
+    pools: dict[str, str]
+    max_coinbase_bps: int
+    max_slippage_bps: int
     tx_hash: str
     block: int
     operator_txs: list[str]
@@ -78,38 +127,87 @@ class DeployRecord:
     keeper_version: str
 
 
-def targets_from(settings: Settings) -> ExecutorTargets:
+@dataclass(frozen=True)
+class DeployPlan:
+    """What `deploy` would send (printed by --dry-run)."""
+
+    chain_id: int
+    owner: str
+    operators: list[str]
+    artifact: OurArtifact
+    targets: ExecutorTargets
+    max_coinbase_bps: int
+    max_slippage_bps: int
+    code: bytes
+    gas: int
+    max_fee: int
+    tip: int
+    balance: int
+
+    @property
+    def total_gas(self) -> int:
+        return self.gas + SET_OPERATOR_GAS * max(0, len(self.operators) - 1)
+
+
+def parse_pools(values: list[str]) -> dict[str, str]:
+    """`POOL=ORACLE` strings -> {pool: oracle} (checksummed); ConfigError lists every bad one."""
+    pools: dict[str, str] = {}
+    problems = []
+    for value in values:
+        pool, sep, oracle = value.partition("=")
+        pool, oracle = pool.strip(), oracle.strip()
+        if not sep or not is_address(pool) or not is_address(oracle):
+            problems.append(f"--pool {value!r}: expected POOL=ORACLE, two 0x addresses")
+            continue
+        pools[str(to_checksum_address(pool))] = str(to_checksum_address(oracle))
+    if problems:
+        raise ConfigError(problems)
+    return pools
+
+
+def targets_from(settings: Settings, pool_options: list[str] | None = None) -> ExecutorTargets:
+    explicit = parse_pools(pool_options or [])
     if settings.devnet:
         from keeper.runner import read_devnet_file
 
         info = read_devnet_file(settings.devnet_file)
         d = info.deployment
         try:
+            pools = explicit or {
+                str(d["aave_v3"]["pool"]): str(d["aave_v3"]["oracle"]),
+                str(d["aave_v2"]["lending_pool"]): str(d["aave_v2"]["oracle"]),
+            }
             return ExecutorTargets(
                 flash_pool=str(d["aave_v3"]["pool"]),
                 router_v3=str(d["uniswap_v3"]["swap_router"]),
                 router_v2=str(d["uniswap_v2"]["router"]),
                 weth=str(d["tokens"]["WETH"]["address"]),
                 source=str(info.path),
+                pools=pools,
+                pools_source="--pool" if explicit else str(info.path),
             )
         except (KeyError, TypeError):
             raise ConfigError(
-                [f"{env_name('devnet_file')}: {info.path} lacks the Aave V3 pool, a router or WETH"]
+                [f"{env_name('devnet_file')}: {info.path} lacks the Aave pools or oracles, a router or WETH"]
             ) from None
+    if explicit:
+        pools, pools_source = explicit, "--pool"
+    else:
+        names = settings.markets or list(MARKET_POOLS)
+        unknown = [n for n in names if n not in MARKET_POOLS]
+        if unknown:
+            raise ConfigError([f"{env_name('markets')}: no pool preset for {', '.join(unknown)}; use --pool"])
+        pools = dict(MARKET_POOLS[n] for n in names)
+        pools_source = f"{env_name('markets')} presets ({', '.join(names)})"
     return ExecutorTargets(
-        settings.flash_pool, settings.router_v3, settings.router_v2, settings.weth_address, "settings"
+        settings.flash_pool,
+        settings.router_v3,
+        settings.router_v2,
+        settings.weth_address,
+        "settings",
+        pools,
+        pools_source,
     )
-
-
-def creation_code(owner: str, operator: str | None, t: ExecutorTargets) -> bytes:
-    from keeper.devnet.contracts import our_artifact
-    from keeper.executors.executor_contract import CONTRACT_NAME
-
-    artifact = our_artifact(CONTRACT_NAME)
-    args = encode(
-        ["address"] * 6, [owner, operator or ZERO_ADDRESS, t.flash_pool, t.router_v3, t.router_v2, t.weth]
-    )
-    return bytes.fromhex(artifact.bytecode[2:]) + args
 
 
 async def _fees(rpc: RpcClient) -> tuple[int, int]:
@@ -130,47 +228,95 @@ async def _send(rpc: RpcClient, signed: SignedTx) -> str:
     return str(result)
 
 
-async def deploy_executor_signed(
+async def plan_deploy(
     rpc: RpcClient,
-    signer: TxSigner,
+    owner: str,
     operators: list[str],
     targets: ExecutorTargets,
     *,
-    receipt_timeout: float = 600.0,
-    echo: Any = print,
-) -> DeployRecord:
-    """Deploys with locally signed transactions and waits for the receipts; raises KeeperError."""
-    from keeper.chain.abi import encode_call
-    from keeper.executors.executor_contract import encode_set_operator
-
+    max_coinbase_bps: int = DEFAULT_MAX_COINBASE_BPS,
+    max_slippage_bps: int = DEFAULT_MAX_SLIPPAGE_BPS,
+    evm_version: str = "auto",
+) -> DeployPlan:
+    """Chooses the build for the chain, estimates gas and fees; sends nothing. Raises KeeperError."""
+    if not targets.pools:
+        raise KeeperError("no lending pool to allow: give at least one --pool POOL=ORACLE")
     chain_id = await rpc.chain_id()
-    owner = signer.address
-    first, rest = (operators[0], operators[1:]) if operators else (None, [])
-    code = creation_code(owner, first, targets)
+    artifact = await choose_executor_build(rpc, evm_version)
+    code = executor_creation_code(
+        artifact,
+        owner,
+        operators[0] if operators else None,
+        flash_pool=targets.flash_pool,
+        router_v3=targets.router_v3,
+        router_v2=targets.router_v2,
+        weth=targets.weth,
+        pools=targets.pools,
+        max_coinbase_bps=max_coinbase_bps,
+        max_slippage_bps=max_slippage_bps,
+    )
     try:
         estimate = hex_to_int(
             await rpc.call("eth_estimateGas", [{"from": owner, "data": "0x" + code.hex()}, "latest"])
         )
     except ExecutionReverted as exc:
         raise KeeperError(f"the deployment would revert: {exc.message} (a zero address?)") from None
-    gas = estimate * GAS_HEADROOM_BPS // 10_000
     max_fee, tip = await _fees(rpc)
-    total_gas = gas + SET_OPERATOR_GAS * len(rest)
-    balance = await rpc.get_balance(owner)
-    if balance < total_gas * max_fee:
+    return DeployPlan(
+        chain_id=chain_id,
+        owner=owner,
+        operators=list(operators),
+        artifact=artifact,
+        targets=targets,
+        max_coinbase_bps=max_coinbase_bps,
+        max_slippage_bps=max_slippage_bps,
+        code=code,
+        gas=estimate * GAS_HEADROOM_BPS // 10_000,
+        max_fee=max_fee,
+        tip=tip,
+        balance=await rpc.get_balance(owner),
+    )
+
+
+async def deploy_executor_signed(
+    rpc: RpcClient,
+    signer: TxSigner,
+    operators: list[str],
+    targets: ExecutorTargets,
+    *,
+    max_coinbase_bps: int = DEFAULT_MAX_COINBASE_BPS,
+    max_slippage_bps: int = DEFAULT_MAX_SLIPPAGE_BPS,
+    evm_version: str = "auto",
+    receipt_timeout: float = 600.0,
+    echo: Any = print,
+) -> DeployRecord:
+    """Deploys with locally signed transactions and waits for the receipts; raises KeeperError."""
+    plan = await plan_deploy(
+        rpc,
+        signer.address,
+        operators,
+        targets,
+        max_coinbase_bps=max_coinbase_bps,
+        max_slippage_bps=max_slippage_bps,
+        evm_version=evm_version,
+    )
+    owner, chain_id, rest = plan.owner, plan.chain_id, operators[1:]
+    if plan.balance < plan.total_gas * plan.max_fee:
         raise KeeperError(
-            f"the owner {owner} has {balance} wei; deploying may cost up to {total_gas * max_fee} wei "
-            f"({total_gas} gas at {max_fee} wei per gas): fund it first"
+            f"the owner {owner} has {plan.balance} wei; deploying may cost up to "
+            f"{plan.total_gas * plan.max_fee} wei ({plan.total_gas} gas at {plan.max_fee} wei per gas): "
+            "fund it first"
         )
     nonce = hex_to_int(await rpc.call("eth_getTransactionCount", [owner, "pending"]))
-    deploy_tx = signer.sign(Eip1559Tx(chain_id, nonce, tip, max_fee, gas, None, 0, code))
+    deploy_tx = signer.sign(Eip1559Tx(chain_id, nonce, plan.tip, plan.max_fee, plan.gas, None, 0, plan.code))
     deploy_hash = await _send(rpc, deploy_tx)
-    echo(f"deploy transaction {deploy_hash} sent from {owner} (nonce {nonce}); waiting for its receipt")
+    echo(
+        f"deploy transaction {deploy_hash} ({plan.artifact.name}, EVM {plan.artifact.evm_version}) sent "
+        f"from {owner} (nonce {nonce}); waiting for its receipt"
+    )
     receipt = await rpc.wait_for_receipt(deploy_hash, timeout=receipt_timeout, poll=0.5)
     if receipt.get("status") != "0x1" or not receipt.get("contractAddress"):
         raise KeeperError(f"the deploy transaction {deploy_hash} reverted")
-    from eth_utils.address import to_checksum_address
-
     address = str(to_checksum_address(receipt["contractAddress"]))
     cost = hex_to_int(receipt["gasUsed"]) * hex_to_int(receipt["effectiveGasPrice"])
     # setOperator for the other operators (the first was set by the constructor).
@@ -180,8 +326,8 @@ async def deploy_executor_signed(
             Eip1559Tx(
                 chain_id,
                 nonce + 1 + i,
-                tip,
-                max_fee,
+                plan.tip,
+                plan.max_fee,
                 SET_OPERATOR_GAS,
                 address,
                 0,
@@ -194,32 +340,54 @@ async def deploy_executor_signed(
         if r.get("status") != "0x1":
             raise KeeperError(f"setOperator transaction {h} reverted")
         cost += hex_to_int(r["gasUsed"]) * hex_to_int(r["effectiveGasPrice"])
-    # Read back what the chain now says.
-    deployed = await rpc.call("eth_getCode", [address, "latest"])
-    if not isinstance(deployed, str) or len(deployed) <= 2:
-        raise KeeperError(f"no code at {address} after the deploy")
-    (chain_owner,) = decode(["address"], await rpc.eth_call(address, encode_call("owner()", [], [])))
-    if str(chain_owner).lower() != owner.lower():
-        raise KeeperError(f"owner() of {address} is {chain_owner}, expected {owner}")
-    for operator in operators:
-        raw = await rpc.eth_call(address, encode_call("isOperator(address)", ["address"], [operator]))
-        if not decode(["bool"], raw)[0]:
-            raise KeeperError(f"{operator} is not an operator of {address} after setOperator")
+    await _read_back(rpc, address, plan)
     return DeployRecord(
         chain_id=chain_id,
         address=address,
+        contract=plan.artifact.name,
+        evm_version=plan.artifact.evm_version,
         owner=owner,
         operators=list(operators),
         flash_pool=targets.flash_pool,
         router_v3=targets.router_v3,
         router_v2=targets.router_v2,
         weth=targets.weth,
+        pools=dict(targets.pools),
+        max_coinbase_bps=max_coinbase_bps,
+        max_slippage_bps=max_slippage_bps,
         tx_hash=deploy_hash,
         block=hex_to_int(receipt["blockNumber"]),
         operator_txs=op_hashes,
         gas_cost_wei=cost,
         keeper_version=__version__,
     )
+
+
+async def _read_back(rpc: RpcClient, address: str, plan: DeployPlan) -> None:
+    """What the chain now says must be what was meant; KeeperError otherwise."""
+
+    async def read(signature: str, types: list[str], args: list[Any], out: str) -> Any:
+        return decode([out], await rpc.eth_call(address, encode_call(signature, types, args)))[0]
+
+    deployed = await rpc.call("eth_getCode", [address, "latest"])
+    if not isinstance(deployed, str) or len(deployed) <= 2:
+        raise KeeperError(f"no code at {address} after the deploy")
+    chain_owner = await read("owner()", [], [], "address")
+    if str(chain_owner).lower() != plan.owner.lower():
+        raise KeeperError(f"owner() of {address} is {chain_owner}, expected {plan.owner}")
+    bounds = (
+        await read("maxCoinbaseBps()", [], [], "uint16"),
+        await read("maxSlippageBps()", [], [], "uint16"),
+    )
+    if bounds != (plan.max_coinbase_bps, plan.max_slippage_bps):
+        raise KeeperError(f"the bounds of {address} are {bounds}, expected the ones deployed")
+    for pool, oracle in plan.targets.pools.items():
+        chain_oracle = await read("oracleOf(address)", ["address"], [pool], "address")
+        if str(chain_oracle).lower() != oracle.lower():
+            raise KeeperError(f"oracleOf({pool}) is {chain_oracle}, expected {oracle}")
+    for operator in plan.operators:
+        if not await read("isOperator(address)", ["address"], [operator], "bool"):
+            raise KeeperError(f"{operator} is not an operator of {address} after setOperator")
 
 
 def write_record(record: DeployRecord, out: Path | None) -> Path:
@@ -242,7 +410,7 @@ def _fail(problems: list[str], code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _prepare(config: Path | None) -> tuple[Settings, LocalAccount, ExecutorTargets]:
+def _prepare(config: Path | None, pools: list[str]) -> tuple[Settings, LocalAccount, ExecutorTargets]:
     settings = load_settings(config)
     register_secrets(*settings.secrets())
     account = funds_account(settings)
@@ -253,7 +421,37 @@ def _prepare(config: Path | None) -> tuple[Settings, LocalAccount, ExecutorTarge
                 "signs the deployment; e.g. KEEPER_KEYSTORE=/secure/keystore.json"
             ]
         )
-    return settings, account, targets_from(settings)
+    return settings, account, targets_from(settings, pools)
+
+
+def _check_options(max_coinbase_bps: int, max_slippage_bps: int, evm_version: str) -> list[str]:
+    problems = []
+    for name, value in (("--max-coinbase-bps", max_coinbase_bps), ("--max-slippage-bps", max_slippage_bps)):
+        if not 0 <= value <= BPS:
+            problems.append(f"{name} {value}: must be within 0..{BPS} (basis points)")
+    if evm_version != "auto":
+        try:
+            executor_build(evm_version)
+        except ValueError as exc:
+            problems.append(f"--evm-version: {exc}")
+    return problems
+
+
+def _print_plan(plan: DeployPlan) -> None:
+    t = plan.targets
+    _echo(f"dry run: nothing sent. Would deploy {plan.artifact.name} (EVM {plan.artifact.evm_version})")
+    _echo(f"chain {plan.chain_id}; owner {plan.owner}; operators: {', '.join(plan.operators) or 'none'}")
+    _echo(f"flash pool {t.flash_pool}, router v3 {t.router_v3}, router v2 {t.router_v2}, WETH {t.weth}")
+    _echo(f"allowed lending pools (from {t.pools_source}):")
+    for pool, oracle in t.pools.items():
+        _echo(f"  {pool} (oracle {oracle})")
+    _echo(
+        f"max builder share {plan.max_coinbase_bps} bps; max slippage vs oracle {plan.max_slippage_bps} bps"
+    )
+    _echo(
+        f"creation code {len(plan.code)} bytes; gas up to {plan.total_gas} at {plan.max_fee} wei per gas "
+        f"= {plan.total_gas * plan.max_fee} wei; owner balance {plan.balance} wei"
+    )
 
 
 @app.command()
@@ -268,34 +466,83 @@ def deploy(
         Path | None,
         typer.Option(help="Where to write the record (default deployments/executor-<chain id>.json)."),
     ] = None,
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pool",
+            help="POOL=ORACLE: a lending pool operators may liquidate on, with its Aave price oracle "
+            "(repeat; default: the devnet's markets, else the KEEPER_MARKETS presets).",
+        ),
+    ] = None,
+    max_coinbase_bps: Annotated[
+        int, typer.Option(help="Largest builder share of the profit an operator may pay (bps).")
+    ] = DEFAULT_MAX_COINBASE_BPS,
+    max_slippage_bps: Annotated[
+        int, typer.Option(help="Largest loss of a collateral sale against the pool's oracle (bps).")
+    ] = DEFAULT_MAX_SLIPPAGE_BPS,
+    evm_version: Annotated[
+        str,
+        typer.Option(
+            help="auto (detect EIP-1153), an EVM version (cancun, shanghai, paris, ...) or legacy: "
+            "Cancun and later get the transient-storage build, older chains LiquidationExecutorLegacy."
+        ),
+    ] = "auto",
+    dry_run: Annotated[bool, typer.Option(help="Print what would be deployed; send nothing.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each receipt.")] = 600.0,
 ) -> None:
     """Deploy our LiquidationExecutor, owned by the funds key; add KEEPER_OPERATOR_KEYS as operators."""
+    problems = _check_options(max_coinbase_bps, max_slippage_bps, evm_version)
+    if problems:
+        raise _fail(problems)
     try:
-        settings, account, targets = _prepare(config)
+        settings, account, targets = _prepare(config, pool or [])
     except ConfigError as exc:
         raise _fail(exc.problems) from None
     signer = TxSigner(account)
     operators = [TxSigner.from_key(k.get_secret_value()).address for k in settings.operator_keys]
+    bounds = {"max_coinbase_bps": max_coinbase_bps, "max_slippage_bps": max_slippage_bps}
 
-    async def main() -> DeployRecord:
+    async def main() -> DeployRecord | DeployPlan:
         async with RpcClient(settings.rpc_http_url, timeout=30) as rpc:
+            if dry_run:
+                return await plan_deploy(
+                    rpc, signer.address, operators, targets, evm_version=evm_version, **bounds
+                )
             return await deploy_executor_signed(
-                rpc, signer, operators, targets, receipt_timeout=timeout, echo=_echo
+                rpc,
+                signer,
+                operators,
+                targets,
+                evm_version=evm_version,
+                receipt_timeout=timeout,
+                echo=_echo,
+                **bounds,
             )
 
     try:
-        record = asyncio.run(main())
+        result = asyncio.run(main())
     except (KeeperError, OSError) as exc:
         where = redact_url(settings.rpc_http_url)
         reason = str(exc) if not isinstance(exc, RpcError) else f"{exc} (node {where})"
         raise _fail([f"deploy failed: {reason}"], 1) from None
+    if isinstance(result, DeployPlan):
+        _print_plan(result)
+        return
+    record = result
     path = write_record(record, out)
-    _echo(f"LiquidationExecutor deployed at {record.address} (chain {record.chain_id}, block {record.block})")
+    _echo(
+        f"{record.contract} deployed at {record.address} (chain {record.chain_id}, block {record.block}, "
+        f"EVM {record.evm_version} build)"
+    )
     _echo(f"owner {record.owner}; operators: {', '.join(record.operators) or 'none'}")
     _echo(
         f"flash pool {record.flash_pool}, router v3 {record.router_v3}, router v2 {record.router_v2}, "
         f"WETH {record.weth} (from {targets.source})"
     )
+    _echo(
+        f"allowed lending pools (from {targets.pools_source}): "
+        + ", ".join(f"{p} (oracle {o})" for p, o in record.pools.items())
+    )
+    _echo(f"max builder share {record.max_coinbase_bps} bps; max slippage {record.max_slippage_bps} bps")
     _echo(f"gas paid: {record.gas_cost_wei} wei; record written to {path}")
     _echo(f"now set KEEPER_EXECUTOR_ADDRESS={record.address}")

@@ -47,7 +47,7 @@ def deploy_inputs_hash(root: Path = PROJECT_ROOT) -> str:
         path = root / rel
         h.update(rel.encode())
         h.update(path.read_bytes() if path.is_file() else b"<absent>")
-    artifacts = root / "contracts" / "artifacts"
+    artifacts = root / "keeper" / "contracts" / "artifacts"
     if artifacts.is_dir():
         for path in sorted(artifacts.glob("*.json")):
             h.update(path.name.encode())

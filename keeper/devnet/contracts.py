@@ -1,45 +1,37 @@
-"""Our own compiled contracts (contracts/src/*.sol -> contracts/artifacts/<Name>.json).
+"""Our own compiled contracts for devnet code (contracts/src/*.sol -> keeper/contracts/artifacts/<Name>.json).
 
-The artifacts are produced by `node contracts/build.mjs` (pinned solc-js, fixed settings) and checked in;
-`tests/integration/test_contracts_build.py` recompiles and compares them byte for byte.
+The artifacts live in the keeper package (keeper.contracts, shipped in the wheel); this module adapts them
+to the devnet's `Artifact` (what `Deployer.deploy` takes) and keeps the source-tree paths the build
+script and its test use.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-from typing import Any
 
-import orjson
-
+from keeper.contracts import ARTIFACTS_DIR, artifact_path, our_artifact_json
 from keeper.devnet.anvil import PROJECT_ROOT
 from keeper.devnet.artifacts import Artifact, artifact_from_json
 from keeper.errors import DevnetError
 
+__all__ = [
+    "ARTIFACTS_DIR",
+    "BUILD_SCRIPT",
+    "CONTRACTS_DIR",
+    "artifact_path",
+    "deployed_bytecode",
+    "our_artifact",
+    "our_artifact_json",
+]
+
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
-ARTIFACTS_DIR = CONTRACTS_DIR / "artifacts"
+"""The Solidity sources (contracts/src) and the build script."""
 BUILD_SCRIPT = CONTRACTS_DIR / "build.mjs"
-
-
-def artifact_path(name: str, directory: Path = ARTIFACTS_DIR) -> Path:
-    return directory / f"{name}.json"
-
-
-@functools.cache
-def our_artifact_json(name: str) -> dict[str, Any]:
-    """The raw artifact: contractName, abi, bytecode, deployedBytecode, solcVersion, settingsHash, ..."""
-    path = artifact_path(name)
-    if not path.is_file():
-        raise DevnetError(f"artifact not found: {path} (run `node contracts/build.mjs`)")
-    data = orjson.loads(path.read_bytes())
-    if not isinstance(data, dict):
-        raise DevnetError(f"artifact {path} is not a JSON object")
-    return data
 
 
 @functools.cache
 def our_artifact(name: str) -> Artifact:
-    """Loads contracts/artifacts/<name>.json, e.g. `our_artifact("PriceFeed")`."""
+    """Loads keeper/contracts/artifacts/<name>.json, e.g. `our_artifact("PriceFeed")`."""
     return artifact_from_json(name, our_artifact_json(name))
 
 

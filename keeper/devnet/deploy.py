@@ -131,6 +131,9 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
         router_v3=uniswap_v3.swap_router,
         router_v2=uniswap_v2.router,
         weth=tokens["WETH"].address,
+        pools={aave_v3.pool: aave_v3.oracle, aave_v2.lending_pool: aave_v2.oracle},
+        max_coinbase_bps=9_500,
+        max_slippage_bps=1_000,
     )
     keeper_d = Deployer(rpc, KEEPER)
     for operator in OPERATORS:

@@ -1,9 +1,15 @@
 """Calldata, routes and events of our `LiquidationExecutor` contract (contracts/src/LiquidationExecutor.sol).
 
-Pure encoders and decoders (no I/O) plus `deploy_executor` for set-up. One `liquidate(Params)` call per
-opportunity: flash-borrow the debt asset from the Aave V3 Pool, `liquidationCall` on the given pool (Aave V3
-or V2), sell all the seized collateral on `route`, repay, check the owner's profit >= `min_profit`, then pay
-`coinbase_bps` of the gross profit to block.coinbase in ETH and the rest to the owner.
+Pure encoders and decoders (no I/O), plus the choice of build for a chain and `deploy_executor` for set-up.
+One `liquidate(Params)` call per opportunity: flash-borrow the debt asset from the Aave V3 Pool,
+`liquidationCall` on the given (owner-allowlisted) pool, Aave V3 or V2, sell all the seized collateral on
+`route` (at least `min_out`, and at least the oracle floor the owner set), repay, check the owner's
+profit >= `min_profit`, then pay `coinbase_bps` (<= the owner's maximum) of the gross profit to
+block.coinbase in ETH and the rest to the owner. `batch(bytes[])` runs several `liquidate` calls in one
+transaction; a failing item reverts only itself (`encode_batch`, `decode_batch_result`).
+
+Two builds of the one source (keeper/contracts/artifacts): `LiquidationExecutor` for Cancun and later
+(transient storage), `LiquidationExecutorLegacy` for chains without EIP-1153; same ABI.
 
 Routes are packed paths, as Uniswap encodes them:
 - Uniswap V3: `token (20 bytes) | fee (3 bytes, big-endian) | token | ...` (SwapRouter `exactInput`);
@@ -16,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
@@ -24,25 +30,51 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from keeper.chain.abi import encode_call
-from keeper.devnet.contracts import our_artifact
-from keeper.devnet.deployer import Deployer
-from keeper.errors import DecodeError
+from keeper.chain.rpc import RpcClient
+from keeper.contracts import OurArtifact, our_artifact
+from keeper.errors import DecodeError, JsonRpcError, KeeperError
 
 CONTRACT_NAME = "LiquidationExecutor"
+"""The Cancun build (transient storage, EIP-1153)."""
+LEGACY_CONTRACT_NAME = "LiquidationExecutorLegacy"
+"""The same source built for chains without EIP-1153 (transient slots as storage, reset per call)."""
 BPS = 10_000
 UINT64_MAX = 2**64 - 1
+UINT256_MAX = 2**256 - 1
 V3_FEE_MAX = 2**24 - 1
+DEFAULT_MAX_COINBASE_BPS = 9_500
+DEFAULT_MAX_SLIPPAGE_BPS = 1_000
 
-PARAMS_TUPLE = "(address,address,address,address,uint256,uint256,uint8,bytes,uint16,bytes,uint64)"
+PARAMS_TUPLE = (
+    "(address,address,address,address,uint256,uint256,uint8,bytes,uint16,bytes,uint64,uint256,uint256)"
+)
 LIQUIDATE_SIGNATURE = f"liquidate({PARAMS_TUPLE})"
 LIQUIDATE_SELECTOR = function_signature_to_4byte_selector(LIQUIDATE_SIGNATURE)
+BATCH_SIGNATURE = "batch(bytes[])"
+BATCH_SELECTOR = function_signature_to_4byte_selector(BATCH_SIGNATURE)
+BATCHABLE_SELECTORS = frozenset({LIQUIDATE_SELECTOR})
+"""Entry points the contract accepts as batch items (its `_batchable`)."""
 EXECUTE_OPERATION_SIGNATURE = "executeOperation(address,uint256,uint256,address,bytes)"
+CONSTRUCTOR_TYPES = (
+    "address",  # owner
+    "address",  # first operator (or zero)
+    "address",  # flash pool (Aave V3 Pool)
+    "address",  # Uniswap V3 SwapRouter
+    "address",  # Uniswap V2 Router02
+    "address",  # WETH
+    "uint16",  # maxCoinbaseBps
+    "uint16",  # maxSlippageBps
+    "address[]",  # allowlisted lending pools
+    "address[]",  # their price oracles
+)
 
 LIQUIDATED_EVENT_SIGNATURE = (
     "Liquidated(address,address,address,address,uint256,uint256,uint256,uint256,uint256,uint256)"
 )
 LIQUIDATED_TOPIC = "0x" + keccak(text=LIQUIDATED_EVENT_SIGNATURE).hex()
 _LIQUIDATED_DATA_TYPES = ["address", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256"]
+BATCH_ITEM_FAILED_EVENT_SIGNATURE = "BatchItemFailed(uint256,bytes)"
+BATCH_ITEM_FAILED_TOPIC = "0x" + keccak(text=BATCH_ITEM_FAILED_EVENT_SIGNATURE).hex()
 
 ERROR_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("NotOwner", ()),
@@ -56,6 +88,13 @@ ERROR_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("TokenCallFailed", ("address",)),
     ("EthTransferFailed", ("address",)),
     ("NotWeth", ()),
+    ("NotPendingOwner", ()),
+    ("CoinbaseShareTooHigh", ("uint256", "uint256")),
+    ("PoolNotAllowed", ("address",)),
+    ("BadOraclePrice", ("address",)),
+    ("SlippageTooHigh", ("uint256", "uint256")),
+    ("NotBatchable", ("uint256",)),
+    ("AllItemsFailed", ("bytes",)),
 )
 ERRORS: dict[bytes, tuple[str, tuple[str, ...]]] = {
     function_signature_to_4byte_selector(f"{name}({','.join(types)})"): (name, types)
@@ -180,6 +219,9 @@ class LiquidationParams:
     coinbase_bps: the builder's share of the gross profit; paid in ETH, after the profit check.
     coinbase_route: V3 route debt -> WETH for that payment; None when the debt is WETH or bps is 0.
     max_block: the call reverts in any later block (a bundle's target block).
+    min_out: amountOutMinimum of the collateral sale (the exact quote minus a tolerance); the contract
+        also enforces the owner's oracle floor (`slippage_floor`), so the effective minimum is the higher.
+    coinbase_min_out: amountOutMinimum (WETH) of the builder-payment conversion swap.
     """
 
     lending_pool: str
@@ -192,6 +234,8 @@ class LiquidationParams:
     coinbase_bps: int
     max_block: int
     coinbase_route: V3Route | None = None
+    min_out: int = 0
+    coinbase_min_out: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < self.debt_to_cover < 2**256:
@@ -202,6 +246,8 @@ class LiquidationParams:
             raise ValueError("coinbase_bps must be within 0..10000")
         if not 0 <= self.max_block <= UINT64_MAX:
             raise ValueError("max_block out of uint64 range")
+        if not (0 <= self.min_out <= UINT256_MAX and 0 <= self.coinbase_min_out <= UINT256_MAX):
+            raise ValueError("min_out and coinbase_min_out must be uint256")
         if self.collateral.lower() == self.debt.lower():
             raise ValueError("collateral and debt must differ")
         if self.route.token_in.lower() != self.collateral.lower():
@@ -224,6 +270,8 @@ class LiquidationParams:
             self.coinbase_bps,
             self.coinbase_route.encode() if self.coinbase_route is not None else b"",
             self.max_block,
+            self.min_out,
+            self.coinbase_min_out,
         )
 
 
@@ -251,6 +299,8 @@ def decode_liquidate(calldata: bytes) -> LiquidationParams:
             coinbase_bps=int(t[8]),
             coinbase_route=decode_v3_path(t[9]) if t[9] else None,
             max_block=int(t[10]),
+            min_out=int(t[11]),
+            coinbase_min_out=int(t[12]),
         )
     except DecodeError:
         raise
@@ -268,6 +318,128 @@ def encode_sweep(token: str) -> bytes:
 
 def encode_sweep_eth() -> bytes:
     return encode_call("sweepETH()")
+
+
+def encode_set_pool(pool: str, oracle: str) -> bytes:
+    """Owner: allow `pool` as a liquidationCall target priced by its Aave `oracle` (zero oracle removes)."""
+    return encode_call("setPool(address,address)", ["address", "address"], [pool, oracle])
+
+
+def encode_set_max_coinbase_bps(bps: int) -> bytes:
+    return encode_call("setMaxCoinbaseBps(uint16)", ["uint16"], [bps])
+
+
+def encode_set_max_slippage_bps(bps: int) -> bytes:
+    return encode_call("setMaxSlippageBps(uint16)", ["uint16"], [bps])
+
+
+def encode_transfer_ownership(new_owner: str) -> bytes:
+    """Owner: step one of the rotation (the current owner keeps control until `acceptOwnership`)."""
+    return encode_call("transferOwnership(address)", ["address"], [new_owner])
+
+
+def encode_accept_ownership() -> bytes:
+    return encode_call("acceptOwnership()")
+
+
+# --- batch ----------------------------------------------------------------------------------------------
+
+
+def encode_batch(calls: Sequence[bytes]) -> bytes:
+    """Calldata for `batch(calls)`: each item the full calldata of a batchable entry point (today
+    `liquidate`, e.g. from `encode_liquidate`). The contract runs each as a self-call; a failing item
+    reverts only itself, and the whole call reverts (AllItemsFailed) only when every item fails."""
+    if not calls:
+        raise ValueError("a batch needs at least one call")
+    for i, call in enumerate(calls):
+        if bytes(call[:4]) not in BATCHABLE_SELECTORS:
+            raise ValueError(f"batch item {i} is not a batchable call (selector {bytes(call[:4]).hex()})")
+    return BATCH_SELECTOR + encode(["bytes[]"], [[bytes(c) for c in calls]])
+
+
+def decode_batch_result(data: bytes) -> list[tuple[bool, bytes]]:
+    """The return data of `batch`: per item (ok, its return data if ok else its revert data)."""
+    try:
+        ok, results = decode(["bool[]", "bytes[]"], data)
+    except Exception as exc:
+        raise DecodeError(f"bad batch() return data: {exc}") from exc
+    if len(ok) != len(results):
+        raise DecodeError(f"bad batch() return data: {len(ok)} flags for {len(results)} results")
+    return [(bool(flag), bytes(result)) for flag, result in zip(ok, results, strict=True)]
+
+
+def decode_liquidate_result(data: bytes) -> tuple[int, int]:
+    """The return data of `liquidate` (or of a successful batch item): (profit in debt-asset units,
+    wei paid to block.coinbase)."""
+    if len(data) != 64:
+        raise DecodeError(f"bad liquidate() return data: {len(data)} bytes, expected 64")
+    profit, paid = decode(["uint256", "uint256"], data)
+    return int(profit), int(paid)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItemFailure:
+    """`BatchItemFailed`: item `index` of a batch reverted with `reason` (raw revert data)."""
+
+    executor: str
+    index: int
+    reason: bytes
+
+    @property
+    def error(self) -> tuple[str, tuple[Any, ...]] | None:
+        """The executor's custom error in `reason`, if it is one."""
+        return decode_executor_error(self.reason)
+
+
+def decode_batch_item_failed(log: Mapping[str, Any]) -> BatchItemFailure:
+    topics = list(log.get("topics") or [])
+    if len(topics) != 2 or str(topics[0]).lower() != BATCH_ITEM_FAILED_TOPIC:
+        raise DecodeError("not a BatchItemFailed log")
+    try:
+        index = int(str(topics[1]), 16)
+        (reason,) = decode(["bytes"], bytes.fromhex(str(log["data"])[2:]))
+        return BatchItemFailure(_checksum(bytes.fromhex(str(log["address"])[2:])), index, bytes(reason))
+    except Exception as exc:
+        raise DecodeError(f"bad BatchItemFailed log: {exc}") from exc
+
+
+def batch_item_failures(receipt: Mapping[str, Any], executor: str | None = None) -> list[BatchItemFailure]:
+    """Every `BatchItemFailed` log in a receipt (optionally only those emitted by `executor`)."""
+    out = []
+    for log in receipt.get("logs", []):
+        topics = log.get("topics") or []
+        if not topics or str(topics[0]).lower() != BATCH_ITEM_FAILED_TOPIC:
+            continue
+        if executor is not None and str(log.get("address", "")).lower() != executor.lower():
+            continue
+        out.append(decode_batch_item_failed(log))
+    return out
+
+
+def slippage_floor(
+    amount: int,
+    price_collateral: int,
+    price_debt: int,
+    collateral_decimals: int,
+    debt_decimals: int,
+    max_slippage_bps: int,
+) -> int:
+    """The contract's `slippageFloor`: the least the sale of `amount` collateral may return, in debt-asset
+    units, from the pool's Aave oracle prices (same base currency). Both roundings go up, as on chain."""
+    if price_collateral <= 0 or price_debt <= 0:
+        raise ValueError("oracle prices must be positive")
+    if not 0 <= max_slippage_bps <= BPS:
+        raise ValueError("max_slippage_bps must be within 0..10000")
+    if min(amount, collateral_decimals, debt_decimals) < 0:
+        raise ValueError("amount and decimals must be non-negative")
+    scale_debt, scale_collateral = int(10**debt_decimals), int(10**collateral_decimals)
+    value = _div_up(amount * price_collateral * scale_debt, price_debt * scale_collateral)
+    return _div_up(value * (BPS - max_slippage_bps), BPS)
+
+
+def _div_up(a: int, b: int) -> int:
+    """Solidity's `a == 0 ? 0 : (a - 1) / b + 1` for a >= 0, b > 0."""
+    return 0 if a == 0 else (a - 1) // b + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,8 +524,58 @@ def decode_executor_error(revert_data: bytes) -> tuple[str, tuple[Any, ...]] | N
         return None
 
 
-async def deploy_executor(
-    d: Deployer,
+# --- builds and deployment -------------------------------------------------------------------------------
+
+_FORKS = ("london", "paris", "shanghai", "cancun", "prague", "osaka")
+"""EVM versions we can build for, oldest first; Cancun and later have EIP-1153."""
+TLOAD_PROBE = bytes.fromhex("60005c00")
+"""Init code `PUSH1 0; TLOAD; STOP`: an eth_call of it succeeds only where TLOAD exists (EIP-1153)."""
+
+
+class UnsupportedChainError(KeeperError):
+    """The chosen executor build cannot run on this chain."""
+
+
+def executor_build(evm_version: str) -> str:
+    """The artifact name for a chain of `evm_version`: Cancun or later -> LiquidationExecutor (transient
+    storage), london..shanghai -> LiquidationExecutorLegacy. "legacy" names the latter directly."""
+    v = evm_version.strip().lower()
+    if v == "legacy":
+        return LEGACY_CONTRACT_NAME
+    if v not in _FORKS:
+        raise ValueError(f"unknown EVM version {evm_version!r} (one of {', '.join(_FORKS)}, or legacy)")
+    return CONTRACT_NAME if _FORKS.index(v) >= _FORKS.index("cancun") else LEGACY_CONTRACT_NAME
+
+
+async def supports_transient_storage(rpc: RpcClient) -> bool:
+    """Whether the chain executes TLOAD (EIP-1153): an eth_call of `TLOAD_PROBE` as init code. Transport
+    errors propagate; an execution error (invalid opcode) means no."""
+    try:
+        await rpc.call("eth_call", [{"data": "0x" + TLOAD_PROBE.hex()}, "latest"])
+    except JsonRpcError:
+        return False
+    return True
+
+
+async def choose_executor_build(rpc: RpcClient, evm_version: str = "auto") -> OurArtifact:
+    """The executor artifact to deploy: detected from the chain ("auto"), or the build for `evm_version`,
+    refused (UnsupportedChainError) when it needs EIP-1153 and the chain does not execute TLOAD."""
+    has_tload = await supports_transient_storage(rpc)
+    if evm_version == "auto":
+        return our_artifact(CONTRACT_NAME if has_tload else LEGACY_CONTRACT_NAME)
+    name = executor_build(evm_version)
+    artifact = our_artifact(name)
+    if name == CONTRACT_NAME and not has_tload:
+        raise UnsupportedChainError(
+            f"{name} is built for {artifact.evm_version} and uses transient storage (EIP-1153), which this "
+            f"chain does not execute (an eth_call of TLOAD fails): deploy {LEGACY_CONTRACT_NAME} "
+            "(--evm-version legacy, or auto)"
+        )
+    return artifact
+
+
+def executor_creation_code(
+    artifact: OurArtifact,
     owner: str,
     operator: str | None,
     *,
@@ -361,11 +583,77 @@ async def deploy_executor(
     router_v3: str,
     router_v2: str,
     weth: str,
-) -> str:
-    """Deploys a LiquidationExecutor from `d.sender`; returns its address. `flash_pool` is the Aave V3 Pool
-    (flash loans), `operator` may be None. The chain must mine the deploy (automine, or a block producer)."""
+    pools: Mapping[str, str],
+    max_coinbase_bps: int = DEFAULT_MAX_COINBASE_BPS,
+    max_slippage_bps: int = DEFAULT_MAX_SLIPPAGE_BPS,
+) -> bytes:
+    """Creation code plus constructor arguments. `pools` maps each allowed lending pool (liquidationCall
+    target) to its Aave price oracle."""
+    if artifact.name not in (CONTRACT_NAME, LEGACY_CONTRACT_NAME):
+        raise ValueError(f"{artifact.name} is not a LiquidationExecutor build")
+    if not (0 <= max_coinbase_bps <= BPS and 0 <= max_slippage_bps <= BPS):
+        raise ValueError("max_coinbase_bps and max_slippage_bps must be within 0..10000")
     zero = "0x" + "00" * 20
-    deployed = await d.deploy(
-        our_artifact(CONTRACT_NAME), owner, operator or zero, flash_pool, router_v3, router_v2, weth
+    args = encode(
+        list(CONSTRUCTOR_TYPES),
+        [
+            owner,
+            operator or zero,
+            flash_pool,
+            router_v3,
+            router_v2,
+            weth,
+            max_coinbase_bps,
+            max_slippage_bps,
+            list(pools),
+            list(pools.values()),
+        ],
     )
-    return deployed.address
+    return artifact.bytecode + args
+
+
+class SetupSender(Protocol):
+    """What `deploy_executor` needs: an RPC client and a sender of set-up transactions that returns the
+    mined receipt and raises if it reverted (keeper.devnet.deployer.Deployer on a devnet)."""
+
+    rpc: RpcClient
+
+    async def send_raw(self, tx: dict[str, Any]) -> dict[str, Any]: ...
+
+
+async def deploy_executor(
+    d: SetupSender,
+    owner: str,
+    operator: str | None,
+    *,
+    flash_pool: str,
+    router_v3: str,
+    router_v2: str,
+    weth: str,
+    pools: Mapping[str, str],
+    max_coinbase_bps: int = DEFAULT_MAX_COINBASE_BPS,
+    max_slippage_bps: int = DEFAULT_MAX_SLIPPAGE_BPS,
+    evm_version: str = "auto",
+) -> str:
+    """Deploys a LiquidationExecutor build suited to the chain (`choose_executor_build`) from the sender;
+    returns its address. `flash_pool` is the Aave V3 Pool (flash loans), `operator` may be None, `pools`
+    maps allowed lending pools to their oracles. The chain must mine the deploy (automine, or a block
+    producer)."""
+    artifact = await choose_executor_build(d.rpc, evm_version)
+    code = executor_creation_code(
+        artifact,
+        owner,
+        operator,
+        flash_pool=flash_pool,
+        router_v3=router_v3,
+        router_v2=router_v2,
+        weth=weth,
+        pools=pools,
+        max_coinbase_bps=max_coinbase_bps,
+        max_slippage_bps=max_slippage_bps,
+    )
+    receipt = await d.send_raw({"data": "0x" + code.hex()})
+    address = receipt.get("contractAddress")
+    if not address:
+        raise KeeperError(f"{artifact.name}: no contract address in the deploy receipt")
+    return _checksum(bytes.fromhex(str(address)[2:]))

@@ -70,6 +70,8 @@ LIQUIDATION_CALL_TOPIC = (
     "0x" + keccak(text="LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
 )
 GAS_FIGURES: dict[str, int] = {}
+MAX_COINBASE_BPS = 9_500
+MAX_SLIPPAGE_BPS = 1_000
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,9 @@ async def env() -> AsyncIterator[Env]:
                 router_v3=dep.uniswap_v3.swap_router,
                 router_v2=dep.uniswap_v2.router,
                 weth=dep.tokens["WETH"].address,
+                pools={dep.aave_v3.pool: dep.aave_v3.oracle, dep.aave_v2.lending_pool: dep.aave_v2.oracle},
+                max_coinbase_bps=MAX_COINBASE_BPS,
+                max_slippage_bps=MAX_SLIPPAGE_BPS,
             )
         finally:
             await rpc.call("evm_setAutomine", [False])
@@ -640,8 +645,12 @@ async def test_expired_and_bad_routes_revert(e: Env) -> None:
     ]
     for data in bad_paths:
         assert await revert_error(e, e.owner, e.executor, data) == ("BadPath", ())
-    for data in (raw(i8=10_001), raw(i4=0), raw(i1=p.debt)):
+    for data in (raw(i4=0), raw(i1=p.debt)):
         assert await revert_error(e, e.owner, e.executor, data) == ("BadParams", ())
+    assert await revert_error(e, e.owner, e.executor, raw(i8=10_001)) == (
+        "CoinbaseShareTooHigh",
+        (10_001, MAX_COINBASE_BPS),
+    )
 
 
 async def test_receive_and_sweep(e: Env) -> None:
