@@ -13,7 +13,9 @@ Inclusion rate per builder: a submission counts as included when one of our tran
 opportunity landed in its target block, built by that builder. When the inclusion row does not say
 which builder built the block (`builder` is None), every builder that had the bundle for that block is
 credited in `included_unattributed` instead, so `included / submitted` is a lower bound and
-`(included + included_unattributed) / submitted` an upper bound.
+`(included + included_unattributed) / submitted` an upper bound. Builders are told apart by their identity
+(a name, or a redacted URL with its port): two builders on one host are two lines. Rows written before
+ledger schema v3 name a builder by host only, so they form lines of their own.
 """
 
 from __future__ import annotations

@@ -126,7 +126,9 @@ class Submission:
     opportunity_id: str
     target_block: int
     builder: str
-    """Host name only (never a URL: relay URLs can carry API keys); a URL is reduced to its host."""
+    """The builder's identity (`keeper.executors.builder_identity`): the name given with `name=url`, or
+    the redacted URL (`https://rpc.titanbuilder.xyz`, `http://10.0.0.5:8546/…`); a URL that may carry a
+    secret is refused. Rows written before schema v3 hold a host name."""
     ok: bool
     """The builder accepted it (not: it was included)."""
     bundle_hash: str | None = None
@@ -163,7 +165,8 @@ class Inclusion:
     realized_profit_asset: str = ETH
     success: bool = True
     builder: str | None = None
-    """Host of the builder that built the block, when known (for per-builder inclusion rates)."""
+    """Identity of the builder that built the block, when known (for per-builder inclusion rates); the
+    same identity as in its `Submission` rows."""
     realized_profit_wei: int | None = None
     """`realized_profit` valued in wei at the oracle prices the opportunity was priced with (None: not
     valued). The exact balance change stays in `realized_profit` / `realized_profit_asset`."""

@@ -169,9 +169,53 @@ class Migration:
 
 _V2 = (f"ALTER TABLE inclusions ADD COLUMN realized_profit_wei TEXT {amount_check('realized_profit_wei')}",)
 
+# v3: a builder is known by its identity (keeper.executors.builder_identity): a name, or its URL redacted to
+# scheme://host[:port] with "/…" standing for a path. v1 reduced it to a host name, so two builders on one
+# host (different ports or paths) collided on the unique key. SQLite cannot alter a CHECK: the table is
+# rebuilt, rows kept as they are (host names are valid names). The CHECK is a backstop; the store
+# validates identities before writing (`builder_identity`).
+_IDENTITY_CHECK = (
+    "CHECK (builder <> '' AND instr(builder, '@') = 0 AND instr(builder, '?') = 0"
+    " AND instr(builder, '#') = 0 AND instr(builder, ' ') = 0"
+    " AND (CASE WHEN instr(builder, '://') = 0 THEN instr(builder, '/') = 0"
+    " ELSE instr(substr(builder, instr(builder, '://') + 3), '/') = 0"
+    " OR substr(substr(builder, instr(builder, '://') + 3),"
+    " instr(substr(builder, instr(builder, '://') + 3), '/')) = '/…' END))"
+)
+_SUB_COLUMNS = (
+    "id, opportunity_id, target_block, builder, bundle_hash, replacement_uuid, sent_at_ms, latency_ms, "
+    "ok, error"
+)
+_V3: tuple[str, ...] = (
+    f"""
+    CREATE TABLE submissions_v3 (
+        id               INTEGER PRIMARY KEY,
+        opportunity_id   TEXT NOT NULL REFERENCES opportunities (id),
+        target_block     INTEGER NOT NULL,
+        builder          TEXT NOT NULL {_IDENTITY_CHECK},
+        bundle_hash      TEXT,
+        replacement_uuid TEXT,
+        sent_at_ms       INTEGER NOT NULL,
+        latency_ms       REAL,
+        ok               INTEGER NOT NULL {_bool_check("ok")},
+        error            TEXT,
+        UNIQUE (opportunity_id, target_block, builder),
+        FOREIGN KEY (opportunity_id, target_block) REFERENCES send_intents (opportunity_id, target_block)
+    ) STRICT
+    """,
+    f"INSERT INTO submissions_v3 ({_SUB_COLUMNS}) SELECT {_SUB_COLUMNS} FROM submissions",  # noqa: S608
+    "DROP TABLE submissions",
+    "ALTER TABLE submissions_v3 RENAME TO submissions",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _apply_statements(_V1)),
     Migration(2, "inclusions.realized_profit_wei: profit valued in wei", _apply_statements(_V2)),
+    Migration(
+        3,
+        "submissions.builder: the builder's identity (name or redacted URL), not its host",
+        _apply_statements(_V3),
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

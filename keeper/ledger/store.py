@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 from prometheus_client import Counter, Histogram
 
 from keeper.core.metrics import REGISTRY
+from keeper.executors.builder_identity import check_identity
 from keeper.ledger.rows import (
     FINAL_STATUSES,
     LIVE_STATUSES,
@@ -114,8 +115,19 @@ def _check_int(value: int, name: str) -> int:
     return value
 
 
+def builder_identity(builder: str) -> str:
+    """The builder as recorded: its identity as given (`keeper.executors.builder_identity`), a name like
+    `titan` or a redacted URL like `https://rpc.titanbuilder.xyz` / `http://10.0.0.5:8546/…`. A URL that
+    may carry a secret (path, query, user info) is refused (LedgerError), never stored."""
+    try:
+        return check_identity(builder)
+    except ValueError as exc:
+        raise LedgerError(str(exc)) from None
+
+
 def builder_host(builder: str) -> str:
-    """The host of a builder: a URL (which may carry an API key in its path) is reduced to its host name."""
+    """Legacy (schema v1/v2 rows): a URL reduced to its host name. Not used for new rows, which keep the
+    whole identity (`builder_identity`): two builders on one host are different builders."""
     text = builder.strip()
     host = (urlsplit(text).hostname or "") if "://" in text else text.lower()
     if not host or any(c in host for c in "/@?# "):
@@ -713,7 +725,7 @@ class Ledger:
         params = (
             sub.opportunity_id,
             _check_int(sub.target_block, "target_block"),
-            builder_host(sub.builder),
+            builder_identity(sub.builder),
             sub.bundle_hash,
             sub.replacement_uuid,
             at,
@@ -751,7 +763,7 @@ class Ledger:
             _req_amt(inc.builder_payment_wei, "builder_payment_wei"),
             _req_amt(inc.realized_profit, "realized_profit"),
             inc.realized_profit_asset,
-            None if inc.builder is None else builder_host(inc.builder),
+            None if inc.builder is None else builder_identity(inc.builder),
             _check_int(inc.included_at, "included_at"),
             at,
             _amt(inc.realized_profit_wei, "realized_profit_wei"),

@@ -250,3 +250,25 @@ def test_token_profit_valued_in_wei_counts_in_the_eth_pnl() -> None:
     assert r.total.realized_wei == 10**17  # the valued one, in wei
     assert r.total.net_wei == 10**17 - 2 * 10**15
     assert r.total.other_assets == {USDC: 7}  # only what could not be valued stays per asset
+
+
+async def test_report_per_builder_identity_two_builders_on_one_host(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    a, b, named = "http://10.0.0.5:8545", "http://10.0.0.5:8546/…", "titan"
+    async with Ledger.open(path) as ledger:
+        await ledger.record_opportunity(opp("a", "liquidations", "aave_v3", Status.OPEN))
+        assert await ledger.claim_send("a", 11)
+        for builder, latency in ((a, 5.0), (b, 7.0), (named, 9.0)):
+            await ledger.record_submission(Submission("a", 11, builder, True, latency_ms=latency))
+        await ledger.record_inclusion(inc("a", 11, 10**17, 10**15, 0, DAY1_END, builder=b))
+        await ledger.flush()
+        assert ledger.failed_writes == 0
+    result = runner.invoke(app, [str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["builder"]: r for r in orjson.loads(result.output)["builders"]}
+    assert set(rows) == {a, b, named}
+    assert [(rows[x]["submitted"], rows[x]["included"]) for x in (a, b, named)] == [(1, 0), (1, 1), (1, 0)]
+    result = runner.invoke(app, [str(path)])
+    assert result.exit_code == 0, result.output
+    for text in ("10.0.0.5:8545", "10.0.0.5:8546", "titan"):
+        assert text in result.output

@@ -29,6 +29,7 @@ from keeper.ledger import (
     Submission,
 )
 from keeper.ledger.schema import MIGRATIONS, Migration, migrate
+from keeper.ledger.store import builder_identity
 
 BIG = 10**30  # > 2**64
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,7 +74,7 @@ async def test_round_trip_of_every_row_type(tmp_path: Path) -> None:
     sub = Submission(
         "opp-1",
         101,
-        "https://rpc.beaverbuild.org/some-api-key?x=1",
+        "https://rpc.beaverbuild.org/…",
         True,
         bundle_hash="0xbb",
         replacement_uuid="6c3e4d5e-0000-4000-8000-000000000001",
@@ -115,7 +116,7 @@ async def test_round_trip_of_every_row_type(tmp_path: Path) -> None:
             (102, False, None, None, "execution reverted: HF > 1"),
         ]
         [s] = await ledger.submissions("opp-1")
-        assert s.builder == "rpc.beaverbuild.org"  # host only: the API key in the URL path is not stored
+        assert s.builder == "https://rpc.beaverbuild.org/…"  # the identity as given (redacted URL)
         assert (s.bundle_hash, s.replacement_uuid, s.latency_ms, s.ok) == (
             "0xbb",
             sub.replacement_uuid,
@@ -511,4 +512,104 @@ async def test_a_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
     assert row.realized_profit_wei == 7 * 10**17
     conn = sqlite3.connect(path, isolation_level=None)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Builder identities (schema v3)
+
+
+async def _claimed(ledger: Ledger, oid: str = "opp-1", block: int = 101) -> None:
+    await ledger.record_opportunity(opp(oid))
+    assert await ledger.claim_send(oid, block)
+
+
+async def test_two_builders_on_one_host_are_recorded_apart(tmp_path: Path) -> None:
+    builders = ["http://10.0.0.5:8545", "http://10.0.0.5:8546", "http://10.0.0.5:8546/…", "titan", "titan-eu"]
+    async with Ledger.open(tmp_path / "l.sqlite") as ledger:
+        await _claimed(ledger)
+        for i, b in enumerate(builders):
+            await ledger.record_submission(Submission("opp-1", 101, b, True, latency_ms=float(i)), wait=True)
+        assert ledger.failed_writes == 0
+        subs = await ledger.submissions("opp-1")
+    assert sorted(s.builder for s in subs) == sorted(builders)
+
+
+async def test_a_secret_bearing_builder_url_is_refused_not_stored(tmp_path: Path) -> None:
+    secret = "https://rpc.example.org/v1/SUPERSECRETAPIKEY"
+    for bad in (
+        secret,
+        "https://user:pw@rpc.example.org",
+        "https://rpc.example.org/?key=SUPERSECRETAPIKEY",
+        "",
+    ):
+        with pytest.raises(LedgerError) as info:
+            builder_identity(bad)
+        assert "SUPERSECRETAPIKEY" not in str(info.value)
+        assert "pw@" not in str(info.value)
+    async with Ledger.open(tmp_path / "l.sqlite") as ledger:
+        await _claimed(ledger)
+        with pytest.raises(LedgerError, match="may carry a secret"):
+            await ledger.record_submission(Submission("opp-1", 101, secret, True))
+        with pytest.raises(LedgerError, match="may carry a secret"):
+            await ledger.record_inclusion(
+                Inclusion("opp-1", 101, "0x" + "ab" * 32, 1, 1, 1, 0, 1, 1, builder=secret)
+            )
+        assert await ledger.submissions("opp-1") == []
+    # the table's CHECK is a backstop behind the store's validation
+    conn = sqlite3.connect(tmp_path / "l.sqlite", isolation_level=None)
+    for bad in (secret, "https://rpc.example.org/x/…", "a@b", "rpc.example.org/x"):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(
+                "INSERT INTO submissions (opportunity_id, target_block, builder, sent_at_ms, ok) "
+                "VALUES ('opp-1', 101, ?, 1, 1)",
+                (bad,),
+            )
+    conn.close()
+
+
+async def test_a_version_2_file_keeps_its_submissions_and_takes_identities(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    assert migrate(conn, MIGRATIONS[:2]) == 2  # a ledger written before builder identities
+    conn.execute(
+        "INSERT INTO opportunities (id, strategy, protocol, expected_profit, expected_profit_asset, "
+        "detected_block, detected_block_timestamp, detected_at_ms, updated_at_ms) "
+        "VALUES ('old', 's', 'p', '1', 'ETH', 1, 1, 1, 1)"
+    )
+    conn.execute("INSERT INTO send_intents VALUES ('old', 2, 1, 1)")
+    conn.execute(
+        "INSERT INTO submissions (opportunity_id, target_block, builder, bundle_hash, sent_at_ms, "
+        "latency_ms, ok) VALUES ('old', 2, 'rpc.titanbuilder.xyz', '0xbb', 5, 1.5, 1)"
+    )
+    with pytest.raises(sqlite3.IntegrityError):  # v2: host names only
+        conn.execute(
+            "INSERT INTO submissions (opportunity_id, target_block, builder, sent_at_ms, ok) "
+            "VALUES ('old', 2, 'http://10.0.0.5:8546', 5, 1)"
+        )
+    conn.close()
+    async with Ledger.open(path) as ledger:
+        [old] = await ledger.submissions("old")
+        assert (old.builder, old.bundle_hash, old.latency_ms, old.sent_at_ms) == (
+            "rpc.titanbuilder.xyz",
+            "0xbb",
+            1.5,
+            5,
+        )
+        # the same opportunity and block, another builder on another port of a host: a row of its own
+        for b in ("http://10.0.0.5:8545", "http://10.0.0.5:8546"):
+            await ledger.record_submission(Submission("old", 2, b, True), wait=True)
+        builders = sorted(s.builder for s in await ledger.submissions("old"))
+    assert builders == ["http://10.0.0.5:8545", "http://10.0.0.5:8546", "rpc.titanbuilder.xyz"]
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    # the foreign key to send_intents survived the rebuild
+    conn.execute("PRAGMA foreign_keys = ON")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        conn.execute(
+            "INSERT INTO submissions (opportunity_id, target_block, builder, sent_at_ms, ok) "
+            "VALUES ('old', 999, 'titan', 5, 1)"
+        )
     conn.close()
