@@ -55,6 +55,8 @@ from keeper.errors import ConfigError
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from keeper.executors.builder_identity import BuilderEndpoint
+
 ENV_PREFIX = "KEEPER_"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HEX64 = re.compile(r"(?i)^(0x)?[0-9a-f]{64}$")
@@ -75,7 +77,7 @@ EXAMPLES: dict[str, str] = {
     "keystore": "/secure/keystore.json",
     "keystore_password_file": "/run/secrets/keystore-password",
     "flashbots_signer_key": "0x<64 hex digits of a key that holds no funds>",
-    "relay_urls": "https://relay.flashbots.net,https://rpc.titanbuilder.xyz",
+    "relay_urls": "titan=https://rpc.titanbuilder.xyz,bnet=https://rpc.buildernet.org",
     "strategies": "noop",
     "markets": "aave-v3-ethereum,spark-ethereum",
     "allow_loss": "false",
@@ -100,6 +102,8 @@ EXAMPLES: dict[str, str] = {
     "router_v2": MAINNET_UNISWAP_V2_ROUTER02,
     "devnet": "true",
     "devnet_file": "deployments/devnet.json",
+    "block_gas_budget": "20000000",
+    "swap_tolerance_bps": "50",
 }
 
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("keeper_toml_data", default=None)
@@ -179,6 +183,7 @@ class Settings(BaseSettings):
     flashbots_signer_key: SecretStr | None = None
     """Identity key for signing bundles to relays; must hold no funds and differ from the funds key."""
     relay_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Block builders: `url` or `name=url` items; identities unique (see `relay_endpoints`)."""
     strategies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["noop"])
     markets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Lending markets to track (presets in strategies/liquidations/markets.py)."""
@@ -217,6 +222,11 @@ class Settings(BaseSettings):
     devnet: bool = False
     """True: addresses, pools, the executor and the relay come from `devnet_file`."""
     devnet_file: Path = Field(default=DEFAULT_DEVNET_FILE, validate_default=True)
+    block_gas_budget: int | None = Field(default=None, gt=0)
+    """Gas our transactions may use per block (all liquidations of a block are packed up to it); unset:
+    a third of the block gas limit."""
+    swap_tolerance_bps: int = Field(default=50, ge=0, le=5_000)
+    """amountOutMinimum of each sale = the exact quote minus this tolerance (basis points)."""
 
     @classmethod
     def settings_customise_sources(
@@ -352,13 +362,21 @@ class Settings(BaseSettings):
     @field_validator("relay_urls")
     @classmethod
     def _relays(cls, v: list[str]) -> list[str]:
-        out = []
-        for i, url in enumerate(v, 1):
-            try:
-                out.append(_check_url(url, ("http", "https")))
-            except ValueError as exc:
-                raise ValueError(f"item {i}: {exc}") from None
-        return out
+        """Items are `url` or `name=url`; identities (the name, else the redacted URL) must be unique.
+        Kept as written (stripped); `relay_endpoints` gives (name, url) pairs."""
+        from keeper.executors.builder_identity import parse_builders
+
+        items = [item.strip() for item in v]
+        parse_builders(items)  # ValueError "item <i> (...): ..." naming no secret
+        return items
+
+    @property
+    def relay_endpoints(self) -> tuple[BuilderEndpoint, ...]:
+        """The builders of `relay_urls`: `.name` is the identity (given name or redacted URL), `.url` the
+        URL to POST to (may carry an API key: never log it)."""
+        from keeper.executors.builder_identity import parse_builders
+
+        return parse_builders(self.relay_urls)
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -452,7 +470,7 @@ class Settings(BaseSettings):
                 password = ""
             if len(password) >= 4:  # a 1-3 character "secret" would scrub half of every line
                 out.append(password)
-        for url in (self.rpc_http_url, self.rpc_ws_url, *self.relay_urls):
+        for url in (self.rpc_http_url, self.rpc_ws_url, *(e.url for e in self.relay_endpoints)):
             if url and redact_url(url) != url.rstrip("/"):
                 parts = urlsplit(url)
                 out.append(url)
@@ -466,7 +484,7 @@ class Settings(BaseSettings):
             if name in ("rpc_http_url", "rpc_ws_url") and isinstance(value, str):
                 yield name, redact_url(value)
             elif name == "relay_urls":
-                yield name, [redact_url(u) for u in value]
+                yield name, [str(e) for e in self.relay_endpoints]
             else:
                 yield name, value
 

@@ -110,6 +110,14 @@ def parse_builder(item: str | BuilderEndpoint) -> BuilderEndpoint:
     return BuilderEndpoint(url_identity(text), text)
 
 
+def _shown_bad(item: str | BuilderEndpoint) -> str:
+    """How a malformed item is named in an error: its name when it has a valid one, never its URL."""
+    name = item.name if isinstance(item, BuilderEndpoint) else None
+    if isinstance(item, str) and _is_named(item.strip()):
+        name = item.strip().split("=", 1)[0].strip()
+    return f" ({name}=…)" if name is not None and _NAME.match(name) and not _HEX64.match(name) else ""
+
+
 def parse_builders(items: Iterable[str | BuilderEndpoint]) -> tuple[BuilderEndpoint, ...]:
     """Every item parsed, identities unique. ValueError("item <i> (<shown>): ...") on the first problem."""
     out: list[BuilderEndpoint] = []
@@ -118,7 +126,7 @@ def parse_builders(items: Iterable[str | BuilderEndpoint]) -> tuple[BuilderEndpo
         try:
             endpoint = parse_builder(item)
         except ValueError as exc:
-            raise ValueError(f"item {i}: {exc}") from None
+            raise ValueError(f"item {i}{_shown_bad(item)}: {exc}") from None
         if endpoint.name in seen:
             first = seen[endpoint.name]
             hint = (

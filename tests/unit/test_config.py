@@ -326,3 +326,63 @@ def test_env_example_is_a_valid_config(tmp_path: Path) -> None:
         if line.lstrip("# ").startswith("KEEPER_") and "=" in line
     }
     assert documented == {f"KEEPER_{name.upper()}" for name in Settings.model_fields}
+
+
+# ---- KEEPER_RELAY_URLS: builders by name or redacted URL --------------------------------------------
+
+
+def test_relay_items_may_be_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEPER_RPC_HTTP_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv(
+        "KEEPER_RELAY_URLS",
+        " titan = https://rpc.titanbuilder.xyz , bnet=https://rpc.buildernet.org/v1/sekritkey,"
+        "http://10.0.0.5:8545,http://10.0.0.5:8546/x?token=sekrittoken",
+    )
+    s = load_settings(None)
+    assert [(e.name, e.url) for e in s.relay_endpoints] == [
+        ("titan", "https://rpc.titanbuilder.xyz"),
+        ("bnet", "https://rpc.buildernet.org/v1/sekritkey"),
+        ("http://10.0.0.5:8545", "http://10.0.0.5:8545"),
+        ("http://10.0.0.5:8546/…", "http://10.0.0.5:8546/x?token=sekrittoken"),
+    ]
+    assert "sekrit" not in repr(s)
+    assert "titan=https://rpc.titanbuilder.xyz" in repr(s)
+    assert "bnet=https://rpc.buildernet.org/…" in repr(s)
+    secrets = s.secrets()
+    assert "https://rpc.buildernet.org/v1/sekritkey" in secrets  # the URL itself, not "bnet=..."
+    assert "http://10.0.0.5:8546/x?token=sekrittoken" in secrets
+    assert all(not x.startswith("bnet=") for x in secrets)
+
+
+@pytest.mark.parametrize(
+    ("value", "expect"),
+    [
+        # two URLs that differ only by a (secret) path redact to one identity: they need names
+        (
+            "https://rpc.example.org/v1/sekritkey1,https://rpc.example.org/v1/sekritkey2",
+            "item 2 (https://rpc.example.org/…): same builder identity 'https://rpc.example.org/…' as item 1",
+        ),
+        (
+            "a=https://rpc.example.org/sekrit1,a=https://rpc2.example.org",
+            "item 2 (a=https://rpc2.example.org)",
+        ),
+        ("https://relay.flashbots.net,https://relay.flashbots.net/", "item 2"),
+        ("bad name=https://rpc.example.org/sekrit", "item 1: in name=url: a builder name must be"),
+        ("titan=ftp://rpc.example.org/sekrit", "item 1 (titan=…): must start with http:// or https://"),
+        ("titan=", "item 1 (titan=…): must start with http://"),
+    ],
+)
+def test_relay_item_problems_are_one_named_line_without_secrets(value: str, expect: str) -> None:
+    lines = problems(KEEPER_RPC_HTTP_URL="http://127.0.0.1:8545", KEEPER_RELAY_URLS=value)
+    (line,) = lines
+    assert line.startswith("KEEPER_RELAY_URLS: ")
+    assert expect in line
+    assert "sekrit" not in line
+    assert "e.g. KEEPER_RELAY_URLS=titan=https://rpc.titanbuilder.xyz" in line
+
+
+def test_two_ports_of_one_host_are_two_builders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEPER_RPC_HTTP_URL", "http://127.0.0.1:8545")
+    monkeypatch.setenv("KEEPER_RELAY_URLS", "http://10.0.0.5:8545,http://10.0.0.5:8546")
+    names = [e.name for e in load_settings(None).relay_endpoints]
+    assert names == ["http://10.0.0.5:8545", "http://10.0.0.5:8546"]
