@@ -144,9 +144,22 @@ async def _check_ws(url: str, expected_chain_id: int, timeout: float) -> str:
     return f"chain id {chain_id}"
 
 
-async def _check_relay(url: str, timeout: float) -> int:
-    """HTTP status of a JSON-RPC POST to the relay; any HTTP answer means reachable."""
+class RelayUnusable(Exception):
+    """The relay answered, but not as a JSON-RPC server (HTTP 5xx, a body that is not JSON-RPC)."""
+
+
+async def _check_relay(url: str, timeout: float) -> str:
+    """Probes a relay with an unsigned JSON-RPC POST; returns what it answered, e.g. "HTTP 200" or
+    "HTTP 403, JSON-RPC error -32600".
+
+    Reachable: a JSON-RPC reply (a result, or an error object / bare `{"error": ...}`, such as "signature
+    is required" to this unsigned probe: the relay is there and speaks JSON-RPC) with a status below 500.
+    Unreachable: no connection or no answer in time (aiohttp/OS errors), HTTP 5xx, or a body that is not
+    a JSON-RPC reply (an HTML error page, a proxy's text): `RelayUnusable` with the reason. The server's
+    text is never echoed (it may repeat the URL's secret path).
+    """
     import aiohttp
+    import orjson
 
     body = b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
     async with (
@@ -158,8 +171,43 @@ async def _check_relay(url: str, timeout: float) -> int:
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as resp,
     ):
-        await resp.read()
-        return resp.status
+        raw = await resp.read()
+        status = resp.status
+        content_type = resp.content_type
+    if status >= 500:
+        raise RelayUnusable(f"HTTP {status} (server error)")
+    try:
+        reply = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        kind = f"{content_type}, " if content_type and content_type != "application/octet-stream" else ""
+        raise RelayUnusable(f"HTTP {status} with a body that is not JSON ({kind}{len(raw)} bytes)") from None
+    if not isinstance(reply, dict) or not ("result" in reply or "error" in reply):
+        what = "an empty body" if reply is None else "JSON that is not a JSON-RPC reply"
+        raise RelayUnusable(f"HTTP {status} with {what}")
+    err = reply.get("error")
+    if isinstance(err, dict) and isinstance(err.get("code"), int):
+        return f"HTTP {status}, JSON-RPC error {err['code']}"
+    return f"HTTP {status}, error reply" if err is not None else f"HTTP {status}"
+
+
+async def _check_relays(settings: Settings, timeout: float) -> int:
+    """One line per relay of KEEPER_RELAY_URLS; returns the number unreachable."""
+    failures = 0
+    for i, endpoint in enumerate(settings.relay_endpoints, 1):
+        shown = endpoint.display_url if not endpoint.named else f"{endpoint.name} ({endpoint.display_url})"
+        try:
+            answer = await _check_relay(endpoint.url, timeout)
+            _echo(f"relay {i}: {shown} reachable ({answer})")
+        except Exception as exc:
+            failures += 1
+            _echo(
+                f"error: relay {i} in {env_name('relay_urls')} ({shown}) unreachable: "
+                + describe_error(exc, timeout),
+                err=True,
+            )
+    if not settings.relay_urls:
+        _echo(f"relays: none configured ({env_name('relay_urls')})")
+    return failures
 
 
 async def _check(settings: Settings, account: LocalAccount | None, timeout: float) -> int:
@@ -202,20 +250,7 @@ async def _check(settings: Settings, account: LocalAccount | None, timeout: floa
 
         failures += await _check_accounts(settings, account, rpc, format_units)
 
-    for i, url in enumerate(settings.relay_urls, 1):
-        shown = redact_url(url)
-        try:
-            status = await _check_relay(url, timeout)
-            _echo(f"relay {i}: {shown} reachable (HTTP {status})")
-        except Exception as exc:
-            failures += 1
-            _echo(
-                f"error: relay {i} in KEEPER_RELAY_URLS ({shown}) unreachable: "
-                + describe_error(exc, timeout),
-                err=True,
-            )
-    if not settings.relay_urls:
-        _echo("relays: none configured (KEEPER_RELAY_URLS)")
+    failures += await _check_relays(settings, timeout)
     _echo(
         f"strategies: {', '.join(settings.strategies)}; "
         f"submit: {settings.submit}; dry run: {str(settings.dry_run).lower()}"
@@ -370,6 +405,9 @@ def demo(
     block_time: Annotated[float, typer.Option(help="Seconds between devnet blocks.")] = 1.0,
     drop_bps: Annotated[int, typer.Option(help="ETH crash size in basis points.")] = 2_500,
     blocks: Annotated[int, typer.Option(help="Blocks the crash is spread over.")] = 10,
+    arbitrageur: Annotated[
+        bool, typer.Option(help="The devnet's background arbitrageur re-aligns pools with the oracle.")
+    ] = True,
 ) -> None:
     """The whole loop on the embedded devnet: borrowers, an ETH crash, what the keeper sees, a summary."""
     from keeper.core.runtime import run as run_main
@@ -378,7 +416,13 @@ def demo(
     setup_logging("text", "WARNING")
 
     async def main() -> None:
-        await run_demo(borrowers=borrowers, block_time=block_time, drop_bps=drop_bps, crash_blocks=blocks)
+        await run_demo(
+            borrowers=borrowers,
+            block_time=block_time,
+            drop_bps=drop_bps,
+            crash_blocks=blocks,
+            arbitrageur=arbitrageur,
+        )
 
     raise typer.Exit(run_main(main))
 
