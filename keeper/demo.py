@@ -3,23 +3,26 @@
 1. The devnet starts in-process from the cached state: anvil with the real Aave/Uniswap bytecode and the
    local bundle relay, which builds a block every `block_time` seconds.
 2. Borrowers are created on both Aave markets.
-3. The keeper runs exactly as `keeper run` would: websocket block collector -> liquidation strategy
-   (exact health factors, venue quotes) -> bundle executor (simulate at the relay, send, track), with a
-   SQLite ledger.
-4. ETH crashes: oracle updates are sent as pending transactions, arbitrage swaps move the pools.
-5. The keeper liquidates what is profitable; when nothing more lands, a summary and the ledger's
+3. The keeper runs exactly as `keeper run` does, through the same settings, plan and wiring
+   (KEEPER_STRATEGIES=liquidations, KEEPER_DEVNET=true, the builder share and minimum profit of the
+   defaults, the executor's operator check): websocket block collector -> liquidation strategy (exact
+   health factors, venue quotes) -> bundle executor (batches packed to the block's gas budget, simulated
+   at the relay, sent, tracked), with a SQLite ledger.
+4. ETH crashes: oracle updates are sent as pending transactions; the devnet's background arbitrageur
+   moves the AMM pools back toward the oracle every block, as CEX-DEX arbitrage does on mainnet.
+5. The keeper liquidates what is profitable; when nothing more lands, a summary (with how many landed
+   in the first block after they became profitable, and the debt left liquidatable) and the ledger's
    report are printed. Exit code 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +30,20 @@ from eth_account import Account
 from rich.console import Console
 from rich.table import Table
 
-from keeper.chain.signer import TxSigner
-from keeper.chain.units import format_units
-from keeper.collectors.blocks import BlockCollector
+from keeper.chain.units import WAD, format_units
+from keeper.config import Settings
 from keeper.core.actions import Action
-from keeper.core.engine import Supervised
 from keeper.core.events import Event, NewBlock
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.common import wait_blocks
 from keeper.devnet.scenarios.crash import CrashStep, current_usd_prices, run_crash
-from keeper.devnet.stack import Devnet, DevnetMiner
-from keeper.executors.bundles import MultiBuilderClient
-from keeper.ledger import Ledger
+from keeper.devnet.stack import Devnet, DevnetMiner, write_deployments_file
+from keeper.executors.bundle_executor import BundleExecutor
 from keeper.ledger.cli import load_report, render
-from strategies.liquidations.factory import LiquidationKeeper, build_devnet_keeper
+from keeper.runner import plan_run, run_keeper
+from keeper.strategies_registry import Components
+from strategies.liquidations.strategy import LiquidationStrategy
 
 
 @dataclass
@@ -51,11 +53,30 @@ class DemoView:
     block_events: Counter[str] = field(default_factory=Counter)
     missed: Counter[str] = field(default_factory=Counter)
     eth_usd: int = 0
-    keeper: LiquidationKeeper | None = None
+    strategy: LiquidationStrategy | None = None
+    executor: BundleExecutor | None = None
+    first_target: dict[str, int] = field(default_factory=dict)
+    """Opportunity (without its episode suffix) -> the first block it was sent for."""
+    landed_blocks_after: Counter[int] = field(default_factory=Counter)
+    """How many blocks after its first target block each liquidation landed (0 = in the first)."""
+    received_ns: dict[int, int] = field(default_factory=dict)
+
+    def attach(self, components: Components) -> None:
+        for s in components.strategies:
+            if isinstance(s, LiquidationStrategy):
+                self.strategy = s
+        for e in components.executors:
+            if isinstance(e, BundleExecutor):
+                self.executor = e
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         self.events[kind] += 1
         self.block_events[kind] += 1
+        base_id = str(data.get("id", "")).split("#", 1)[0]
+        if kind == "sent":
+            self.first_target.setdefault(base_id, int(data["block"]))
+        if kind == "included" and data.get("success") and base_id in self.first_target:
+            self.landed_blocks_after[int(data["block"]) - self.first_target.pop(base_id)] += 1
         if kind == "included":
             ok = "landed" if data.get("success") else "reverted"
             self.console.print(
@@ -67,16 +88,35 @@ class DemoView:
             self.missed[f"{kind}: {data.get('reason', '')}"[:90]] += 1
 
     def block_line(self, block: NewBlock) -> None:
-        k = self.keeper
-        opps = len(k.strategy.opportunities) if k is not None else 0
-        ms = k.strategy.last_timings.get("total", 0.0) * 1000 if k is not None else 0.0
+        self.received_ns[block.number] = block.received_at_ns
+        opps = len(self.strategy.opportunities) if self.strategy is not None else 0
         e = self.block_events
+        latency = ""
+        group = self.executor.last_group if self.executor is not None else {}
+        parent_ns = self.received_ns.get(int(group.get("target_block", 0)) - 1)
+        if group.get("written_ns") and parent_ns and int(group["target_block"]) == block.number:
+            ms = (int(group["written_ns"]) - parent_ns) / 1e6
+            latency = f"  ({ms:.1f} ms from block to the last of {int(group['transactions'])} bundles)"
         self.console.print(
             f"block {block.number:>5}  ETH ${format_units(self.eth_usd, 8, 2):>8}  liquidatable {opps:>4}  "
             f"sent {e['sent']:>3}  landed {e['included']:>3}  not included {e['not_included']:>3}  "
-            f"sim failed {e['simulation_failed']:>3}  ({ms:.1f} ms from block to bundles)"
+            f"failed in batch {e['failed_in_batch']:>3}  sim failed {e['simulation_failed']:>3}{latency}"
         )
         self.block_events.clear()
+
+    def liquidatable_debt_usd(self) -> int:
+        """Debt (USD, 8 decimals) of positions still below health factor 1, in the keeper's exact state."""
+        total = 0
+        if self.strategy is None:
+            return 0
+        for p in self.strategy.protocols:
+            indexes = p.indexes()
+            for user in p.positions:
+                account = p.account(user, indexes=indexes)
+                if account.health_factor < WAD:
+                    debt = account.total_debt_base
+                    total += debt if p.kind == "aave-v3" else debt * self.eth_usd // 10**18
+        return total
 
 
 class BlockPrinter:
@@ -102,75 +142,87 @@ async def run_demo(
     block_time: float = 1.0,
     drop_bps: int = 2_500,
     crash_blocks: int = 10,
-    builder_share_bps: int = 5_000,
     ledger_path: Path | None = None,
     max_blocks_after: int = 30,
+    arbitrageur: bool = True,
 ) -> DemoView:
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze lines and tables into 80 columns
-        console = Console(width=150)
+        console = Console(width=160)
     view = DemoView(console)
     started = time.perf_counter()
     workdir = tempfile.TemporaryDirectory(prefix="keeper-demo-")
     path = ledger_path or Path(workdir.name) / "ledger.sqlite"
     try:
-        async with Devnet(block_time=block_time) as net:
+        async with Devnet(block_time=block_time, arbitrageur=arbitrageur) as net:
             rpc, dep = net.require()
             assert net.relay_url is not None
             console.print(
                 f"[bold]devnet[/] up in {net.start_seconds:.2f} s: anvil {net.http_url}, bundle relay "
                 f"{net.relay_url}, a block every {block_time:g} s"
+                + (", background arbitrageur on" if arbitrageur else "")
             )
             made = await create_borrowers(rpc, dep, borrowers, seed=1, miner=DevnetMiner(net))
             console.print(
                 f"[bold]borrowers[/]: {len(made.borrowers)} positions "
                 f"({', '.join(f'{k} {v}' for k, v in sorted(made.counts.items()))}) in {made.seconds:.1f} s"
             )
-            keeper_accounts = [DEV_ACCOUNTS[2], *DEV_ACCOUNTS[5:10]]
-            signers = [TxSigner.from_key(key) for _, key in keeper_accounts]
-            identity = Account.create().key  # Flashbots reputation key: holds no funds
-            async with Ledger.open(path) as ledger, MultiBuilderClient([net.relay_url], identity) as builders:
-                keeper = await build_devnet_keeper(
-                    rpc,
-                    dep.to_json(),
-                    signers=signers,
-                    builders=builders,
-                    ledger=ledger,
-                    builder_share_bps=builder_share_bps,
-                    on_event=view.on_event,
-                )
-                view.keeper = keeper
-                engine = keeper.engine(
-                    [Supervised(BlockCollector(net.ws_url, rpc))], extra_strategies=[BlockPrinter(view)]
-                )
-                sync_started = time.perf_counter()
+            devnet_file = write_deployments_file(net.describe(), Path(workdir.name) / "devnet.json")
+            settings = Settings(
+                rpc_http_url=net.http_url,
+                rpc_ws_url=net.ws_url,
+                private_key=DEV_ACCOUNTS[2][1],  # the devnet's keeper account (owner of the executor)
+                flashbots_signer_key=Account.create().key.hex(),  # relay identity: holds no funds
+                strategies=["liquidations"],
+                devnet=True,
+                devnet_file=devnet_file,
+                ledger_path=path,
+                metrics_port=0,
+            )
+            plan = replace(plan_run(settings), event_sink=view.on_event)
+            console.print(
+                f"[bold]keeper[/]: {len(plan.signers)} sender keys, builder share "
+                f"{settings.builder_share_bps / 100:g}%, relays {len(plan.relay_urls)}"
+            )
+            sync_started = time.perf_counter()
+            running = asyncio.Event()
 
-                async def on_step(step: CrashStep) -> None:
-                    view.eth_usd = step.eth_usd
+            async def on_step(step: CrashStep) -> None:
+                view.eth_usd = step.eth_usd
 
-                async with asyncio.TaskGroup() as tg:
-                    engine_task = tg.create_task(engine.run(), name="demo:engine")
-                    async with asyncio.timeout(120):
-                        await keeper.strategy.synced.wait()  # the initial sync from logs
-                    tracked = sum(len(p.positions) for p in keeper.strategy.protocols)
-                    console.print(
-                        f"[bold]keeper[/] synced {tracked} positions from logs in "
-                        f"{time.perf_counter() - sync_started:.2f} s; watching blocks"
-                    )
-                    view.eth_usd = (await current_usd_prices(rpc, dep))["WETH"]
-                    console.print(f"[bold]crash[/]: ETH -{drop_bps / 100:g}% over {crash_blocks} blocks")
-                    await run_crash(rpc, dep, drop_bps=drop_bps, blocks=crash_blocks, on_step=on_step)
-                    quiet = 0
-                    for _ in range(max_blocks_after):
-                        before = view.events["sent"] + view.events["included"]
-                        await wait_blocks(rpc, 1)
-                        quiet = quiet + 1 if view.events["sent"] + view.events["included"] == before else 0
-                        if quiet >= 3 and not keeper.executor.pending:
-                            break
-                    engine_task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await engine_task
-        _summary(console, view, keeper, time.perf_counter() - started)
+            async with asyncio.TaskGroup() as tg:
+                keeper_task = tg.create_task(
+                    run_keeper(
+                        plan,
+                        started=running,
+                        extra_strategies=[BlockPrinter(view)],
+                        on_components=view.attach,
+                    ),
+                    name="demo:keeper",
+                )
+                async with asyncio.timeout(120):
+                    await running.wait()  # built, synced from logs, reconciled
+                strategy, executor = view.strategy, view.executor
+                assert strategy is not None
+                assert executor is not None
+                tracked = sum(len(p.positions) for p in strategy.protocols)
+                console.print(
+                    f"[bold]keeper[/] synced {tracked} positions from logs in "
+                    f"{time.perf_counter() - sync_started:.2f} s; gas budget {executor.slots.gas_budget:,} "
+                    "per block; watching blocks"
+                )
+                view.eth_usd = (await current_usd_prices(rpc, dep))["WETH"]
+                console.print(f"[bold]crash[/]: ETH -{drop_bps / 100:g}% over {crash_blocks} blocks")
+                await run_crash(rpc, dep, drop_bps=drop_bps, blocks=crash_blocks, on_step=on_step)
+                quiet = 0
+                for _ in range(max_blocks_after):
+                    before = view.events["sent"] + view.events["included"]
+                    await wait_blocks(rpc, 1)
+                    quiet = quiet + 1 if view.events["sent"] + view.events["included"] == before else 0
+                    if quiet >= 3 and not executor.pending:
+                        break
+                keeper_task.cancel()
+        _summary(console, view, time.perf_counter() - started)
         render(load_report(path), console)
         if ledger_path is None:
             console.print("(the demo's ledger was temporary; `keeper report --ledger PATH` reads a kept one)")
@@ -179,17 +231,29 @@ async def run_demo(
     return view
 
 
-def _summary(console: Console, view: DemoView, keeper: LiquidationKeeper, seconds: float) -> None:
-    s = keeper.executor.stats
+def _summary(console: Console, view: DemoView, seconds: float) -> None:
+    executor, strategy = view.executor, view.strategy
+    assert executor is not None
+    assert strategy is not None
+    s = executor.stats
     table = Table(title="demo summary")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("liquidations landed (bundles included)", str(s.included))
-    table.add_row("bundles sent", str(s.sent))
+    table.add_row("liquidations landed", str(s.included))
+    landed = sum(view.landed_blocks_after.values())
+    first = view.landed_blocks_after.get(0, 0)
+    worst = max(view.landed_blocks_after, default=0)
+    table.add_row(
+        "  landed in the first block they were sent for",
+        f"{first} of {landed}" + (f" (latest: {worst} blocks after)" if worst else ""),
+    )
+    table.add_row("bundles sent (transactions; several liquidations each)", str(s.transactions_sent))
     table.add_row("  not included in their target block (retried)", str(s.not_included))
+    table.add_row("  failed inside an included batch (taken first by someone else)", str(s.failed_in_batch))
     table.add_row("simulations at the relay", str(s.simulated))
     table.add_row("  failed (nothing sent)", str(s.simulation_failed))
     table.add_row("  below the minimum profit (nothing sent)", str(s.below_minimum))
+    table.add_row("left for a later block (gas budget, senders)", str(s.not_packed))
     table.add_row(
         "realized profit (owner, valued in ETH)", f"{format_units(s.realized_profit_wei, 18, 6)} ETH"
     )
@@ -198,7 +262,10 @@ def _summary(console: Console, view: DemoView, keeper: LiquidationKeeper, second
     table.add_row("gas paid (devnet base fee is a few wei)", f"{format_units(s.gas_spent_wei, 18, 9)} ETH")
     table.add_row("paid to builders", f"{format_units(s.builder_paid_wei, 18, 6)} ETH")
     table.add_row("opportunities gone (no longer liquidatable)", str(s.gone))
-    skipped = Counter(keeper.actions.skipped.values())
+    table.add_row(
+        "debt still liquidatable at the end", f"${format_units(view.liquidatable_debt_usd(), 8, 2)}"
+    )
+    skipped = Counter(getattr(strategy.action_builder, "skipped", {}).values())
     for reason, n in (skipped + view.missed).most_common(6):
         table.add_row(f"missed: {reason[:70]}", str(n))
     table.add_row("wall time", f"{seconds:.1f} s")

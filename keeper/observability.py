@@ -20,13 +20,14 @@ from typing import Self
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from keeper.core.health import HeadWatch
+from keeper.core.health import HeadWatch, SendWatch
 from keeper.core.metrics import REGISTRY
 from keeper.logs import kv
 
 log = logging.getLogger("keeper.observability")
 
 HEAD_WATCH_KEY = web.AppKey("head_watch", HeadWatch)
+SEND_WATCH_KEY = web.AppKey("send_watch", SendWatch)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -37,26 +38,32 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _health(request: web.Request) -> web.Response:
     watch = request.app[HEAD_WATCH_KEY]
+    sends = request.app[SEND_WATCH_KEY]
     age = watch.age()
-    healthy = watch.healthy()
-    if healthy:
-        status = "ok"
-    elif age is None:
-        status = "starting"
+    healthy = watch.healthy() and sends.healthy()
+    if not watch.healthy():
+        status = "starting" if age is None else "stale"
+    elif not sends.healthy():
+        status = "not_sending"
     else:
-        status = "stale"
+        status = "ok"
+    failing = sends.failing_for()
     body = {
         "status": status,
         "head": watch.last_number,
         "age": None if age is None else round(age, 3),
         "max_age": watch.max_age,
+        "send_failing_for": None if failing is None else round(failing, 3),
+        "send_failures": sends.failures,
+        "last_send_error": sends.last_error or None,
     }
     return web.json_response(body, status=200 if healthy else 503)
 
 
-def make_app(head_watch: HeadWatch) -> web.Application:
+def make_app(head_watch: HeadWatch, send_watch: SendWatch | None = None) -> web.Application:
     app = web.Application()
     app[HEAD_WATCH_KEY] = head_watch
+    app[SEND_WATCH_KEY] = send_watch if send_watch is not None else SendWatch(head_watch.max_age)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/health", _health)
     return app
@@ -65,10 +72,13 @@ def make_app(head_watch: HeadWatch) -> web.Application:
 class ObservabilityServer:
     """Async context manager running the HTTP server on the current loop; `port` 0 = disabled."""
 
-    def __init__(self, host: str, port: int, head_watch: HeadWatch) -> None:
+    def __init__(
+        self, host: str, port: int, head_watch: HeadWatch, send_watch: SendWatch | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.head_watch = head_watch
+        self.send_watch = send_watch
         self._runner: web.AppRunner | None = None
 
     @property
@@ -79,7 +89,9 @@ class ObservabilityServer:
         if not self.enabled:
             log.info("metrics server disabled (metrics_port=0)")
             return
-        runner = web.AppRunner(make_app(self.head_watch), access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            make_app(self.head_watch, self.send_watch), access_log=None, shutdown_timeout=1.0
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()

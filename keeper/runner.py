@@ -1,21 +1,16 @@
 """`keeper run`: settings -> RPC client -> strategies and executors -> engine, until SIGINT/SIGTERM.
 
-    settings ─> RpcClient ─> (deployments/devnet.json when KEEPER_DEVNET, else the settings)
+    settings ─> RpcClient ─> (deployments/devnet.json when KEEPER_DEVNET, read once here)
              ─> strategy factories (keeper.strategies_registry; async ones get `RunServices`)
              ─> Engine([Supervised(BlockCollector)], strategies, executors) + /metrics,/health server
 
-`RunServices` opens what a factory asks for, once, and closes it on the way out: the SQLite ledger
-(`KEEPER_LEDGER_PATH`), the builder client (`KEEPER_RELAY_URLS`, signed with the relay identity
-`KEEPER_FLASHBOTS_SIGNER_KEY`), and the signers (the funds key, then `KEEPER_OPERATOR_KEYS`).
-
-The liquidation keeper (`KEEPER_STRATEGIES=liquidations`) is built by `create_liquidations`:
-- markets, venues, flash pool, executor and WETH from the devnet file (KEEPER_DEVNET=true) or the settings
-  (KEEPER_MARKETS presets, KEEPER_V3_POOLS / KEEPER_V2_PAIRS / KEEPER_CONNECTORS, KEEPER_EXECUTOR_ADDRESS);
-- before anything runs, the executor must have code and every signer must be its owner or an operator
-  (one clear error line otherwise: a liquidation from any other sender reverts with NotOperator);
-- `KEEPER_SUBMIT=bundle`: the bundle executor (simulation at the first relay, min-profit gate, send to
-  every relay, inclusion tracking, ledger); `public`/`private`: `keeper.executors.single_tx`.
-`KEEPER_DRY_RUN=true` does everything but send (simulations and the ledger's opportunities included).
+The runner only composes: each strategy's wiring lives with the strategy (the liquidation keeper in
+strategies/liquidations/wiring.py). `RunServices` opens what a factory asks for, once, and closes it on
+the way out: the SQLite ledger (`KEEPER_LEDGER_PATH`), the builder client (`KEEPER_RELAY_URLS`, signed
+with the relay identity `KEEPER_FLASHBOTS_SIGNER_KEY`; under KEEPER_DEVNET the devnet's relay is added
+to the ones listed), the signers (the funds key, then `KEEPER_OPERATOR_KEYS`) and the public senders.
+Building the strategies and their initial sync are retried as a whole on RPC errors (a flaky node at
+start-up), up to `STARTUP_ATTEMPTS` times. `keeper demo` goes through this same path.
 
 Keys are never logged: signers, builder clients and senders print addresses only.
 """
@@ -26,13 +21,12 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from eth_abi.abi import decode
 
 from keeper import __version__
 from keeper.chain.redact import redact_url
@@ -40,14 +34,15 @@ from keeper.chain.rpc import RpcClient
 from keeper.chain.signer import TxSigner
 from keeper.config import Settings, env_name, funds_account
 from keeper.core.actions import SendMode
-from keeper.errors import ConfigError, KeeperError, RpcError
-from keeper.executors.bundle_executor import InclusionTracker
-from keeper.executors.single_tx import SingleTxExecutor
+from keeper.core.health import SendWatch
+from keeper.errors import ConfigError, KeeperError, RelayError, RpcError
+from keeper.executors.builder_identity import parse_builder
 from keeper.logs import kv, scrub, setup_logging
 from keeper.strategies_registry import Components, StrategyContext, build_components
 
 if TYPE_CHECKING:
-    from keeper.executors.bundles import MultiBuilderClient
+    from keeper.core.interfaces import Strategy
+    from keeper.executors.builders import MultiBuilderClient
     from keeper.executors.public import PublicSender
     from keeper.ledger import Ledger
 
@@ -101,7 +96,7 @@ def read_devnet_file(path: Path) -> DevnetInfo:
 
 def devnet_operator_signers(deployment: Mapping[str, Any], exclude: str) -> list[TxSigner]:
     """Signers for the devnet's operators (anvil's public dev keys, devnet only)."""
-    from keeper.devnet.anvil import DEV_ACCOUNTS
+    from keeper.chain.dev_accounts import DEV_ACCOUNTS
 
     listed = str(deployment.get("accounts", {}).get("operators", ""))
     wanted = {a.strip().lower() for a in listed.split(",") if a.strip()} - {exclude.lower()}
@@ -119,6 +114,8 @@ class RunPlan:
     signers: list[TxSigner]
     devnet: DevnetInfo | None
     relay_urls: list[str]
+    event_sink: Callable[[str, dict[str, Any]], None] | None = None
+    """Executors' events for a front end (`keeper demo` prints them)."""
 
 
 def plan_run(settings: Settings) -> RunPlan:
@@ -133,8 +130,10 @@ def plan_run(settings: Settings) -> RunPlan:
     if devnet is not None:
         if not settings.operator_keys and signers:
             signers += devnet_operator_signers(devnet.deployment, exclude=signers[0].address)
-        if devnet.relay_url:
-            relay_urls = [devnet.relay_url]
+        # The relays listed are honoured; the devnet's own relay is added after them.
+        listed = {parse_builder(u).url for u in relay_urls}
+        if devnet.relay_url and devnet.relay_url not in listed:
+            relay_urls.append(f"devnet={devnet.relay_url}")
     return RunPlan(settings, signers, devnet, relay_urls)
 
 
@@ -149,6 +148,15 @@ class RunServices:
         self._ledger: Ledger | None = None
         self._builders: MultiBuilderClient | None = None
         self._lock = asyncio.Lock()
+        self._send_watch = SendWatch(plan.settings.head_max_age_seconds)
+
+    @property
+    def send_watch(self) -> SendWatch:
+        return self._send_watch
+
+    @property
+    def event_sink(self) -> Callable[[str, dict[str, Any]], None] | None:
+        return self.plan.event_sink
 
     @property
     def chain_id(self) -> int:
@@ -195,7 +203,7 @@ class RunServices:
         return key.get_secret_value()
 
     async def builders(self) -> MultiBuilderClient:
-        from keeper.executors.bundles import MultiBuilderClient
+        from keeper.executors.builders import MultiBuilderClient
 
         async with self._lock:
             if self._builders is None:
@@ -217,6 +225,40 @@ class RunServices:
                     ),
                 )
             return self._builders
+
+    async def senders(self, mode: SendMode) -> list[PublicSender]:
+        """One PublicSender (with its own nonce manager) per signer, for KEEPER_SUBMIT=public|private."""
+        from keeper.chain.flashbots_auth import FlashbotsSigner
+        from keeper.executors.nonce import NonceManager
+        from keeper.executors.public import PrivateRelay, PublicSender
+
+        relay: PrivateRelay | None = None
+        if mode is SendMode.PRIVATE:
+            if not self.plan.relay_urls:
+                raise ConfigError(
+                    [
+                        f"{env_name('relay_urls')}: missing (KEEPER_SUBMIT=private sends to the first "
+                        "relay); e.g. KEEPER_RELAY_URLS=https://rpc.flashbots.net"
+                    ]
+                )
+            relay = PrivateRelay(
+                parse_builder(self.plan.relay_urls[0]).url,
+                FlashbotsSigner(self.identity_key("to sign private transactions")),
+            )
+            self.push_close(relay.close)
+        out = []
+        for signer in self.signers():
+            sender = PublicSender(
+                self.rpc,
+                signer,
+                NonceManager(self.rpc, signer.address),
+                chain_id=self.chain_id,
+                mode=mode,
+                relay=relay,
+            )
+            await sender.start()
+            out.append(sender)
+        return out
 
     def push_close(self, close: Any) -> None:
         """Registers an async close callback (run in reverse order by `aclose`)."""
@@ -266,8 +308,44 @@ def run_command(settings: Settings) -> int:
     return code
 
 
-async def run_keeper(plan: RunPlan, *, started: asyncio.Event | None = None) -> None:
-    """Runs until cancelled. ConfigError for problems only the chain reveals (wrong devnet, no executor)."""
+STARTUP_ATTEMPTS = 5
+STARTUP_BACKOFF = 0.5
+
+
+async def start_components(
+    names: Sequence[str], ctx: StrategyContext, *, attempts: int = STARTUP_ATTEMPTS
+) -> Components:
+    """Builds the strategies and runs their initial sync, retried as a whole on RPC errors (a node that
+    answers some requests with HTTP 500 or drops connections at start-up must not kill the keeper)."""
+    backoff = STARTUP_BACKOFF
+    for attempt in range(1, attempts + 1):
+        try:
+            components = await build_components(names, ctx)
+            for strategy in components.strategies:
+                await strategy.sync_state()
+            return components
+        except (RpcError, RelayError) as exc:
+            if attempt == attempts:
+                raise StartupError(f"start-up failed {attempts} times; last error: {exc}") from None
+            log.warning(
+                "start-up failed, retrying",
+                extra=kv(attempt=attempt, error=f"{type(exc).__name__}: {str(exc)[:200]}", backoff=backoff),
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+async def run_keeper(
+    plan: RunPlan,
+    *,
+    started: asyncio.Event | None = None,
+    extra_strategies: Sequence[Strategy] = (),
+    on_components: Callable[[Components], None] | None = None,
+) -> None:
+    """Runs until cancelled. ConfigError for problems only the chain reveals (wrong devnet, no executor).
+    `extra_strategies` run next to the configured ones (the demo's block printer); `on_components` is
+    called with what was built, before the engine starts."""
     from keeper.collectors.blocks import BlockCollector
     from keeper.core.engine import Engine, Supervised
     from keeper.core.health import HeadWatch
@@ -293,16 +371,18 @@ async def run_keeper(plan: RunPlan, *, started: asyncio.Event | None = None) -> 
                 )
         services = RunServices(plan, rpc, chain_id)
         try:
-            components = await build_components(
+            components = await start_components(
                 settings.strategies, StrategyContext(settings=settings, rpc=rpc, services=services)
             )
+            if on_components is not None:
+                on_components(components)
             head_watch = HeadWatch(settings.head_max_age_seconds)
             collector = Supervised(BlockCollector(settings.ws_url, rpc, head_watch=head_watch))
             engine = Engine(
                 [collector],
-                components.strategies,
+                [*components.strategies, *extra_strategies],
                 components.executors,
-                coalesce_blocks=components.coalesce_blocks,
+                sync_on_start=False,
             )
             log.info(
                 "keeper starting",
@@ -324,7 +404,9 @@ async def run_keeper(plan: RunPlan, *, started: asyncio.Event | None = None) -> 
                     "KEEPER_RPC_WS_URL not set; using a websocket URL derived from KEEPER_RPC_HTTP_URL",
                     extra=kv(ws=redact_url(settings.ws_url)),
                 )
-            async with ObservabilityServer(settings.metrics_host, settings.metrics_port, head_watch):
+            async with ObservabilityServer(
+                settings.metrics_host, settings.metrics_port, head_watch, services.send_watch
+            ):
                 if started is not None:
                     started.set()
                 await engine.run()
@@ -332,226 +414,3 @@ async def run_keeper(plan: RunPlan, *, started: asyncio.Event | None = None) -> 
             await services.aclose()
     finally:
         await rpc.close()
-
-
-# ---- the liquidation keeper ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LiquidationSetup:
-    """Addresses and venues of the liquidation keeper, from the devnet file or the settings."""
-
-    markets: list[Any]
-    v3_pools: list[str]
-    v2_pairs: list[str]
-    connectors: list[str]
-    flash_pool: str
-    executor: str
-    weth: str
-
-
-def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> LiquidationSetup:
-    from strategies.liquidations.markets import devnet_markets, presets
-
-    if devnet is not None:
-        tokens = devnet["tokens"]
-        weth, usdc = str(tokens["WETH"]["address"]), str(tokens["USDC"]["address"])
-        executor = str(devnet.get("executor") or "")
-        if not executor:
-            raise ConfigError(
-                [
-                    f"{env_name('devnet_file')}: the deployment has no executor "
-                    "(restart the devnet with `keeper devnet up`)"
-                ]
-            )
-        return LiquidationSetup(
-            markets=devnet_markets(devnet),
-            v3_pools=[str(a) for a in devnet["uniswap_v3"]["pools"].values()],
-            v2_pairs=[str(a) for a in devnet["uniswap_v2"]["pairs"].values()],
-            connectors=[weth, usdc],
-            flash_pool=str(devnet["aave_v3"]["pool"]),
-            executor=executor,
-            weth=weth,
-        )
-    problems = []
-    if not settings.markets:
-        problems.append(
-            f"{env_name('markets')}: missing (the liquidations strategy needs markets); "
-            "e.g. KEEPER_MARKETS=aave-v3-ethereum,spark-ethereum"
-        )
-    if not settings.v3_pools and not settings.v2_pairs:
-        problems.append(
-            f"{env_name('v3_pools')} / {env_name('v2_pairs')}: missing (venues to sell collateral on); "
-            "e.g. KEEPER_V3_POOLS=0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
-        )
-    if settings.executor_address is None:
-        problems.append(
-            f"{env_name('executor_address')}: missing (deploy one with `keeper contracts deploy`); "
-            "e.g. KEEPER_EXECUTOR_ADDRESS=0x<the printed address>"
-        )
-    if problems:
-        raise ConfigError(problems)
-    assert settings.executor_address is not None
-    return LiquidationSetup(
-        markets=presets(settings.markets),
-        v3_pools=list(settings.v3_pools),
-        v2_pairs=list(settings.v2_pairs),
-        connectors=list(settings.connectors) or [settings.weth_address],
-        flash_pool=settings.flash_pool,
-        executor=settings.executor_address,
-        weth=settings.weth_address,
-    )
-
-
-async def check_executor_access(rpc: RpcClient, executor: str, signers: Sequence[TxSigner]) -> None:
-    """ConfigError unless `executor` has code and every signer is its owner or an operator."""
-    from keeper.chain.abi import encode_call
-
-    code = await rpc.call("eth_getCode", [executor, "latest"])
-    if not isinstance(code, str) or len(code) <= 2:
-        raise ConfigError(
-            [
-                f"{env_name('executor_address')}: no contract at {executor} on this chain "
-                "(deploy one with `keeper contracts deploy`, or check KEEPER_RPC_HTTP_URL)"
-            ]
-        )
-    calls: list[tuple[str, Any]] = [
-        ("eth_call", [{"to": executor, "data": "0x" + encode_call("owner()", [], []).hex()}, "latest"])
-    ]
-    for s in signers:
-        data = encode_call("isOperator(address)", ["address"], [s.address])
-        calls.append(("eth_call", [{"to": executor, "data": "0x" + data.hex()}, "latest"]))
-    results = await rpc.batch(calls)
-    try:
-        owner = str(decode(["address"], bytes.fromhex(results[0][2:]))[0])
-        allowed = [bool(decode(["bool"], bytes.fromhex(r[2:]))[0]) for r in results[1:]]
-    except Exception:
-        raise ConfigError(
-            [
-                f"{env_name('executor_address')}: {executor} is not a LiquidationExecutor "
-                "(no owner() / isOperator())"
-            ]
-        ) from None
-    problems = []
-    for i, (s, ok) in enumerate(zip(signers, allowed, strict=True)):
-        if ok or s.address.lower() == owner.lower():
-            continue
-        var = env_name("private_key") if i == 0 else f"{env_name('operator_keys')} item {i}"
-        problems.append(
-            f"{var}: account {s.address} may not call the executor {executor} (owner {owner}); "
-            "the owner must call setOperator(account, true), or redeploy with `keeper contracts deploy`"
-        )
-    if problems:
-        raise ConfigError(problems)
-
-
-async def create_liquidations(ctx: StrategyContext) -> Components:
-    """The `liquidations` registry entry: strategy + inclusion tracking + the executor for KEEPER_SUBMIT."""
-    from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
-    from strategies.liquidations.factory import build_keeper
-    from strategies.liquidations.markets import build_adapters
-    from strategies.liquidations.strategy import LiquidationStrategy
-    from strategies.liquidations.valuation import build_valuer
-
-    services = ctx.services
-    if services is None:
-        raise ConfigError(["KEEPER_STRATEGIES: liquidations runs only under `keeper run`"])
-    settings, rpc = ctx.settings, ctx.rpc
-    setup = liquidation_setup(settings, services.devnet)
-    signers = services.signers()
-    await check_executor_access(rpc, setup.executor, signers)
-    execution = ExecutionConfig(
-        executor=setup.executor,
-        weth=setup.weth,
-        builder_share_bps=settings.builder_share_bps,
-        min_profit_wei=settings.min_profit_wei,
-        connectors=tuple(c for c in setup.connectors if c.lower() != setup.weth.lower()),
-    )
-    ledger = await services.ledger()
-    log.info(
-        "liquidations",
-        extra=kv(
-            markets=",".join(m.name for m in setup.markets),
-            v3_pools=len(setup.v3_pools),
-            v2_pairs=len(setup.v2_pairs),
-            executor=setup.executor,
-            builder_share_bps=settings.builder_share_bps,
-            min_profit_wei=settings.min_profit_wei,
-        ),
-    )
-    if settings.submit == "bundle":
-        keeper = await build_keeper(
-            rpc,
-            markets=setup.markets,
-            v3_pools=setup.v3_pools,
-            v2_pairs=setup.v2_pairs,
-            connectors=setup.connectors,
-            flash_pool=setup.flash_pool,
-            execution=execution,
-            signers=signers,
-            builders=await services.builders(),
-            chain_id=services.chain_id,
-            ledger=ledger,
-            dry_run=settings.dry_run,
-        )
-        return Components([keeper.strategy, keeper.tracker], [keeper.executor], coalesce_blocks=False)
-
-    # public / private: the same strategy and action builder, single transactions instead of bundles.
-    valuer = await build_valuer(
-        rpc,
-        v3_pools=setup.v3_pools,
-        v2_pairs=setup.v2_pairs,
-        connectors=setup.connectors,
-        flash_pool=setup.flash_pool,
-    )
-    strategy = LiquidationStrategy(build_adapters(rpc, list(setup.markets)), valuer=valuer)
-    strategy.action_builder = LiquidationActions(strategy, valuer.venues, execution)
-    senders = await make_senders(ctx, signers)
-    executor = SingleTxExecutor(
-        rpc,
-        senders,
-        min_profit_wei=settings.min_profit_wei,
-        ledger=ledger,
-        dry_run=settings.dry_run,
-        channel="mempool" if settings.submit == "public" else "private",
-    )
-    return Components(
-        [strategy, InclusionTracker(executor, name="single-tx-inclusion")], [executor], coalesce_blocks=False
-    )
-
-
-async def make_senders(ctx: StrategyContext, signers: Sequence[TxSigner]) -> list[PublicSender]:
-    """One PublicSender (with its own nonce manager) per signer, for KEEPER_SUBMIT=public|private."""
-    from keeper.chain.flashbots_auth import FlashbotsSigner
-    from keeper.executors.nonce import NonceManager
-    from keeper.executors.public import PrivateRelay, PublicSender
-
-    services = ctx.services
-    assert isinstance(services, RunServices)
-    mode = SendMode.PUBLIC if ctx.settings.submit == "public" else SendMode.PRIVATE
-    relay: PrivateRelay | None = None
-    if mode is SendMode.PRIVATE:
-        if not services.relay_urls:
-            raise ConfigError(
-                [
-                    f"{env_name('relay_urls')}: missing (KEEPER_SUBMIT=private sends to the first relay); "
-                    "e.g. KEEPER_RELAY_URLS=https://rpc.flashbots.net"
-                ]
-            )
-        relay = PrivateRelay(
-            services.relay_urls[0], FlashbotsSigner(services.identity_key("to sign private transactions"))
-        )
-        services.push_close(relay.close)
-    senders = []
-    for signer in signers:
-        sender = PublicSender(
-            ctx.rpc,
-            signer,
-            NonceManager(ctx.rpc, signer.address),
-            chain_id=services.chain_id,
-            mode=mode,
-            relay=relay,
-        )
-        await sender.start()
-        senders.append(sender)
-    return senders

@@ -5,9 +5,9 @@ settings (which checks names against `available()`) never imports strategy code 
 
 A factory takes a `StrategyContext` and returns, directly or as an awaitable:
 - an object satisfying `keeper.core.interfaces.Strategy` (simple strategies such as `noop`), or
-- `Components`: strategies plus the executors that carry out their actions (the liquidation keeper:
-  its construction is async, since it loads venues from the chain, and it needs signers, builders and
-  the ledger, which it asks `ctx.services` for).
+- `Components`: strategies plus the executors that carry out their actions (the liquidation keeper,
+  wired in strategies/liquidations/wiring.py: its construction is async, since it loads venues from the
+  chain, and it needs signers, builders and the ledger, which it asks `ctx.services` for).
 
 `ctx.services` is provided by `keeper run` (`keeper.runner`); it opens the ledger and the builder client
 lazily, so a strategy that needs neither never creates a ledger file or a relay session.
@@ -27,13 +27,16 @@ if TYPE_CHECKING:
     from keeper.chain.rpc import RpcClient
     from keeper.chain.signer import TxSigner
     from keeper.config import Settings
+    from keeper.core.actions import SendMode
+    from keeper.core.health import SendWatch
     from keeper.core.interfaces import Executor, Strategy
-    from keeper.executors.bundles import MultiBuilderClient
+    from keeper.executors.builders import MultiBuilderClient
+    from keeper.executors.public import PublicSender
     from keeper.ledger import Ledger
 
 REGISTRY: dict[str, str] = {
     "noop": "strategies.noop:create",
-    "liquidations": "keeper.runner:create_liquidations",
+    "liquidations": "strategies.liquidations.wiring:create",
 }
 
 
@@ -58,6 +61,20 @@ class Services(Protocol):
         """The relays (bundle mode). ConfigError when no relay or no relay identity is configured."""
         ...
 
+    async def senders(self, mode: SendMode) -> list[PublicSender]:
+        """One started PublicSender per signer (KEEPER_SUBMIT=public|private), closed on the way out."""
+        ...
+
+    @property
+    def send_watch(self) -> SendWatch:
+        """Where executors report whether builders could be reached (`/health`)."""
+        ...
+
+    @property
+    def event_sink(self) -> Callable[[str, dict[str, Any]], None] | None:
+        """Receives executors' events (sent, included, ...) when a front end wants them (`keeper demo`)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StrategyContext:
@@ -75,8 +92,6 @@ class Components:
 
     strategies: list[Strategy] = field(default_factory=list)
     executors: list[Executor] = field(default_factory=list)
-    coalesce_blocks: bool = True
-    """False when a strategy must see every block (inclusion tracking): the engine then never skips one."""
 
 
 StrategyFactory = Callable[[StrategyContext], Any]
@@ -101,7 +116,6 @@ def _merge(into: Components, result: object, name: str) -> None:
     if isinstance(result, Components):
         into.strategies.extend(result.strategies)
         into.executors.extend(result.executors)
-        into.coalesce_blocks = into.coalesce_blocks and result.coalesce_blocks
     elif hasattr(result, "process_event") and hasattr(result, "name"):
         into.strategies.append(cast("Strategy", result))
     else:

@@ -16,6 +16,12 @@ class TxIntent:
     data: bytes
     value: int = 0
     gas_limit: int | None = None
+    gas_estimate: int | None = None
+    """Gas the call is expected to use: what the executor counts against the block's gas budget."""
+    batchable: bool = False
+    """The call may run inside `batch(bytes[])` of the contract at `to` (our executor contract), together
+    with other batchable calls to the same contract for the same block: one transaction, several
+    opportunities, each item failing alone (see `keeper.executors.packing`)."""
 
 
 @dataclass(frozen=True, slots=True)

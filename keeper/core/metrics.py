@@ -36,3 +36,9 @@ PROCESS_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+ACTIONS_UNROUTED = Counter(
+    "keeper_actions_unrouted_total",
+    "Actions of a type no executor handles (dropped)",
+    ["kind"],
+    registry=REGISTRY,
+)

@@ -1,35 +1,41 @@
-"""Bundles: price, sign, simulate at the relay, send to every builder, and follow what happens.
+"""Bundles: pack, price, sign, simulate at a relay, send to every builder, and follow what happens.
 
-For each `SubmitBundle` (one target block):
-1. record the opportunity in the ledger (first sighting only);
-2. price the tx for the target block: the exact next base fee from the parent header, no priority fee
-   (the builder is paid from inside our contract, after its profit check). The gas limit is the intent's,
-   or `gas_limit` (a fixed ceiling, 3M by default: we pay gas used, never the limit, so a generous limit
-   costs nothing and saves an `eth_estimateGas`, which was more than half of the block-to-bundle time).
-   The nonce, the head (an action whose target block is already mined is stale: nothing is sent) and,
-   unless `on_block` already delivered it, the parent header go out in one JSON-RPC batch;
-3. sign and simulate with `eth_callBundle` at the first relay: the authority. Our executor call returns
-   (profit in the profit token, builder payment in wei); net = profit in wei - gas cost at the target
-   base fee. A failed simulation, or a net below the minimum, means nothing is sent;
-4. claim (opportunity, target block) in the ledger, durably, BEFORE sending: a restart (even after
-   SIGKILL) never sends the same opportunity for the same block twice;
-5. send the same signed body to every builder in parallel; record each builder's answer and latency.
-Several opportunities in one block go out as independent bundles from different senders (the owner and
-the contract's operators), each with its own nonce, so one landing never invalidates another.
-Each new block (`on_block`), pending bundles are checked: included -> realized P&L from the receipt (our
-contract's Liquidated event: profit and builder payment; gas used x effective price); not included ->
-dropped, and the strategy's next action for that opportunity is simulated afresh; an opportunity the
-strategy stopped reporting is marked gone, with zero gas spent on it.
+For the actions one strategy produced for one block (`execute_group`):
+1. record each opportunity in the ledger (first sighting only);
+2. pack them (`keeper.executors.packing`): every batchable opportunity of the target block, in the
+   strategy's ranked order, into as few transactions as the per-transaction gas cap allows, up to the
+   block's gas budget; each transaction has its own sender, so bundles never conflict on a nonce;
+3. the transactions are then prepared concurrently, each:
+   - priced for the target block: the exact next base fee from the parent header, no priority fee (the
+     builder is paid from inside our contract, after its profit check). The nonce, the head (an action
+     whose target block is already mined is stale: nothing is sent) and, unless `on_block` already
+     delivered it, the parent header go out in one JSON-RPC batch;
+   - signed and simulated with `eth_callBundle` (the relay is the authority). A batch returns each item's
+     outcome: an item that failed (a competitor took the position, slippage) or whose net profit is
+     below the minimum is dropped and the rest re-simulated, so what is sent is exactly what passed;
+   - claimed in the ledger, each item durably, BEFORE sending: a restart (even after SIGKILL) never
+     sends the same opportunity for the same block twice;
+   - sent: the same signed body to every builder; each builder's answer is recorded as it arrives.
+4. Each new block (`on_block`): our pending transactions are looked up (one batched receipt read).
+   Included -> realized P&L per item from our contract's `Liquidated` events (profit, builder payment),
+   gas split over the items that succeeded; not included -> the strategy's next action is simulated
+   afresh; an opportunity the strategy stopped reporting is marked gone, with zero gas spent on it.
+5. On start (`reconcile`): opportunities the ledger left open with send claims are settled from the chain
+   (our contract's events in their claimed target blocks), so the ledger equals the chain after a crash.
+
+Net profit of an item = its profit (from the simulation, in the profit token, valued in wei) minus its
+share of the transaction's gas at the target base fee (split by the items' gas estimates).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from eth_abi.abi import decode
 
@@ -37,34 +43,67 @@ from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
 from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
+from keeper.core.health import SendWatch
 from keeper.errors import JsonRpcError, KeeperError, RelayError
-from keeper.executors.bundles import MultiBuilderClient
+from keeper.executors.builders import BuilderResult, MultiBuilderClient
 from keeper.executors.episodes import Episodes
-from keeper.executors.executor_contract import decode_executor_error, liquidated_events
+from keeper.executors.executor_contract import (
+    LIQUIDATED_TOPIC,
+    LiquidatedEvent,
+    decode_batch_result,
+    decode_executor_error,
+    decode_liquidated,
+    encode_batch,
+    liquidated_events,
+)
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
+from keeper.executors.packing import BlockSlots, TxPlan, gas_limit_for, item_gas, pack
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
 
 log = logging.getLogger("keeper.executors.bundles")
 
-DEFAULT_GAS_LIMIT = 3_000_000
-"""Gas limit when the intent has none: above any liquidation (~650k-950k); gas used is what is paid."""
+DEFAULT_GAS_BUDGET = 10_000_000
+"""Gas per block for our transactions when not configured (a third of a 30M block)."""
+MAX_TX_GAS = 16_000_000
+"""Per-transaction gas cap (EIP-7825 caps a transaction at 2**24 = 16,777,216)."""
 GONE_AFTER_BLOCKS = 2
 ABANDON_AFTER_FAILED_SIMULATIONS = 5
+MAX_RESIMULATIONS = 2
+"""Re-simulations of one transaction after dropping failed or unprofitable items."""
 HEADER_MEMORY = 8
 """Headers kept for pricing (the parent of a target block is the newest one or close)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One opportunity of a transaction, as simulated."""
+
+    action: SubmitBundle
+    profit: int
+    """In the action's profit token (the owner's share, after the builder's)."""
+    builder_paid: int
+    profit_wei: int
+    gas_share: int
+    net_wei: int
+
+
 @dataclass
 class Pending:
-    action: SubmitBundle
+    """A transaction we sent, with its items, waiting for its target block."""
+
+    plan: TxPlan
     signed: SignedTx
-    simulated_profit: int
-    builder_payment_wei: int
+    items: tuple[ItemResult, ...]
     gas_used: int
+    sent_at: float
     accepted_by: tuple[str, ...] = ()
-    """Builders (URLs) that accepted the bundle: when only one did, an inclusion is theirs."""
+    """Builders (identities) that accepted the bundle: when only one did, an inclusion is theirs."""
+
+    @property
+    def target_block(self) -> int:
+        return self.plan.target_block
 
 
 @dataclass
@@ -75,11 +114,18 @@ class ExecutorStats:
     stale: int = 0
     """Actions whose target block was already mined when they reached the executor (nothing sent)."""
     below_minimum: int = 0
+    not_packed: int = 0
+    """Actions left out of their block: over the gas budget or no free sender."""
     duplicate: int = 0
     sent: int = 0
+    """Opportunities sent (items; several may share one transaction)."""
+    transactions_sent: int = 0
     included: int = 0
+    failed_in_batch: int = 0
+    """Items of an included transaction that failed on chain (e.g. a competitor was first)."""
     not_included: int = 0
     gone: int = 0
+    reconciled: int = 0
     realized_profit_wei: int = 0
     gas_spent_wei: int = 0
     builder_paid_wei: int = 0
@@ -89,7 +135,7 @@ class ExecutorStats:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
-def _reason_from_revert(data: bytes, message: str) -> str:
+def revert_reason(data: bytes, message: str) -> str:
     decoded = decode_executor_error(data)
     if decoded is not None:
         name, args = decoded
@@ -97,8 +143,42 @@ def _reason_from_revert(data: bytes, message: str) -> str:
     return message or "execution reverted"
 
 
+def split_gas(total: int, weights: Sequence[int]) -> list[int]:
+    """`total` split by `weights` exactly (the remainder goes to the first): the parts sum to `total`."""
+    if not weights:
+        return []
+    weight_sum = sum(weights) or len(weights)
+    parts = (
+        [total * (w or 1) // weight_sum for w in weights]
+        if sum(weights)
+        else [total // len(weights)] * len(weights)
+    )
+    parts[0] += total - sum(parts)
+    return parts
+
+
+def _event_key(meta: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        str(meta.get("pool", "")).lower(),
+        str(meta.get("user", "")).lower(),
+        str(meta.get("collateral_asset", "")).lower(),
+        str(meta.get("debt_asset", "")).lower(),
+    )
+
+
+def _matches(event: LiquidatedEvent, meta: Mapping[str, Any]) -> bool:
+    pool, user, collateral, debt = _event_key(meta)
+    return (
+        (not pool or event.lending_pool.lower() == pool)
+        and event.user.lower() == user
+        and event.collateral.lower() == collateral
+        and event.debt.lower() == debt
+    )
+
+
 class BundleExecutor:
     name = "bundles"
+    handles: tuple[type, ...] = (SubmitBundle,)
 
     def __init__(
         self,
@@ -111,11 +191,14 @@ class BundleExecutor:
         ledger: Ledger | None = None,
         dry_run: bool = False,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
-        gas_limit: int = DEFAULT_GAS_LIMIT,
+        gas_budget: int = DEFAULT_GAS_BUDGET,
+        max_tx_gas: int = MAX_TX_GAS,
+        executor_address: str | None = None,
+        token_to_wei: Callable[[str], Awaitable[tuple[int, int]]] | None = None,
+        send_watch: SendWatch | None = None,
     ) -> None:
         if not signers:
             raise ValueError("the bundle executor needs at least one signer")
-        self.gas_limit = gas_limit
         self.rpc = rpc
         self.signers = list(signers)
         self.builders = builders
@@ -124,21 +207,37 @@ class BundleExecutor:
         self.ledger = ledger
         self.dry_run = dry_run
         self.on_event = on_event
+        self.max_tx_gas = max_tx_gas
+        self.executor_address = executor_address
+        """Our executor contract: where `reconcile` looks for events after a restart."""
+        self.token_to_wei = token_to_wei
+        self.send_watch = send_watch if send_watch is not None else SendWatch()
+        """Told whether builders could be reached: `/health` reports a keeper that acts but never sends."""
+        """(num, den) valuing a token's base units in wei (e.g. from the lending market's oracle): used by
+        `reconcile` for profits found on chain after a restart (live ones carry their own conversion)."""
         self.stats = ExecutorStats()
+        self.relay_failures = 0
+        """Simulations no builder could run (transport errors, 5xx, timeouts)."""
+        self.simulated_by = ""
+        """The builder that ran the last simulation."""
         self.pending: dict[str, Pending] = {}
         """tx hash -> what we sent"""
+        self.slots = BlockSlots(senders=len(self.signers), gas_budget=gas_budget)
         self._last_target: dict[str, int] = {}
         self._recorded: set[str] = set()
         self._final: set[str] = set()
         self._episodes = Episodes()
         self._failures: dict[str, int] = {}
-        self._slots: dict[int, int] = {}
-        """target block -> next signer index: each opportunity of a block gets its own sender (nonce)."""
         self._headers: dict[int, NewBlock] = {}
         """Recent headers by number (from `on_block`): the parent of a target block, without a read."""
         self.last_timings: dict[str, float] = {}
-        """Seconds per step of the last `execute`: prepare (estimate, nonce, parent header: one round
-        trip), sign, simulate (eth_callBundle at the relay), claim (ledger), send (every builder)."""
+        """Seconds per step of the last transaction prepared: prepare (nonce, head, parent header: one
+        round trip), sign, simulate (eth_callBundle at the relay, re-simulations included), claim
+        (ledger), send (until the first builder accepted)."""
+        self.last_group: dict[str, int | float] = {}
+        """The last group of actions: `target_block`, `items`, `transactions` written, `seconds` from its
+        start to the last bundle written (accepted by a builder) and `written_ns`, that moment on the
+        monotonic clock of `NewBlock.received_at_ns`."""
 
     def _emit(self, kind: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -147,45 +246,76 @@ class BundleExecutor:
     # -- actions ---------------------------------------------------------------------------------------
 
     async def execute(self, action: Action) -> None:
-        if not isinstance(action, SubmitBundle):
+        await self.execute_group((action,))
+
+    async def execute_group(self, actions: Sequence[Action]) -> None:
+        started = time.perf_counter()
+        bundles: list[SubmitBundle] = []
+        for given in actions:
+            if not isinstance(given, SubmitBundle):
+                continue
+            self.stats.actions += 1
+            opp_id = self._episode_id(given.opportunity_id)
+            action = given if opp_id == given.opportunity_id else replace(given, opportunity_id=opp_id)
+            self._last_target[opp_id] = max(action.target_block, self._last_target.get(opp_id, 0))
+            await self._record_opportunity(action)
+            bundles.append(action)
+        if not bundles:
             return
-        self.stats.actions += 1
-        opp_id = self._episode_id(action.opportunity_id)
-        if opp_id != action.opportunity_id:
-            action = replace(action, opportunity_id=opp_id)
-        self._last_target[opp_id] = max(action.target_block, self._last_target.get(opp_id, 0))
-        await self._record_opportunity(action)
-        if len(action.txs) != 1 or not isinstance(action.txs[0], TxIntent):
-            raise KeeperError("BundleExecutor sends bundles of exactly one of our own transactions")
-        intent = action.txs[0]
-        signer = self._signer_for(action.target_block)
-        t0 = time.perf_counter()
-        # One round trip: the nonce and, unless the parent (the block the action was built from) was
-        # already seen by `on_block`, the parent header.
-        parent_block = self._headers.get(action.target_block - 1)
+        if self._headers:
+            self.slots.forget_before(max(self._headers))
+        plans, skipped = pack(bundles, self.slots, max_tx_gas=self.max_tx_gas)
+        for s in skipped:
+            self.stats.not_packed += 1
+            self.stats.count_reason(f"not packed: {s.reason}")
+            self._emit("not_packed", id=s.action.opportunity_id, reason=s.reason, block=s.action.target_block)
+        written: list[float] = []
+        async with asyncio.TaskGroup() as tg:
+            for plan in plans:
+                tg.create_task(self._run_plan_guarded(plan, written), name=f"bundle:{plan.target_block}")
+        if plans:
+            last = max(written) if written else 0.0
+            self.last_group = {
+                "target_block": plans[0].target_block,
+                "items": sum(len(p.items) for p in plans),
+                "transactions": len(written),
+                "seconds": (last - started) if written else 0.0,
+                "written_ns": time.monotonic_ns() - int((time.perf_counter() - last) * 1e9) if written else 0,
+            }
+
+    async def _run_plan_guarded(self, plan: TxPlan, written: list[float]) -> None:
+        try:
+            await self._run_plan(plan, written)
+        except (KeeperError, OSError) as exc:
+            # One transaction's failure (RPC, ledger) never cancels the block's other transactions.
+            self.stats.count_reason(f"error: {type(exc).__name__}")
+            log.warning(
+                "bundle transaction failed",
+                extra=kv(
+                    block=plan.target_block, items=len(plan.items), error=f"{type(exc).__name__}: {exc}"
+                ),
+            )
+
+    async def _prepare(self, plan: TxPlan, signer: TxSigner) -> tuple[int, int] | None:
+        """(nonce, base fee) for the plan's transaction, or None when its target block is already mined."""
+        parent_block = self._headers.get(plan.target_block - 1)
         calls: list[tuple[str, Any]] = []
         if parent_block is None:
-            calls.append(("eth_getBlockByNumber", [hex(action.target_block - 1), False]))
+            calls.append(("eth_getBlockByNumber", [hex(plan.target_block - 1), False]))
         calls.append(("eth_getTransactionCount", [signer.address, "latest"]))
         calls.append(("eth_blockNumber", []))
         replies = await self.rpc.batch(calls, raise_errors=False)
         counted, head = replies[-2], replies[-1]
         if isinstance(head, JsonRpcError):
             raise head
-        if hex_to_int(head) >= action.target_block:
-            # The target block is already mined: a bundle for it can never land (and a relay simulates
-            # "as if in the target block", so it would not say so). The strategy acts on the new block.
-            self.stats.stale += 1
-            self.stats.count_reason("stale: the target block was already mined")
-            self._emit("stale", id=opp_id, block=action.target_block)
-            return
+        if hex_to_int(head) >= plan.target_block:
+            return None
         if parent_block is None:
             parent = replies[0]
             if isinstance(parent, JsonRpcError):
                 raise parent
             if not isinstance(parent, dict):
-                await self._sim_failed(action, "target block's parent not found (stale action)")
-                return
+                return None
             base_fee = next_base_fee_from_header(parent)
         else:
             base_fee = next_base_fee(
@@ -193,107 +323,256 @@ class BundleExecutor:
             )
         if isinstance(counted, JsonRpcError):
             raise counted
-        nonce = hex_to_int(counted)
-        t1 = time.perf_counter()
-        signed = signer.sign(
+        return hex_to_int(counted), base_fee
+
+    def _sign(self, signer: TxSigner, nonce: int, base_fee: int, plan: TxPlan) -> SignedTx:
+        first = plan.items[0].txs[0]
+        assert isinstance(first, TxIntent)
+        if plan.batched:
+            data = encode_batch([_intent(a).data for a in plan.items])
+            value = 0
+        else:
+            data, value = first.data, first.value
+        return signer.sign(
             Eip1559Tx(
                 chain_id=self.chain_id,
                 nonce=nonce,
                 max_priority_fee_per_gas=0,
                 max_fee_per_gas=base_fee,
-                gas=intent.gas_limit or self.gas_limit,
-                to=intent.to,
-                value=intent.value,
-                data=intent.data,
+                gas=first.gas_limit if not plan.batched and first.gas_limit else plan.gas_limit,
+                to=plan.to or first.to,
+                value=value,
+                data=data,
             )
         )
-        t2 = time.perf_counter()
-        self.last_timings = {"prepare": t1 - t0, "sign": t2 - t1}
-        try:
-            sim = await self.builders.clients[0].call_bundle([signed.raw], action.target_block)
-        except RelayError as exc:
-            await self._sim_failed(action, f"eth_callBundle failed: {exc}")
+
+    async def _run_plan(self, plan: TxPlan, written: list[float]) -> None:
+        if any(len(a.txs) != 1 or not isinstance(a.txs[0], TxIntent) for a in plan.items):
+            for a in plan.items:
+                await self._sim_failed(
+                    a, "bundles with foreign transactions are not supported by this executor"
+                )
             return
-        t3 = time.perf_counter()
-        self.last_timings["simulate"] = t3 - t2
-        self.stats.simulated += 1
-        result = sim.results[0]
-        if not result.success or result.value is None:
-            await self._sim_failed(action, _reason_from_revert(result.revert or b"", result.error or ""))
+        signer = self.signers[plan.sender_index % len(self.signers)]
+        t0 = time.perf_counter()
+        prepared = await self._prepare(plan, signer)
+        if prepared is None:
+            # The target block is already mined: a bundle for it can never land (and a relay simulates
+            # "as if in the target block", so it would not say so). The strategy acts on the new block.
+            for a in plan.items:
+                self.stats.stale += 1
+                self.stats.count_reason("stale: the target block was already mined")
+                self._emit("stale", id=a.opportunity_id, block=plan.target_block)
             return
-        profit, builder_paid = (int(x) for x in decode(["uint256", "uint256"], result.value))
-        num, den = action.profit_to_wei
-        profit_wei = profit * num // den
-        gas_cost = result.gas_used * base_fee
-        net = profit_wei - gas_cost
-        minimum = action.min_profit_wei if action.min_profit_wei is not None else self.min_profit_wei
-        await self._ledger_sim(
-            action, True, profit_wei + builder_paid, result.gas_used, builder_paid, net, None
-        )
-        if net < minimum:
-            self.stats.below_minimum += 1
-            self.stats.count_reason("below minimum after simulation")
-            self._emit("below_minimum", id=opp_id, net_wei=net, minimum=minimum, block=action.target_block)
+        nonce, base_fee = prepared
+        t1 = time.perf_counter()
+        self.last_timings = {"prepare": t1 - t0, "sign": 0.0, "simulate": 0.0}
+        for _attempt in range(MAX_RESIMULATIONS + 1):
+            ts = time.perf_counter()
+            signed = self._sign(signer, nonce, base_fee, plan)
+            tsim = time.perf_counter()
+            self.last_timings["sign"] += tsim - ts
+            outcome = await self._simulate(plan, signed, base_fee)
+            self.last_timings["simulate"] += time.perf_counter() - tsim
+            if outcome is None:
+                return
+            kept, gas_used = outcome
+            if len(kept) == len(plan.items):
+                break
+            if not kept:
+                return
+            estimate = sum(item_gas(r.action) for r in kept)
+            estimate += 0 if len(kept) == 1 else plan.gas_estimate - sum(item_gas(a) for a in plan.items)
+            plan = replace(
+                plan,
+                items=tuple(r.action for r in kept),
+                gas_estimate=estimate,
+                gas_limit=gas_limit_for(estimate, self.max_tx_gas),
+            )
+        else:
+            for a in plan.items:
+                await self._sim_failed(a, "items kept failing after re-simulation")
             return
         if self.dry_run:
-            self._emit("dry_run", id=opp_id, net_wei=net, block=action.target_block)
+            for r in kept:
+                self._emit("dry_run", id=r.action.opportunity_id, net_wei=r.net_wei, block=plan.target_block)
             return
-        if self.ledger is not None and not await self.ledger.claim_send(opp_id, action.target_block):
-            self.stats.duplicate += 1
-            return
-        started = time.perf_counter()
-        self.last_timings["claim"] = started - t3
-        outcomes = await self.builders.send_bundle_for_blocks(
-            [signed.raw], action.target_block, 1, replacement_uuid=uuid.uuid5(uuid.NAMESPACE_URL, opp_id)
-        )
-        self.last_timings["send"] = time.perf_counter() - started
-        results = outcomes[action.target_block]
-        self.stats.sent += 1
-        self.pending[signed.hash_hex] = Pending(
-            action, signed, profit, builder_paid, result.gas_used, tuple(r.url for r in results if r.ok)
-        )
-        self._emit(
-            "sent",
-            id=opp_id,
-            block=action.target_block,
-            net_wei=net,
-            builder_paid_wei=builder_paid,
-            builders=sum(1 for r in results if r.ok),
-            ms=(time.perf_counter() - started) * 1000,
-        )
+        tc = time.perf_counter()
         if self.ledger is not None:
-            for r in results:
-                await self.ledger.record_submission(
-                    Submission(
-                        opportunity_id=opp_id,
-                        target_block=action.target_block,
-                        builder=r.url,
-                        ok=r.ok,
-                        bundle_hash=r.bundle_hash,
-                        replacement_uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, opp_id)),
-                        latency_ms=r.latency * 1000,
-                        error=None if r.error is None else str(r.error)[:500],
-                    )
+            claims = await asyncio.gather(
+                *(self.ledger.claim_send(r.action.opportunity_id, plan.target_block) for r in kept)
+            )
+            if not all(claims):
+                # Claimed before (a restart within the same block): never send any of it twice.
+                self.stats.duplicate += len(kept)
+                return
+        self.last_timings["claim"] = time.perf_counter() - tc
+        await self._send(plan, signed, tuple(kept), gas_used, written)
+
+    async def _simulate(
+        self, plan: TxPlan, signed: SignedTx, base_fee: int
+    ) -> tuple[list[ItemResult], int] | None:
+        """Simulates at the relay; returns the items to send and the transaction's gas used, or None when
+        nothing is to be sent. Failed and below-minimum items are recorded and left out."""
+        try:
+            outcome = await self.builders.simulate([signed.raw], plan.target_block)
+        except RelayError as exc:
+            self.relay_failures += 1
+            self.send_watch.failed(f"eth_callBundle: {exc}")
+            for a in plan.items:
+                await self._sim_failed(a, f"eth_callBundle failed: {exc}")
+            return None
+        self.stats.simulated += 1
+        self.send_watch.ok()
+        self.simulated_by = outcome.builder
+        result = outcome.result.results[0]
+        if not result.success or result.value is None:
+            reason = revert_reason(result.revert or b"", result.error or "")
+            for a in plan.items:
+                await self._sim_failed(a, reason)
+            return None
+        if plan.batched:
+            try:
+                outcomes = decode_batch_result(result.value)
+            except (KeeperError, ValueError) as exc:
+                for a in plan.items:
+                    await self._sim_failed(a, f"undecodable batch result: {exc}")
+                return None
+        else:
+            outcomes = [(True, result.value)]
+        if len(outcomes) != len(plan.items):
+            for a in plan.items:
+                await self._sim_failed(a, "batch result has the wrong number of items")
+            return None
+        ok_items = [(a, data) for a, (ok, data) in zip(plan.items, outcomes, strict=True) if ok]
+        for a, (ok, data) in zip(plan.items, outcomes, strict=True):
+            if not ok:
+                await self._sim_failed(a, revert_reason(data, "item reverted"))
+        shares = split_gas(result.gas_used, [item_gas(a) for a, _ in ok_items])
+        kept: list[ItemResult] = []
+        for (a, data), gas_share in zip(ok_items, shares, strict=True):
+            profit, builder_paid = (int(x) for x in decode(["uint256", "uint256"], data))
+            num, den = a.profit_to_wei
+            profit_wei = profit * num // den
+            net = profit_wei - gas_share * base_fee
+            minimum = a.min_profit_wei if a.min_profit_wei is not None else self.min_profit_wei
+            await self._ledger_sim(
+                a, plan.target_block, True, profit_wei + builder_paid, gas_share, builder_paid, net, None
+            )
+            if net < minimum:
+                self.stats.below_minimum += 1
+                self.stats.count_reason("below minimum after simulation")
+                self._emit(
+                    "below_minimum",
+                    id=a.opportunity_id,
+                    net_wei=net,
+                    minimum=minimum,
+                    block=plan.target_block,
                 )
+                continue
+            kept.append(ItemResult(a, profit, builder_paid, profit_wei, gas_share, net))
+        return kept, result.gas_used
+
+    async def _send(
+        self,
+        plan: TxPlan,
+        signed: SignedTx,
+        items: tuple[ItemResult, ...],
+        gas_used: int,
+        written: list[float],
+    ) -> None:
+        started = time.perf_counter()
+        key = f"{plan.sender_index}:{plan.target_block}:{items[0].action.opportunity_id}"
+        replacement = uuid.uuid5(uuid.NAMESPACE_URL, key)
+        pending = Pending(plan, signed, items, gas_used, started)
+        self.pending[signed.hash_hex] = pending
+        self.stats.sent += len(items)
+        self.stats.transactions_sent += 1
+        results: list[BuilderResult] = []
+        accepted: list[str] = []
+        try:
+            stream = self.builders.stream_bundle_for_blocks(
+                [signed.raw], plan.target_block, 1, replacement_uuid=replacement
+            )
+            async for _block, b in stream:
+                # Each builder's answer is recorded as it arrives: a slow one delays nobody.
+                results.append(b)
+                if b.ok:
+                    if not accepted:
+                        written.append(time.perf_counter())
+                        self.last_timings["send"] = time.perf_counter() - started
+                    accepted.append(b.name)
+                    pending.accepted_by = tuple(accepted)
+                await self._record_submissions(plan, items, b, str(replacement))
+        except asyncio.CancelledError:
+            # Shutting down mid-send: what was claimed is recorded as sent with an unknown outcome, so the
+            # next start reconciles it with the chain.
+            answered = {b.name for b in results}
+            for name in self.builders.names:
+                if name not in answered:
+                    await self._record_submissions(
+                        plan,
+                        items,
+                        BuilderResult(name, name, False, None, None, time.perf_counter() - started),
+                        str(replacement),
+                        error="shutdown before the builder answered: outcome unknown",
+                    )
+            raise
+        if not accepted:
+            self.send_watch.failed("no builder accepted the bundle")
+        for r in items:
+            self._emit(
+                "sent",
+                id=r.action.opportunity_id,
+                block=plan.target_block,
+                net_wei=r.net_wei,
+                builder_paid_wei=r.builder_paid,
+                builders=len(accepted),
+                batch=len(items),
+                ms=(time.perf_counter() - started) * 1000,
+            )
         log.info(
             "bundle sent",
             extra=kv(
-                id=opp_id, block=action.target_block, net_wei=net, builders=sum(1 for r in results if r.ok)
+                block=plan.target_block,
+                items=len(items),
+                net_wei=sum(r.net_wei for r in items),
+                builders=len(accepted),
+                tx=signed.hash_hex,
             ),
         )
+
+    async def _record_submissions(
+        self,
+        plan: TxPlan,
+        items: tuple[ItemResult, ...],
+        b: BuilderResult,
+        replacement: str,
+        error: str | None = None,
+    ) -> None:
+        if self.ledger is None:
+            return
+        for r in items:
+            await self.ledger.record_submission(
+                Submission(
+                    opportunity_id=r.action.opportunity_id,
+                    target_block=plan.target_block,
+                    builder=b.name,
+                    ok=b.ok,
+                    bundle_hash=b.bundle_hash,
+                    replacement_uuid=replacement,
+                    latency_ms=b.latency * 1000,
+                    error=error if error is not None else (None if b.error is None else str(b.error)[:500]),
+                )
+            )
 
     def _episode_id(self, base_id: str) -> str:
         """The ledger id of this opportunity's current episode. A position liquidated in part (close
         factor) or that went away and came back is a new episode: `id#2`, `id#3`, ..."""
         current = self._episodes.current(base_id)
-        return self._episodes.advance(base_id) if current in self._final else current
-
-    def _signer_for(self, target_block: int) -> TxSigner:
-        for block in [b for b in self._slots if b < target_block - 1]:
-            del self._slots[block]
-        index = self._slots.get(target_block, 0)
-        self._slots[target_block] = index + 1
-        return self.signers[index % len(self.signers)]
+        while current in self._final:
+            current = self._episodes.advance(base_id)
+        return current
 
     async def _record_opportunity(self, action: SubmitBundle) -> None:
         if self.ledger is None or action.opportunity_id in self._recorded:
@@ -304,6 +583,7 @@ class BundleExecutor:
     async def _ledger_sim(
         self,
         action: SubmitBundle,
+        target_block: int,
         ok: bool,
         profit_wei: int | None,
         gas_used: int | None,
@@ -316,7 +596,7 @@ class BundleExecutor:
         await self.ledger.record_simulation(
             Simulation(
                 opportunity_id=action.opportunity_id,
-                target_block=action.target_block,
+                target_block=target_block,
                 ok=ok,
                 simulated_profit_wei=None if profit_wei is None else max(profit_wei, 0),
                 gas_used=gas_used,
@@ -330,7 +610,7 @@ class BundleExecutor:
         self.stats.simulation_failed += 1
         self.stats.count_reason(f"simulation failed: {reason}")
         self._emit("simulation_failed", id=action.opportunity_id, reason=reason, block=action.target_block)
-        await self._ledger_sim(action, False, None, None, None, None, reason[:500])
+        await self._ledger_sim(action, action.target_block, False, None, None, None, None, reason[:500])
         opp_id = action.opportunity_id
         self._failures[opp_id] = self._failures.get(opp_id, 0) + 1
         if self._failures[opp_id] >= ABANDON_AFTER_FAILED_SIMULATIONS:
@@ -355,18 +635,22 @@ class BundleExecutor:
 
     async def on_block(self, block: NewBlock) -> None:
         self.note_block(block)
-        for tx_hash, p in list(self.pending.items()):
-            if block.number < p.action.target_block:
-                continue
-            receipt = await self.rpc.call("eth_getTransactionReceipt", [tx_hash])
-            if receipt is not None:
-                await self._included(p, receipt, block)
+        due = [(h, p) for h, p in self.pending.items() if block.number >= p.target_block]
+        if due:
+            receipts = await self.rpc.batch(
+                [("eth_getTransactionReceipt", [h]) for h, _ in due], raise_errors=False
+            )
+            for (tx_hash, p), receipt in zip(due, receipts, strict=True):
+                if isinstance(receipt, JsonRpcError):
+                    continue  # read again next block
                 del self.pending[tx_hash]
-            elif block.number >= p.action.target_block:
-                self.stats.not_included += 1
-                self._emit("not_included", id=p.action.opportunity_id, block=p.action.target_block)
-                del self.pending[tx_hash]
-        waiting = {p.action.opportunity_id for p in self.pending.values()}
+                if isinstance(receipt, dict):
+                    await self._included(p, receipt, block.timestamp)
+                else:
+                    for r in p.items:
+                        self.stats.not_included += 1
+                        self._emit("not_included", id=r.action.opportunity_id, block=p.target_block)
+        waiting = {r.action.opportunity_id for p in self.pending.values() for r in p.items}
         for opp_id, last in list(self._last_target.items()):
             if opp_id in waiting or opp_id in self._final:
                 continue
@@ -380,51 +664,188 @@ class BundleExecutor:
                         opp_id, Status.GONE, "no longer liquidatable or profitable (not re-detected)"
                     )
 
-    async def _included(self, p: Pending, receipt: dict[str, Any], block: NewBlock) -> None:
-        opp_id = p.action.opportunity_id
+    async def _included(self, p: Pending, receipt: dict[str, Any], block_timestamp: int) -> None:
+        success = receipt.get("status") == "0x1"
+        events = liquidated_events(receipt, p.plan.to or None) if success else []
+        matched: list[tuple[SubmitBundle, LiquidatedEvent | None]] = []
+        for r in p.items:
+            event = next((e for e in events if _matches(e, r.action.meta)), None)
+            if event is not None:
+                events.remove(event)
+                matched.append((r.action, event))
+            elif success:
+                # Ran inside the batch and failed alone (e.g. a competitor liquidated it first): it stays
+                # open; the strategy re-detects it or it goes away.
+                self.stats.failed_in_batch += 1
+                self._emit("failed_in_batch", id=r.action.opportunity_id, block=p.target_block)
+            else:
+                matched.append((r.action, None))
+        await self._record_inclusions(matched, receipt, block_timestamp, p.accepted_by)
+
+    async def _record_inclusions(
+        self,
+        matched: Sequence[tuple[SubmitBundle, LiquidatedEvent | None]],
+        receipt: Mapping[str, Any],
+        block_timestamp: int,
+        accepted_by: tuple[str, ...] = (),
+    ) -> None:
+        """Records the items of one included transaction; its gas is split over them exactly."""
+        if not matched:
+            return
         success = receipt.get("status") == "0x1"
         gas_used = hex_to_int(receipt["gasUsed"])
         price = hex_to_int(receipt["effectiveGasPrice"])
-        events = liquidated_events(receipt) if success else []
-        profit = sum(e.profit for e in events)
-        builder_paid = sum(e.coinbase_paid for e in events)
-        num, den = p.action.profit_to_wei
-        profit_wei = profit * num // den
-        self.stats.included += 1
-        self.stats.realized_profit_wei += profit_wei
-        self.stats.gas_spent_wei += gas_used * price
-        self.stats.builder_paid_wei += builder_paid
-        self._final.add(opp_id)
-        self._last_target.pop(opp_id, None)
         number = hex_to_int(receipt["blockNumber"])
-        self._emit(
-            "included",
-            id=opp_id,
-            block=number,
-            success=success,
-            profit=profit,
-            profit_wei=profit_wei,
-            gas_wei=gas_used * price,
-            builder_paid_wei=builder_paid,
-        )
-        if self.ledger is not None:
-            await self.ledger.record_inclusion(
-                Inclusion(
-                    opportunity_id=opp_id,
-                    block_number=number,
-                    tx_hash=str(receipt["transactionHash"]),
-                    gas_used=gas_used,
-                    effective_gas_price=price,
-                    gas_cost_wei=gas_used * price,
-                    builder_payment_wei=builder_paid,
-                    realized_profit=profit,
-                    realized_profit_asset=p.action.profit_token or "ETH",
-                    included_at=block.timestamp,
-                    success=success,
-                    builder=p.accepted_by[0] if len(p.accepted_by) == 1 else None,
-                    realized_profit_wei=profit_wei,
-                )
+        gas_parts = split_gas(gas_used, [item_gas(a) for a, _ in matched])
+        for (action, event), gas in zip(matched, gas_parts, strict=True):
+            opp_id = action.opportunity_id
+            profit = event.profit if event is not None else 0
+            builder_paid = event.coinbase_paid if event is not None else 0
+            num, den = action.profit_to_wei
+            profit_wei = profit * num // den
+            self.stats.included += 1
+            self.stats.realized_profit_wei += profit_wei
+            self.stats.gas_spent_wei += gas * price
+            self.stats.builder_paid_wei += builder_paid
+            self._final.add(opp_id)
+            self._last_target.pop(opp_id, None)
+            self._emit(
+                "included",
+                id=opp_id,
+                block=number,
+                target_block=action.target_block,
+                detected_block=int(action.meta.get("detected_block", action.target_block - 1)),
+                success=success,
+                profit=profit,
+                profit_wei=profit_wei,
+                gas_wei=gas * price,
+                builder_paid_wei=builder_paid,
             )
+            if self.ledger is not None:
+                await self.ledger.record_inclusion(
+                    Inclusion(
+                        opportunity_id=opp_id,
+                        block_number=number,
+                        tx_hash=str(receipt["transactionHash"]),
+                        gas_used=gas,
+                        effective_gas_price=price,
+                        gas_cost_wei=gas * price,
+                        builder_payment_wei=builder_paid,
+                        realized_profit=profit,
+                        realized_profit_asset=action.profit_token or "ETH",
+                        included_at=block_timestamp,
+                        success=success and event is not None,
+                        builder=accepted_by[0] if len(accepted_by) == 1 else None,
+                        realized_profit_wei=profit_wei,
+                    )
+                )
+
+    # -- restart ---------------------------------------------------------------------------------------
+
+    async def _token_to_wei(self, token: str | None) -> tuple[int, int]:
+        if self.token_to_wei is None or not token:
+            return (1, 1) if not token else (0, 1)
+        return await self.token_to_wei(token)
+
+    async def reconcile(self) -> int:
+        """Settles what an earlier run left open (killed mid-send, or stopped before its bundles' target
+        blocks): opportunities with send claims and no inclusion are looked up in our contract's events
+        of their claimed target blocks. Found -> inclusion recorded from the event and the receipt (gas
+        split over our items of that transaction); not found and every claimed block mined -> marked
+        gone. Episode numbering continues after the ledger's ids. Returns how many were settled."""
+        if self.ledger is None:
+            return 0
+        data = await self.ledger.report_data()
+        for opp in data.opportunities:
+            base, _, round_ = opp.id.partition("#")
+            self._episodes.observe(base, int(round_) if round_.isdigit() else 1)
+            if opp.status not in (Status.OPEN, Status.SUBMITTED):
+                self._final.add(opp.id)
+        open_opps = [o for o in data.opportunities if o.status in (Status.OPEN, Status.SUBMITTED)]
+        if not open_opps:
+            return 0
+        claims = {o.id: [i.target_block for i in await self.ledger.send_intents(o.id)] for o in open_opps}
+        claimed = {o.id: o for o in open_opps if claims[o.id]}
+        if not claimed:
+            return 0
+        head = await self.rpc.block_number()
+        low = min(min(claims[i]) for i in claimed)
+        high = min(max(max(claims[i]) for i in claimed), head)
+        events: list[tuple[LiquidatedEvent, dict[str, Any]]] = []
+        if self.executor_address is not None and low <= high:
+            logs = await self.rpc.call(
+                "eth_getLogs",
+                [
+                    {
+                        "address": self.executor_address,
+                        "topics": [LIQUIDATED_TOPIC],
+                        "fromBlock": hex(low),
+                        "toBlock": hex(high),
+                    }
+                ],
+            )
+            for entry in logs or []:
+                events.append((decode_liquidated(entry), entry))
+        by_tx: dict[str, list[tuple[SubmitBundle, LiquidatedEvent]]] = {}
+        settled = 0
+        for opp_id, opp in claimed.items():
+            meta = {
+                "user": opp.user,
+                "collateral_asset": opp.collateral_asset,
+                "debt_asset": opp.debt_asset,
+            }
+            blocks = set(claims[opp_id])
+            found = next(
+                (
+                    (e, entry)
+                    for e, entry in events
+                    if _matches(e, meta) and hex_to_int(entry["blockNumber"]) in blocks
+                ),
+                None,
+            )
+            if found is not None:
+                event, entry = found
+                events.remove(found)
+                action = SubmitBundle(
+                    opportunity_id=opp_id,
+                    strategy=opp.strategy,
+                    target_block=hex_to_int(entry["blockNumber"]),
+                    txs=(),
+                    expected_profit_wei=opp.expected_profit,
+                    profit_token=opp.debt_asset or "",
+                    profit_to_wei=await self._token_to_wei(opp.debt_asset),
+                    meta=meta,
+                )
+                by_tx.setdefault(str(entry["transactionHash"]), []).append((action, event))
+            elif max(blocks) <= head:
+                self._final.add(opp_id)
+                settled += 1
+                await self.ledger.set_status(
+                    opp_id, Status.GONE, "not included in its claimed target blocks (found on restart)"
+                )
+        if by_tx:
+            hashes = list(by_tx)
+            receipts = await self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+            blocks_ts: dict[int, int] = {}
+            for tx_hash, receipt in zip(hashes, receipts, strict=True):
+                number = hex_to_int(receipt["blockNumber"])
+                if number not in blocks_ts:
+                    header = await self.rpc.call("eth_getBlockByNumber", [hex(number), False])
+                    blocks_ts[number] = hex_to_int(header["timestamp"])
+                items = by_tx[tx_hash]
+                await self._record_inclusions(list(items), receipt, blocks_ts[number])
+                settled += len(items)
+        self.stats.reconciled += settled
+        if settled:
+            log.info("ledger reconciled with the chain", extra=kv(settled=settled))
+        return settled
+
+
+def _intent(action: SubmitBundle) -> TxIntent:
+    tx = action.txs[0]
+    if not isinstance(tx, TxIntent):
+        raise KeeperError("not one of our transactions")
+    return tx
 
 
 def ledger_opportunity(opportunity_id: str, action: SubmitBundle | SendTx) -> LedgerOpportunity:
@@ -444,24 +865,3 @@ def ledger_opportunity(opportunity_id: str, action: SubmitBundle | SendTx) -> Le
         debt_to_cover=m.get("debt_to_cover"),
         expected_collateral=m.get("collateral_out"),
     )
-
-
-class BlockAware(Protocol):
-    async def on_block(self, block: NewBlock) -> None: ...
-
-
-class InclusionTracker:
-    """Feeds every new block to an executor that follows its transactions (the engine delivers events
-    to strategies only): the bundle executor, or the single-transaction one of protocol-keeper mode."""
-
-    def __init__(self, executor: BlockAware, *, name: str = "inclusion") -> None:
-        self.executor = executor
-        self.name = name
-
-    async def sync_state(self) -> None:
-        return None
-
-    async def process_event(self, event: object) -> list[Action]:
-        if isinstance(event, NewBlock):
-            await self.executor.on_block(event)
-        return []

@@ -20,3 +20,7 @@ class Episodes:
         """Starts the next round of `base_id` and returns its id."""
         self._round[base_id] = self._round.get(base_id, 1) + 1
         return self.current(base_id)
+
+    def observe(self, base_id: str, round_: int) -> None:
+        """Continues numbering after a round recorded earlier (e.g. read back from the ledger)."""
+        self._round[base_id] = max(self._round.get(base_id, 1), round_)

@@ -81,6 +81,7 @@ class SingleTxExecutor:
     """
 
     name = "single-tx"
+    handles: tuple[type, ...] = (SubmitBundle, SendTx)
 
     def __init__(
         self,

@@ -39,9 +39,13 @@ class ExecutionConfig:
     """Owner's minimum profit after gas and the builder's share (wei); negative allowed, contract floor 0."""
     gas_estimate: int = 1_100_000
     """Gas assumed when pricing before simulation (a full liquidation uses ~650k-950k)."""
-    max_per_block: int = 10
+    max_per_block: int = 500
     connectors: tuple[str, ...] = ()
     """Tokens a builder-payment route may pass through to reach WETH (e.g. USDC)."""
+    gas_budget: int = 10_000_000
+    """Gas our transactions may use per block: opportunities beyond it wait for the next block."""
+    swap_tolerance_bps: int = 50
+    """The sale's amountOutMinimum is the exact quote minus this share."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.builder_share_bps < BPS:
@@ -124,13 +128,21 @@ class LiquidationActions:
             opportunity_id=opp.id,
             strategy=self.strategy.name,
             target_block=block.number + 1,
-            txs=(TxIntent(to=cfg.executor, data=encode_liquidate(params)),),
+            txs=(
+                TxIntent(
+                    to=cfg.executor,
+                    data=encode_liquidate(params),
+                    gas_estimate=cfg.gas_estimate,
+                    batchable=True,
+                ),
+            ),
             expected_profit_wei=gross_wei,
             min_profit_wei=cfg.min_profit_wei,
             profit_token=opp.debt_asset,
             profit_to_wei=(num, den),
             meta={
                 "protocol": opp.protocol,
+                "pool": opp.pool,
                 "user": opp.user,
                 "collateral_asset": opp.collateral_asset,
                 "debt_asset": opp.debt_asset,

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from keeper.core.health import HeadWatch
+from keeper.core.health import HeadWatch, SendWatch
 from keeper.devnet.anvil import free_port
 from keeper.observability import ObservabilityServer, make_app, serve
 
@@ -45,13 +45,18 @@ async def test_health_lifecycle_starting_ok_stale() -> None:
     async with TestClient(TestServer(make_app(watch))) as client:
         resp = await client.get("/health")
         assert resp.status == 503
-        assert await resp.json() == {"status": "starting", "head": None, "age": None, "max_age": 30}
+        assert (await resp.json()).items() >= {
+            "status": "starting",
+            "head": None,
+            "age": None,
+            "max_age": 30,
+        }.items()
 
         watch.mark(100)
         clock.now += 5
         resp = await client.get("/health")
         assert resp.status == 200
-        assert await resp.json() == {"status": "ok", "head": 100, "age": 5.0, "max_age": 30}
+        assert (await resp.json()).items() >= {"status": "ok", "head": 100, "age": 5.0, "max_age": 30}.items()
 
         clock.now += 26
         resp = await client.get("/health")
@@ -102,3 +107,25 @@ async def test_serve_task_cancels_cleanly_and_port_zero_disables() -> None:
     server = ObservabilityServer("127.0.0.1", 0, watch)
     async with server:
         assert not server.enabled
+
+
+async def test_health_reports_a_keeper_that_acts_but_cannot_send() -> None:
+    watch, clock = watch_with_clock(max_age=30)
+    sends = SendWatch(max_age=30)
+    sends._clock = clock
+    watch.mark(100)
+    async with TestClient(TestServer(make_app(watch, sends))) as client:
+        sends.failed("eth_callBundle: connection refused")
+        clock.now += 10
+        watch.mark(101)
+        assert (await client.get("/health")).status == 200  # not for long enough yet
+        clock.now += 25
+        watch.mark(102)
+        resp = await client.get("/health")
+        assert resp.status == 503
+        body = await resp.json()
+        assert body["status"] == "not_sending"
+        assert body["send_failures"] == 1
+        assert body["last_send_error"] == "eth_callBundle: connection refused"
+        sends.ok()
+        assert (await client.get("/health")).status == 200

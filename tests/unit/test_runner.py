@@ -16,8 +16,9 @@ from keeper.core.actions import ForeignTx, SubmitBundle, TxIntent
 from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.errors import ConfigError, ExecutionReverted
 from keeper.executors.single_tx import SingleTxExecutor
-from keeper.runner import liquidation_setup, plan_run
+from keeper.runner import plan_run
 from keeper.strategies_registry import Components, StrategyContext, build_components, build_strategies
+from strategies.liquidations.wiring import liquidation_setup
 
 FUNDS_ADDR, FUNDS_KEY = DEV_ACCOUNTS[2]
 OP_KEYS = [k for _, k in DEV_ACCOUNTS[5:7]]
@@ -145,7 +146,8 @@ def test_devnet_mode_takes_everything_from_the_file(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("KEEPER_EXECUTOR_ADDRESS", "0x" + "99" * 20)  # ignored in devnet mode
     s = load_settings(None)
     plan = plan_run(s)
-    assert plan.relay_urls == ["http://127.0.0.1:9999"]
+    # The relays listed are honoured; the devnet's relay comes after them.
+    assert plan.relay_urls == ["https://relay.example.com", "devnet=http://127.0.0.1:9999"]
     # The funds key first, then the devnet's operators (dev accounts 5-9).
     assert [x.address for x in plan.signers] == [FUNDS_ADDR, *(a for a, _ in DEV_ACCOUNTS[5:10])]
     assert plan.devnet is not None
@@ -165,6 +167,18 @@ def test_devnet_mode_with_explicit_operator_keys(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("KEEPER_OPERATOR_KEYS", OP_KEYS[0])
     plan = plan_run(load_settings(None))
     assert [x.address for x in plan.signers] == [FUNDS_ADDR, DEV_ACCOUNTS[5][0]]
+    assert plan.relay_urls == ["devnet=http://127.0.0.1:9999"]
+
+
+def test_devnet_relay_listed_explicitly_is_not_added_twice(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KEEPER_DEVNET", "true")
+    monkeypatch.setenv("KEEPER_DEVNET_FILE", str(_devnet_file(tmp_path)))
+    monkeypatch.setenv("KEEPER_PRIVATE_KEY", FUNDS_KEY)
+    monkeypatch.setenv("KEEPER_RELAY_URLS", "local=http://127.0.0.1:9999,titan=https://rpc.titanbuilder.xyz")
+    plan = plan_run(load_settings(None))
+    assert plan.relay_urls == ["local=http://127.0.0.1:9999", "titan=https://rpc.titanbuilder.xyz"]
 
 
 def test_devnet_mode_without_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -202,7 +216,6 @@ async def test_registry_builds_noop_and_refuses_liquidations_outside_run() -> No
     assert isinstance(comps, Components)
     assert [x.name for x in comps.strategies] == ["noop"]
     assert comps.executors == []
-    assert comps.coalesce_blocks
     assert [x.name for x in build_strategies(["noop"], ctx)] == ["noop"]
     with pytest.raises(ConfigError, match="needs `keeper run`"):
         build_strategies(["liquidations"], ctx)

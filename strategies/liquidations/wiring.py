@@ -1,0 +1,277 @@
+"""The liquidation keeper's wiring: the one place that builds it (`KEEPER_STRATEGIES=liquidations`).
+
+    settings (+ the devnet record when KEEPER_DEVNET) -> LiquidationSetup (markets, venues, executor)
+        -> strategy (adapters + valuer + action builder)
+        -> executor for KEEPER_SUBMIT: BundleExecutor (bundle) or SingleTxExecutor (public / private)
+
+`keeper run`, `keeper demo`, the tests and the benchmarks all build it here. Before anything runs, the
+executor contract must have code and every signer must be its owner or an operator (one clear error line
+otherwise: a liquidation from any other sender reverts with NotOperator). The bundle executor then
+settles what an earlier run left open in the ledger (`reconcile`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode
+
+from keeper.chain.abi import encode_call
+from keeper.chain.rpc import RpcClient, hex_to_int
+from keeper.chain.signer import TxSigner
+from keeper.config import Settings, env_name
+from keeper.core.actions import SendMode
+from keeper.core.interfaces import Executor
+from keeper.errors import ConfigError
+from keeper.executors.bundle_executor import BundleExecutor
+from keeper.executors.single_tx import SingleTxExecutor
+from keeper.logs import kv
+from keeper.strategies_registry import Components, Services, StrategyContext
+from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
+from strategies.liquidations.markets import MarketConfig, build_adapters, devnet_markets, presets
+from strategies.liquidations.strategy import LiquidationStrategy
+from strategies.liquidations.valuation import build_valuer
+
+log = logging.getLogger("strategies.liquidations")
+
+GAS_BUDGET_SHARE = 3
+"""Default gas budget per block: the block gas limit divided by this."""
+
+
+@dataclass(frozen=True)
+class LiquidationSetup:
+    """Addresses and venues of the liquidation keeper, from the devnet record or the settings."""
+
+    markets: list[MarketConfig]
+    v3_pools: list[str]
+    v2_pairs: list[str]
+    connectors: list[str]
+    flash_pool: str
+    executor: str
+    weth: str
+
+
+def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> LiquidationSetup:
+    if devnet is not None:
+        tokens = devnet["tokens"]
+        weth, usdc = str(tokens["WETH"]["address"]), str(tokens["USDC"]["address"])
+        executor = str(devnet.get("executor") or "")
+        if not executor:
+            raise ConfigError(
+                [
+                    f"{env_name('devnet_file')}: the deployment has no executor "
+                    "(restart the devnet with `keeper devnet up`)"
+                ]
+            )
+        return LiquidationSetup(
+            markets=devnet_markets(devnet),
+            v3_pools=[str(a) for a in devnet["uniswap_v3"]["pools"].values()],
+            v2_pairs=[str(a) for a in devnet["uniswap_v2"]["pairs"].values()],
+            connectors=[weth, usdc],
+            flash_pool=str(devnet["aave_v3"]["pool"]),
+            executor=executor,
+            weth=weth,
+        )
+    problems = []
+    if not settings.markets:
+        problems.append(
+            f"{env_name('markets')}: missing (the liquidations strategy needs markets); "
+            "e.g. KEEPER_MARKETS=aave-v3-ethereum,spark-ethereum"
+        )
+    if not settings.v3_pools and not settings.v2_pairs:
+        problems.append(
+            f"{env_name('v3_pools')} / {env_name('v2_pairs')}: missing (venues to sell collateral on); "
+            "e.g. KEEPER_V3_POOLS=0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
+        )
+    if settings.executor_address is None:
+        problems.append(
+            f"{env_name('executor_address')}: missing (deploy one with `keeper contracts deploy`); "
+            "e.g. KEEPER_EXECUTOR_ADDRESS=0x<the printed address>"
+        )
+    if problems:
+        raise ConfigError(problems)
+    assert settings.executor_address is not None
+    return LiquidationSetup(
+        markets=presets(settings.markets),
+        v3_pools=list(settings.v3_pools),
+        v2_pairs=list(settings.v2_pairs),
+        connectors=list(settings.connectors) or [settings.weth_address],
+        flash_pool=settings.flash_pool,
+        executor=settings.executor_address,
+        weth=settings.weth_address,
+    )
+
+
+async def check_executor_access(rpc: RpcClient, executor: str, signers: Sequence[TxSigner]) -> None:
+    """ConfigError unless `executor` is our contract and every signer is its owner or an operator."""
+    code = await rpc.call("eth_getCode", [executor, "latest"])
+    if not code or code == "0x":
+        raise ConfigError(
+            [
+                f"{env_name('executor_address')}: no contract at {executor} on this chain "
+                "(deploy one with `keeper contracts deploy`)"
+            ]
+        )
+    calls: list[tuple[str, Any]] = [
+        ("eth_call", [{"to": executor, "data": "0x" + encode_call("owner()", [], []).hex()}, "latest"])
+    ]
+    for s in signers:
+        data = encode_call("isOperator(address)", ["address"], [s.address])
+        calls.append(("eth_call", [{"to": executor, "data": "0x" + data.hex()}, "latest"]))
+    results = await rpc.batch(calls)
+    try:
+        owner = str(decode(["address"], bytes.fromhex(results[0][2:]))[0])
+        allowed = [bool(decode(["bool"], bytes.fromhex(r[2:]))[0]) for r in results[1:]]
+    except Exception:
+        raise ConfigError(
+            [
+                f"{env_name('executor_address')}: {executor} is not a LiquidationExecutor "
+                "(no owner() / isOperator())"
+            ]
+        ) from None
+    problems = []
+    for i, (s, ok) in enumerate(zip(signers, allowed, strict=True)):
+        if ok or s.address.lower() == owner.lower():
+            continue
+        var = env_name("private_key") if i == 0 else f"{env_name('operator_keys')} item {i}"
+        problems.append(
+            f"{var}: account {s.address} may not call the executor {executor} (owner {owner}); "
+            "the owner must call setOperator(account, true), or redeploy with `keeper contracts deploy`"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+async def block_gas_budget(rpc: RpcClient, configured: int | None) -> int:
+    """The configured budget, or a third of the latest block's gas limit."""
+    if configured is not None:
+        return configured
+    head = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    return hex_to_int(head["gasLimit"]) // GAS_BUDGET_SHARE
+
+
+def oracle_pricer(
+    rpc: RpcClient, market: MarketConfig, weth: str
+) -> Callable[[str], Awaitable[tuple[int, int]]]:
+    """(num, den) valuing a token's base units in wei at the market's oracle, read now (used to value
+    profits found on chain after a restart). Aave V3 prices in USD (1e8): token / WETH; Aave V2 prices
+    in ETH wei per whole token."""
+
+    async def to_wei(token: str) -> tuple[int, int]:
+        price_call = encode_call("getAssetPrice(address)", ["address"], [token])
+        calls: list[tuple[str, Any]] = [
+            ("eth_call", [{"to": market.oracle, "data": "0x" + price_call.hex()}, "latest"]),
+            ("eth_call", [{"to": token, "data": "0x" + encode_call("decimals()", [], []).hex()}, "latest"]),
+        ]
+        if market.kind == "aave-v3":
+            weth_call = encode_call("getAssetPrice(address)", ["address"], [weth])
+            calls.append(("eth_call", [{"to": market.oracle, "data": "0x" + weth_call.hex()}, "latest"]))
+        replies = await rpc.batch(calls)
+        price, decimals = (int(decode(["uint256"], bytes.fromhex(r[2:]))[0]) for r in replies[:2])
+        if market.kind == "aave-v3":
+            weth_price = int(decode(["uint256"], bytes.fromhex(replies[2][2:]))[0])
+            return price * 10**18, weth_price * 10**decimals
+        return price, 10**decimals
+
+    return to_wei
+
+
+@dataclass
+class LiquidationKeeper:
+    """What the wiring built: the demo and the tests look inside."""
+
+    strategy: LiquidationStrategy
+    actions: LiquidationActions
+    executor: BundleExecutor | SingleTxExecutor
+    setup: LiquidationSetup
+
+    def components(self) -> Components:
+        executors: list[Executor] = [self.executor]
+        return Components([self.strategy], executors)
+
+
+async def build_strategy(
+    rpc: RpcClient, setup: LiquidationSetup, execution: ExecutionConfig
+) -> tuple[LiquidationStrategy, LiquidationActions]:
+    valuer = await build_valuer(
+        rpc,
+        v3_pools=setup.v3_pools,
+        v2_pairs=setup.v2_pairs,
+        connectors=setup.connectors,
+        flash_pool=setup.flash_pool,
+    )
+    strategy = LiquidationStrategy(build_adapters(rpc, list(setup.markets)), valuer=valuer)
+    actions = LiquidationActions(strategy, valuer.venues, execution)
+    strategy.action_builder = actions
+    return strategy, actions
+
+
+async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
+    """The whole liquidation keeper for `ctx` (settings + services of `keeper run` or `keeper demo`)."""
+    services: Services | None = ctx.services
+    if services is None:
+        raise ConfigError(["KEEPER_STRATEGIES: liquidations runs only under `keeper run`"])
+    settings, rpc = ctx.settings, ctx.rpc
+    setup = liquidation_setup(settings, services.devnet)
+    signers = services.signers()
+    await check_executor_access(rpc, setup.executor, signers)
+    gas_budget = await block_gas_budget(rpc, settings.block_gas_budget)
+    execution = ExecutionConfig(
+        executor=setup.executor,
+        weth=setup.weth,
+        builder_share_bps=settings.builder_share_bps,
+        min_profit_wei=settings.min_profit_wei,
+        connectors=tuple(c for c in setup.connectors if c.lower() != setup.weth.lower()),
+        gas_budget=gas_budget,
+        swap_tolerance_bps=settings.swap_tolerance_bps,
+    )
+    ledger = await services.ledger()
+    strategy, actions = await build_strategy(rpc, setup, execution)
+    log.info(
+        "liquidations",
+        extra=kv(
+            markets=",".join(m.name for m in setup.markets),
+            v3_pools=len(setup.v3_pools),
+            v2_pairs=len(setup.v2_pairs),
+            executor=setup.executor,
+            builder_share_bps=settings.builder_share_bps,
+            min_profit_wei=settings.min_profit_wei,
+            gas_budget=gas_budget,
+            senders=len(signers),
+        ),
+    )
+    executor: BundleExecutor | SingleTxExecutor
+    if settings.submit == "bundle":
+        executor = BundleExecutor(
+            rpc,
+            signers,
+            await services.builders(),
+            chain_id=services.chain_id,
+            min_profit_wei=settings.min_profit_wei,
+            ledger=ledger,
+            dry_run=settings.dry_run,
+            on_event=services.event_sink,
+            gas_budget=gas_budget,
+            executor_address=setup.executor,
+            token_to_wei=oracle_pricer(rpc, setup.markets[0], setup.weth),
+            send_watch=services.send_watch,
+        )
+        await executor.reconcile()
+    else:
+        executor = SingleTxExecutor(
+            rpc,
+            await services.senders(SendMode.PUBLIC if settings.submit == "public" else SendMode.PRIVATE),
+            min_profit_wei=settings.min_profit_wei,
+            ledger=ledger,
+            dry_run=settings.dry_run,
+            channel="mempool" if settings.submit == "public" else "private",
+        )
+    return LiquidationKeeper(strategy, actions, executor, setup)
+
+
+async def create(ctx: StrategyContext) -> Components:
+    """The `liquidations` registry entry."""
+    return (await build_keeper(ctx)).components()
