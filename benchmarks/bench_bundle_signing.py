@@ -32,7 +32,9 @@ from eth_account.messages import encode_defunct
 from eth_utils import keccak
 
 from keeper.chain.flashbots_auth import HEADER, FlashbotsSigner
-from keeper.executors.bundles import Bundle, BundleClient, MultiBuilderClient
+from keeper.executors.builder_client import BundleClient
+from keeper.executors.builders import MultiBuilderClient
+from keeper.executors.relay_types import Bundle
 
 KEY = "0x" + keccak(b"benchmark identity").hex()
 TX = (

@@ -1,4 +1,5 @@
-"""keeper.executors.bundles against the devnet relay (keeper/devnet/relay.py) on a real anvil."""
+"""The relay client (keeper.executors.builder_client, .builders) against the devnet relay
+(keeper/devnet/relay.py) on a real anvil."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from keeper.chain.flashbots_auth import FlashbotsSigner
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
 from keeper.devnet.relay import RelayServer
-from keeper.executors.bundles import (
+from keeper.executors.builder_client import BundleClient
+from keeper.executors.builders import MultiBuilderClient
+from keeper.executors.relay_types import (
     Bundle,
-    BundleClient,
     MevBundle,
     MevTx,
-    MultiBuilderClient,
     RelayRejected,
     RelayTransportError,
     block_replacement_uuid,
@@ -208,3 +209,19 @@ async def test_fan_out_n1_n2_and_cancel(relay: RelayServer, rpc: RpcClient) -> N
         cancelled = await multi.cancel_for_blocks(rid, n, n_blocks=2)
         assert all(cancelled[b][0].ok for b in (n, n + 1))
         assert relay.builder.pending_bundles() == []
+
+
+async def test_simulate_falls_back_to_the_devnet_relay(relay: RelayServer, rpc: RpcClient) -> None:
+    down = f"dead=http://127.0.0.1:{free_port()}/api/SECRET"
+    n = await rpc.block_number() + 1
+    raw, h = sign_tx(A_KEY, 0, SINK, value=1)
+    async with MultiBuilderClient([down, f"devnet={relay.url}"], IDENTITY_KEY, retries=1) as multi:
+        out = await multi.simulate([raw], n)
+    assert out.builder == "devnet"
+    assert [name for name, _ in out.failures] == ["dead"]
+    assert isinstance(out.failures[0][1], RelayTransportError)
+    assert "SECRET" not in str(out.failures[0][1])
+    [tx] = out.result.results
+    assert tx.tx_hash == h
+    assert tx.success
+    assert tx.gas_used == 21_000

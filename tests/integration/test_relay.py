@@ -633,20 +633,22 @@ async def test_run_relay_serves_and_mines(node: Anvil, rpc: RpcClient) -> None:
             await task
 
 
-async def test_call_bundle_latency(client: Client, relay: RelayServer, rpc: RpcClient) -> None:
+async def test_call_bundle_repeated_gives_the_same_answer(
+    client: Client, relay: RelayServer, rpc: RpcClient
+) -> None:
+    """Simulations leave no state behind: the same bundle simulated again gives the same answer. (The
+    latency figure that used to be printed here is in benchmarks/bench_bundle_latency.py.)"""
     payer = await deploy(rpc, relay, PAYER)
     n = await rpc.block_number() + 1
     txs = [sign_tx(A_KEY, i, payer, value=1000 + i)[0] for i in range(5)]
-    timings = []
     for size in (1, 5):
-        for _ in range(10):
-            t0 = time.perf_counter()
+        replies = [
             await client.result("eth_callBundle", [{"txs": txs[:size], "blockNumber": hex(n)}])
-            timings.append((size, time.perf_counter() - t0))
-    one = sorted(t for s, t in timings if s == 1)[5] * 1e3
-    five = sorted(t for s, t in timings if s == 5)[5] * 1e3
-    print(f"\neth_callBundle median latency: 1 tx {one:.1f} ms, 5 txs {five:.1f} ms")
-    assert one < 500
+            for _ in range(3)
+        ]
+        assert [len(r["results"]) for r in replies] == [size] * 3
+        assert all("error" not in tx for tx in replies[0]["results"])
+        assert len({(r["bundleHash"], r["totalGasUsed"], r["coinbaseDiff"]) for r in replies}) == 1
 
 
 async def test_call_bundle_legacy_tx_and_historical_state(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from keeper.chain.signer import Eip1559Tx, SignedTx, SigningError, TxSigner, recover_sender
+from keeper.chain.signer import Eip1559Tx, SigningError, TxSigner, recover_sender
 from keeper.config import Settings
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -114,29 +112,3 @@ def test_from_settings_private_key_and_keystore(tmp_path: Path) -> None:
     signer2 = TxSigner.from_settings(s2)
     assert signer2 is not None and signer2.address == signer.address
     assert TxSigner.from_settings(Settings(rpc_http_url="http://127.0.0.1:8545")) is None
-
-
-def test_speed_figures() -> None:
-    """Prints per-tx signing time both ways (`pytest -s`); the fast path must be faster."""
-    signer = TxSigner.from_key(KEY)
-    tx = Eip1559Tx(1, 42, 2 * 10**9, 60 * 10**9, 450_000, "0x" + "ab" * 20, 0, bytes(range(256)) * 2)
-    assert signer.sign(tx) == signer.sign_eth_account(tx)
-
-    def per_tx(fn: Callable[[Eip1559Tx], SignedTx], n: int) -> float:
-        for _ in range(20):
-            fn(tx)
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn(tx)
-            best = min(best, (time.perf_counter() - t0) / n)
-        return best
-
-    fast = per_tx(signer.sign, 500)
-    ref = per_tx(signer.sign_eth_account, 200)
-    print(
-        f"\nsign type-2 tx: coincurve path {fast * 1e6:.0f} us, "
-        f"eth_account {ref * 1e6:.0f} us ({ref / fast:.1f}x)"
-    )
-    assert fast < ref
