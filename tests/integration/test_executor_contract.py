@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from eth_abi.abi import decode, encode
@@ -34,28 +34,40 @@ from keeper.devnet.stack import Devnet
 from keeper.devnet.tokens import next_epoch_round, send_price_update
 from keeper.errors import DecodeError, ExecutionReverted
 from keeper.executors.executor_contract import (
+    BATCH_SELECTOR,
     ERRORS,
     EXECUTE_OPERATION_SIGNATURE,
     LIQUIDATE_SELECTOR,
     LIQUIDATE_SIGNATURE,
     LIQUIDATED_TOPIC,
     PARAMS_TUPLE,
+    BatchItemFailure,
     LiquidatedEvent,
     LiquidationParams,
     Route,
     V2Route,
     V3Route,
     Venue,
+    batch_item_failures,
+    decode_batch_result,
     decode_executor_error,
     decode_liquidate,
+    decode_liquidate_result,
     decode_liquidated,
     deploy_executor,
+    encode_accept_ownership,
+    encode_batch,
     encode_liquidate,
+    encode_set_max_coinbase_bps,
+    encode_set_max_slippage_bps,
     encode_set_operator,
+    encode_set_pool,
     encode_sweep,
     encode_sweep_eth,
+    encode_transfer_ownership,
     encode_v3_path,
     liquidated_events,
+    slippage_floor,
 )
 
 pytestmark = pytest.mark.integration
@@ -65,6 +77,7 @@ N_BORROWERS = 50
 GAS = 3_000_000
 COINBASE = to_checksum_address("0x" + keccak(b"keeper-test-builder").hex()[:40])
 OPERATOR_EOA = to_checksum_address("0x" + keccak(b"keeper-test-operator").hex()[:40])
+NEW_OWNER = to_checksum_address("0x" + keccak(b"keeper-test-new-owner").hex()[:40])
 WAD = 10**18
 LIQUIDATION_CALL_TOPIC = (
     "0x" + keccak(text="LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
@@ -86,7 +99,7 @@ class Target:
 
 @dataclass
 class Env:
-    net: Devnet
+    net: Miner
     rpc: RpcClient
     dep: DevnetDeployment
     executor: str
@@ -227,45 +240,67 @@ async def _pick_targets(rpc: RpcClient, dep: DevnetDeployment) -> dict[str, Targ
     return targets
 
 
+class Miner(Protocol):
+    async def mine(self) -> int: ...
+
+
+class EvmMiner:
+    """Blocks on demand with evm_mine (an anvil of our own, without the devnet's relay)."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def mine(self) -> int:
+        await self.rpc.call("evm_mine")
+        return await self.rpc.block_number()
+
+
+async def make_env(net: Miner, rpc: RpcClient, dep: DevnetDeployment, evm_version: str = "auto") -> Env:
+    """Borrowers, the crash, WBTC -50%, then a fresh executor owned by the keeper account."""
+    await create_borrowers(rpc, dep, N_BORROWERS, seed=SEED)
+    await run_crash(rpc, dep, drop_bps=2_500, blocks=5, mine=True)
+    # WBTC -50% on the V3 market's feed (a real transmit): WBTC-backed WETH loans go under water.
+    feed = dep.feeds.usd["WBTC"]
+    (answer,) = decode(["int256"], await rpc.eth_call(feed, encode_call("latestAnswer()", [], [])))
+    await send_price_update(
+        rpc,
+        feed,
+        int(answer) // 2,
+        transmitter=dep.feeds.transmitter,
+        epoch_round=await next_epoch_round(rpc, feed),
+    )
+    await net.mine()
+    targets = await _pick_targets(rpc, dep)
+
+    owner = dep.accounts["keeper"]
+    await rpc.call("evm_setAutomine", [True])
+    try:
+        executor = await deploy_executor(
+            Deployer(rpc, dep.accounts["deployer"]),
+            owner,
+            None,
+            flash_pool=dep.aave_v3.pool,
+            router_v3=dep.uniswap_v3.swap_router,
+            router_v2=dep.uniswap_v2.router,
+            weth=dep.tokens["WETH"].address,
+            pools={dep.aave_v3.pool: dep.aave_v3.oracle, dep.aave_v2.lending_pool: dep.aave_v2.oracle},
+            max_coinbase_bps=MAX_COINBASE_BPS,
+            max_slippage_bps=MAX_SLIPPAGE_BPS,
+            evm_version=evm_version,
+        )
+    finally:
+        await rpc.call("evm_setAutomine", [False])
+    for account in (OPERATOR_EOA, NEW_OWNER):
+        await rpc.call("anvil_setBalance", [account, hex(10 * WAD)])
+        await rpc.call("anvil_impersonateAccount", [account])
+    return Env(net, rpc, dep, executor, owner, dep.accounts["competitor"], targets)
+
+
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[Env]:
     async with Devnet(block_time=None) as net:
         rpc, dep = net.require()
-        await create_borrowers(rpc, dep, N_BORROWERS, seed=SEED)
-        await run_crash(rpc, dep, drop_bps=2_500, blocks=5, mine=True)
-        # WBTC -50% on the V3 market's feed (a real transmit): WBTC-backed WETH loans go under water.
-        feed = dep.feeds.usd["WBTC"]
-        (answer,) = decode(["int256"], await rpc.eth_call(feed, encode_call("latestAnswer()", [], [])))
-        await send_price_update(
-            rpc,
-            feed,
-            int(answer) // 2,
-            transmitter=dep.feeds.transmitter,
-            epoch_round=await next_epoch_round(rpc, feed),
-        )
-        await net.mine()
-        targets = await _pick_targets(rpc, dep)
-
-        owner = dep.accounts["keeper"]
-        await rpc.call("evm_setAutomine", [True])
-        try:
-            executor = await deploy_executor(
-                Deployer(rpc, dep.accounts["deployer"]),
-                owner,
-                None,
-                flash_pool=dep.aave_v3.pool,
-                router_v3=dep.uniswap_v3.swap_router,
-                router_v2=dep.uniswap_v2.router,
-                weth=dep.tokens["WETH"].address,
-                pools={dep.aave_v3.pool: dep.aave_v3.oracle, dep.aave_v2.lending_pool: dep.aave_v2.oracle},
-                max_coinbase_bps=MAX_COINBASE_BPS,
-                max_slippage_bps=MAX_SLIPPAGE_BPS,
-            )
-        finally:
-            await rpc.call("evm_setAutomine", [False])
-        await rpc.call("anvil_setBalance", [OPERATOR_EOA, hex(10 * WAD)])
-        await rpc.call("anvil_impersonateAccount", [OPERATOR_EOA])
-        yield Env(net, rpc, dep, executor, owner, dep.accounts["competitor"], targets)
+        yield await make_env(net, rpc, dep)
         if GAS_FIGURES:
             print("\nLiquidationExecutor gas used:", GAS_FIGURES)
 
@@ -692,3 +727,467 @@ def test_route_encoding_layout() -> None:
             decode_liquidate(junk)
     with pytest.raises(DecodeError):
         decode_liquidated({"topics": [LIQUIDATED_TOPIC], "data": "0x", "address": a})
+
+
+# --- owner bounds ---------------------------------------------------------------------------------------
+
+
+async def make_operator(e: Env) -> None:
+    receipt = await send(e, e.owner, e.executor, encode_set_operator(OPERATOR_EOA, True))
+    assert receipt["status"] == "0x1"
+
+
+async def read_word(e: Env, signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
+    out = "address" if signature.startswith(("owner", "pendingOwner", "oracleOf")) else "uint256"
+    return decode([out], await e.rpc.eth_call(e.executor, encode_call(signature, types, args)))[0]
+
+
+def revert_string(data: bytes) -> str:
+    """The message of a Solidity `Error(string)` revert."""
+    assert data[:4] == function_signature_to_4byte_selector("Error(string)"), data.hex()
+    return str(decode(["string"], data[4:])[0])
+
+
+async def revert_data(e: Env, sender: str, data: bytes) -> bytes:
+    with pytest.raises(ExecutionReverted) as info:
+        await e.rpc.eth_call(e.executor, data, sender=sender)
+    return info.value.revert_data
+
+
+async def test_operator_cannot_raise_the_builder_share_above_the_owners_max(e: Env) -> None:
+    await make_operator(e)
+    assert await read_word(e, "maxCoinbaseBps()") == MAX_COINBASE_BPS
+    p = await params_for(e, "v3-weth-usdc", coinbase_bps=MAX_COINBASE_BPS + 1)
+    assert await revert_error(e, OPERATOR_EOA, e.executor, encode_liquidate(p)) == (
+        "CoinbaseShareTooHigh",
+        (MAX_COINBASE_BPS + 1, MAX_COINBASE_BPS),
+    )
+    receipt = await send(e, OPERATOR_EOA, e.executor, encode_liquidate(p))
+    assert await mined_revert(e, receipt) == (
+        "CoinbaseShareTooHigh",
+        (MAX_COINBASE_BPS + 1, MAX_COINBASE_BPS),
+    )
+    # The operator cannot move the bound; the owner can (down here), and it binds at once.
+    assert await revert_error(e, OPERATOR_EOA, e.executor, encode_set_max_coinbase_bps(10_000)) == (
+        "NotOwner",
+        (),
+    )
+    assert (await send(e, e.owner, e.executor, encode_set_max_coinbase_bps(3_000)))["status"] == "0x1"
+    assert await read_word(e, "maxCoinbaseBps()") == 3_000
+    p = await params_for(e, "v3-weth-usdc", coinbase_bps=3_001)
+    assert await revert_error(e, OPERATOR_EOA, e.executor, encode_liquidate(p)) == (
+        "CoinbaseShareTooHigh",
+        (3_001, 3_000),
+    )
+    assert await revert_error(e, e.owner, e.executor, encode_set_max_coinbase_bps(10_001)) == (
+        "BadParams",
+        (),
+    )
+    # Exactly at the bound: paid, to the wei.
+    ev, _ = await liquidate_and_check(
+        e, await params_for(e, "v3-weth-usdc", coinbase_bps=3_000), OPERATOR_EOA
+    )
+    assert ev.coinbase_paid > 0
+
+
+async def test_operator_cannot_liquidate_on_an_unlisted_pool(e: Env) -> None:
+    await make_operator(e)
+    v2, v3 = e.dep.aave_v2.lending_pool, e.dep.aave_v3.pool
+    assert (
+        await read_word(e, "oracleOf(address)", ["address"], [v3])
+    ).lower() == e.dep.aave_v3.oracle.lower()
+    assert (
+        await read_word(e, "oracleOf(address)", ["address"], [v2])
+    ).lower() == e.dep.aave_v2.oracle.lower()
+    # Any other address (here: a contract the operator controls, the attacker's EOA) is refused before any
+    # approval or call.
+    p = await params_for(e, "v3-weth-usdc")
+    for fake in (e.attacker, e.dep.uniswap_v2.router):
+        assert await revert_error(
+            e, OPERATOR_EOA, e.executor, encode_liquidate(replace(p, lending_pool=fake))
+        ) == (
+            "PoolNotAllowed",
+            (fake.lower(),),
+        )
+    # Only the owner manages the list; removing the V2 pool makes its liquidations revert.
+    assert await revert_error(e, OPERATOR_EOA, e.executor, encode_set_pool(e.attacker, e.attacker)) == (
+        "NotOwner",
+        (),
+    )
+    zero = "0x" + "00" * 20
+    receipt = await send(e, e.owner, e.executor, encode_set_pool(v2, zero))
+    assert receipt["status"] == "0x1"
+    assert receipt["logs"][0]["topics"][0] == "0x" + keccak(text="PoolSet(address,address)").hex()
+    p2 = await params_for(e, "v2-weth-dai")
+    receipt = await send(e, OPERATOR_EOA, e.executor, encode_liquidate(p2))
+    assert await mined_revert(e, receipt) == ("PoolNotAllowed", (v2.lower(),))
+    await assert_executor_clean(e)
+    # Listed again: works.
+    assert (await send(e, e.owner, e.executor, encode_set_pool(v2, e.dep.aave_v2.oracle)))["status"] == "0x1"
+    await liquidate_and_check(e, replace(p2, max_block=await head(e) + 1), OPERATOR_EOA)
+
+
+async def oracle_floor(e: Env, p: LiquidationParams, seized: int, max_slippage_bps: int, block: int) -> int:
+    """The floor computed off chain from the pool's oracle (Python mirror of slippageFloor)."""
+    oracle = e.dep.aave_v3.oracle if p.lending_pool == e.dep.aave_v3.pool else e.dep.aave_v2.oracle
+
+    async def price(asset: str) -> int:
+        raw = await e.rpc.eth_call(oracle, encode_call("getAssetPrice(address)", ["address"], [asset]), block)
+        return int(decode(["uint256"], raw)[0])
+
+    decimals = {t.address.lower(): t.decimals for t in e.dep.tokens.values()}
+    return slippage_floor(
+        seized,
+        await price(p.collateral),
+        await price(p.debt),
+        decimals[p.collateral.lower()],
+        decimals[p.debt.lower()],
+        max_slippage_bps,
+    )
+
+
+async def test_slippage_floor_is_exact_and_binds(e: Env) -> None:
+    """The oracle floor, to the wei: the largest maxSlippageBps that rejects this sale reverts with
+    SlippageTooHigh(received, floor), one bp more lets the same sale through."""
+    p = await params_for(e, "v3-weth-usdc")
+    timestamp = hex_to_int((await e.rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"]) + 12
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    ev, _ = await liquidate_and_check(e, p, e.owner)
+    assert await e.rpc.call("evm_revert", [snap]) is True
+    start = await head(e)
+    # The contract's view (at the deployed maxSlippageBps) agrees with the Python mirror.
+    on_chain = await call_uint(
+        e.rpc,
+        e.executor,
+        "slippageFloor(address,address,address,uint256)",
+        ["address", "address", "address", "uint256"],
+        [p.lending_pool, p.collateral, p.debt, ev.collateral_seized],
+    )
+    assert on_chain == await oracle_floor(e, p, ev.collateral_seized, MAX_SLIPPAGE_BPS, start)
+    floors = [await oracle_floor(e, p, ev.collateral_seized, bps, start) for bps in range(0, 1_001)]
+    passing = [bps for bps, floor in enumerate(floors) if floor <= ev.swap_out]
+    assert passing, "the sale lost more than 10% against the oracle: the scenario changed"
+    s = passing[0]
+    if s == 0:
+        pytest.fail("the pool paid at least the oracle value: no slippage to bound in this scenario")
+    assert floors[s - 1] > ev.swap_out >= floors[s]
+    assert (await send(e, e.owner, e.executor, encode_set_max_slippage_bps(s - 1)))["status"] == "0x1"
+    p = replace(p, max_block=await head(e) + 1)
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp + 12])
+    snap = await e.rpc.call("evm_snapshot")
+    receipt = await send(e, e.owner, e.executor, encode_liquidate(p))
+    assert await mined_revert(e, receipt) == ("SlippageTooHigh", (ev.swap_out, floors[s - 1]))
+    assert await e.rpc.call("evm_revert", [snap]) is True
+    assert (await send(e, e.owner, e.executor, encode_set_max_slippage_bps(s)))["status"] == "0x1"
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp + 24])
+    ev2, _ = await liquidate_and_check(e, replace(p, max_block=await head(e) + 1), e.owner)
+    assert (ev2.collateral_seized, ev2.swap_out) == (ev.collateral_seized, ev.swap_out)
+    # Operators cannot loosen it.
+    await make_operator(e)
+    assert await revert_error(e, OPERATOR_EOA, e.executor, encode_set_max_slippage_bps(10_000)) == (
+        "NotOwner",
+        (),
+    )
+
+
+async def test_operator_cannot_sell_into_a_manipulated_pool(e: Env) -> None:
+    """Someone dumps WETH into the V2 WETH/USDC pair first (a sandwich): the sale returns far less than the
+    oracle value and the liquidation reverts, whatever minOut the operator passed (even 0)."""
+    await make_operator(e)
+    p = await params_for(e, "v2-weth-usdc")
+    weth, usdc = e.sym("WETH"), e.sym("USDC")
+    factory = e.dep.uniswap_v2.factory
+    (pair,) = decode(
+        ["address"],
+        await e.rpc.eth_call(
+            factory, encode_call("getPair(address,address)", ["address", "address"], [weth, usdc])
+        ),
+    )
+    dump = await balance_of(e.rpc, weth, pair)  # doubles the pair's WETH: the price roughly quarters
+    deposit = encode_call("deposit()", [], [])
+    assert (await send(e, e.attacker, weth, deposit, value=dump))["status"] == "0x1"
+    approve = encode_call("approve(address,uint256)", ["address", "uint256"], [e.dep.uniswap_v2.router, dump])
+    assert (await send(e, e.attacker, weth, approve))["status"] == "0x1"
+    swap = encode_call(
+        "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)",
+        ["uint256", "uint256", "address[]", "address", "uint256"],
+        [dump, 0, [weth, usdc], e.attacker, 2**40],
+    )
+    assert (await send(e, e.attacker, e.dep.uniswap_v2.router, swap))["status"] == "0x1"
+    p = replace(p, max_block=await head(e) + 1, min_out=0)
+    name, (received, floor) = await revert_error(e, OPERATOR_EOA, e.executor, encode_liquidate(p))
+    assert name == "SlippageTooHigh" and 0 < received < floor
+    receipt = await send(e, OPERATOR_EOA, e.executor, encode_liquidate(p))
+    assert (await mined_revert(e, receipt))[0] == "SlippageTooHigh"
+    await assert_executor_clean(e)
+
+
+@pytest.mark.parametrize("case", ["v3-weth-usdc", "v2-weth-usdc", "v2-weth-dai"])
+async def test_min_out_is_passed_to_the_router(e: Env, case: str) -> None:
+    """minOut one above what the sale gives: the router itself refuses; equal to it: the exact sale."""
+    p = await params_for(e, case)
+    timestamp = hex_to_int((await e.rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"]) + 12
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    ev, _ = await liquidate_and_check(e, p, e.owner)
+    assert await e.rpc.call("evm_revert", [snap]) is True
+
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    receipt = await send(e, e.owner, e.executor, encode_liquidate(replace(p, min_out=ev.swap_out + 1)))
+    assert receipt["status"] == "0x0"
+    trace = await e.rpc.call("debug_traceTransaction", [receipt["transactionHash"], {"tracer": "callTracer"}])
+    expected = (
+        "Too little received"
+        if isinstance(p.route, V3Route)
+        else "UniswapV2Router: INSUFFICIENT_OUTPUT_AMOUNT"
+    )
+    assert revert_string(hex_to_bytes(trace["output"])) == expected
+    assert await e.rpc.call("evm_revert", [snap]) is True
+
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    ev2, _ = await liquidate_and_check(e, replace(p, min_out=ev.swap_out), e.owner)
+    assert ev2 == ev
+
+
+async def test_coinbase_min_out_is_passed_to_the_router(e: Env) -> None:
+    p = await params_for(e, "v3-weth-usdc")
+    timestamp = hex_to_int((await e.rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"]) + 12
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    ev, _ = await liquidate_and_check(e, p, e.owner)
+    assert await e.rpc.call("evm_revert", [snap]) is True
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    receipt = await send(
+        e, e.owner, e.executor, encode_liquidate(replace(p, coinbase_min_out=ev.coinbase_paid + 1))
+    )
+    trace = await e.rpc.call("debug_traceTransaction", [receipt["transactionHash"], {"tracer": "callTracer"}])
+    assert receipt["status"] == "0x0"
+    assert revert_string(hex_to_bytes(trace["output"])) == "Too little received"
+    assert await e.rpc.call("evm_revert", [snap]) is True
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    ev2, _ = await liquidate_and_check(e, replace(p, coinbase_min_out=ev.coinbase_paid), e.owner)
+    assert ev2 == ev
+
+
+# --- ownership ------------------------------------------------------------------------------------------
+
+
+async def test_two_step_owner_rotation(e: Env) -> None:
+    zero = "0x" + "00" * 20
+    assert await revert_error(e, e.attacker, e.executor, encode_transfer_ownership(e.attacker)) == (
+        "NotOwner",
+        (),
+    )
+    receipt = await send(e, e.owner, e.executor, encode_transfer_ownership(NEW_OWNER))
+    assert receipt["status"] == "0x1"
+    started = "0x" + keccak(text="OwnershipTransferStarted(address,address)").hex()
+    assert [log["topics"][0] for log in receipt["logs"]] == [started]
+    assert (await read_word(e, "owner()")).lower() == e.owner.lower()
+    assert (await read_word(e, "pendingOwner()")).lower() == NEW_OWNER.lower()
+
+    # Until the new owner accepts, the old one keeps full control and the pending one has none.
+    assert (await send(e, e.owner, e.executor, encode_set_operator(OPERATOR_EOA, True)))["status"] == "0x1"
+    assert await revert_error(e, NEW_OWNER, e.executor, encode_set_max_slippage_bps(10_000)) == (
+        "NotOwner",
+        (),
+    )
+    p = await params_for(e, "v3-wbtc-weth")
+    assert await revert_error(e, NEW_OWNER, e.executor, encode_liquidate(p)) == ("NotOperator", ())
+    # Nobody else can accept: not the attacker, not the old owner, not an operator.
+    for who in (e.attacker, e.owner, OPERATOR_EOA):
+        assert await revert_error(e, who, e.executor, encode_accept_ownership()) == ("NotPendingOwner", ())
+    receipt = await send(e, e.attacker, e.executor, encode_accept_ownership())
+    assert await mined_revert(e, receipt) == ("NotPendingOwner", ())
+
+    receipt = await send(e, NEW_OWNER, e.executor, encode_accept_ownership())
+    assert receipt["status"] == "0x1"
+    transferred = "0x" + keccak(text="OwnershipTransferred(address,address)").hex()
+    (log,) = receipt["logs"]
+    assert log["topics"][0] == transferred
+    assert [to_checksum_address("0x" + t[-40:]) for t in log["topics"][1:]] == [
+        to_checksum_address(e.owner),
+        NEW_OWNER,
+    ]
+    assert (await read_word(e, "owner()")).lower() == NEW_OWNER.lower()
+    assert await read_word(e, "pendingOwner()") == zero
+    # The old owner lost control; operators stay (the new owner removes them as before); profit goes to
+    # the new owner.
+    assert await revert_error(e, e.owner, e.executor, encode_sweep_eth()) == ("NotOwner", ())
+    assert await revert_error(e, e.owner, e.executor, encode_liquidate(p)) == ("NotOperator", ())
+    new = replace(e, owner=NEW_OWNER)
+    ev, _ = await liquidate_and_check(new, replace(p, max_block=await head(e) + 1), OPERATOR_EOA)
+    assert ev.profit > 0
+    assert (await send(e, NEW_OWNER, e.executor, encode_set_operator(OPERATOR_EOA, False)))["status"] == "0x1"
+    p = await params_for(e, "v3-weth-usdc")
+    assert await revert_error(e, OPERATOR_EOA, e.executor, encode_liquidate(p)) == ("NotOperator", ())
+
+
+# --- batch ----------------------------------------------------------------------------------------------
+
+
+async def repay_all(e: Env, case: str) -> None:
+    """The borrower of `case` repays all its (variable) debt: the position is gone before we get to it."""
+    t = e.targets[case]
+    pool = e.pool_of(t.market)
+    await e.rpc.call("anvil_impersonateAccount", [t.user])
+    await e.rpc.call("anvil_setBalance", [t.user, hex(WAD)])
+    owed = await debt_balance(e, t.market, t.debt, t.user)
+    mint = encode_call("mint(address,uint256)", ["address", "uint256"], [t.user, 2 * owed])
+    assert (await send(e, e.attacker, t.debt, mint))["status"] == "0x1"
+    approve = encode_call("approve(address,uint256)", ["address", "uint256"], [pool, 2**256 - 1])
+    assert (await send(e, t.user, t.debt, approve))["status"] == "0x1"
+    repay = encode_call(
+        "repay(address,uint256,uint256,address)",
+        ["address", "uint256", "uint256", "address"],
+        [t.debt, 2**256 - 1, 2, t.user],
+    )
+    assert (await send(e, t.user, pool, repay))["status"] == "0x1"
+    assert await debt_balance(e, t.market, t.debt, t.user) == 0
+
+
+async def run_alone(e: Env, p: LiquidationParams, timestamp: int) -> tuple[LiquidatedEvent, int]:
+    """liquidate(p) alone in the next block at `timestamp`, fully checked, then rolled back."""
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    try:
+        return await liquidate_and_check(e, p, e.owner)
+    finally:
+        assert await e.rpc.call("evm_revert", [snap]) is True
+
+
+async def batch_output(e: Env, receipt: dict[str, Any]) -> bytes:
+    trace = await e.rpc.call("debug_traceTransaction", [receipt["transactionHash"], {"tracer": "callTracer"}])
+    return hex_to_bytes(trace.get("output", "0x"))
+
+
+async def test_batch_skips_a_failed_item_and_runs_the_others(e: Env) -> None:
+    """[WBTC->WETH on V3, a position repaid meanwhile, WETH->DAI on V2]: the middle item reverts alone;
+    the others give exactly what they give when run alone at the same state (disjoint pools)."""
+    await repay_all(e, "v3-weth-usdc")
+    a = await params_for(e, "v3-wbtc-weth")
+    gone = await params_for(e, "v3-weth-usdc")
+    b = await params_for(e, "v2-weth-dai")
+    gone_reason = await revert_data(e, e.owner, encode_liquidate(gone))
+    assert gone_reason  # Aave's own error (health factor not below the threshold)
+    timestamp = hex_to_int((await e.rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"]) + 12
+    ev_a, gas_a = await run_alone(e, a, timestamp)
+    ev_b, gas_b = await run_alone(e, b, timestamp)
+    assert ev_a.coinbase_paid > 0 and ev_b.coinbase_paid > 0
+
+    owner_weth = await balance_of(e.rpc, e.sym("WETH"), e.owner)
+    owner_dai = await balance_of(e.rpc, e.sym("DAI"), e.owner)
+    coinbase_before = await e.rpc.get_balance(COINBASE)
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    calls = [encode_liquidate(a), encode_liquidate(gone), encode_liquidate(b)]
+    receipt = await send(e, e.owner, e.executor, encode_batch(calls))
+    assert receipt["status"] == "0x1"
+
+    results = decode_batch_result(await batch_output(e, receipt))
+    assert [ok for ok, _ in results] == [True, False, True]
+    assert decode_liquidate_result(results[0][1]) == (ev_a.profit, ev_a.coinbase_paid)
+    assert results[1][1] == gone_reason
+    assert decode_liquidate_result(results[2][1]) == (ev_b.profit, ev_b.coinbase_paid)
+    assert liquidated_events(receipt, e.executor) == [ev_a, ev_b]
+    assert batch_item_failures(receipt, e.executor) == [BatchItemFailure(e.executor, 1, gone_reason)]
+    # Each item paid the owner its profit and the builder its own share.
+    assert await balance_of(e.rpc, e.sym("WETH"), e.owner) - owner_weth == ev_a.profit
+    assert await balance_of(e.rpc, e.sym("DAI"), e.owner) - owner_dai == ev_b.profit
+    tips = await coinbase_tips(e.rpc, receipt)
+    assert (
+        await e.rpc.get_balance(COINBASE) - coinbase_before == ev_a.coinbase_paid + ev_b.coinbase_paid + tips
+    )
+    await assert_executor_clean(e)
+    GAS_FIGURES["batch of 3 (1 failed)"] = hex_to_int(receipt["gasUsed"])
+
+
+async def test_batch_gas_overhead_per_item(e: Env) -> None:
+    """Two liquidations in one batch vs the same two as separate transactions."""
+    a = await params_for(e, "v3-wbtc-weth")
+    b = await params_for(e, "v2-weth-dai")
+    timestamp = hex_to_int((await e.rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"]) + 12
+    ev_a, gas_a = await run_alone(e, a, timestamp)
+    ev_b, gas_b = await run_alone(e, b, timestamp)
+    # One item alone in a batch: the cost of the wrapper itself (self-call, copies, results, flag).
+    snap = await e.rpc.call("evm_snapshot")
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    receipt = await send(e, e.owner, e.executor, encode_batch([encode_liquidate(a)]))
+    assert liquidated_events(receipt, e.executor) == [ev_a]
+    wrapper = hex_to_int(receipt["gasUsed"]) - gas_a
+    assert await e.rpc.call("evm_revert", [snap]) is True
+
+    await e.rpc.call("evm_setNextBlockTimestamp", [timestamp])
+    receipt = await send(e, e.owner, e.executor, encode_batch([encode_liquidate(a), encode_liquidate(b)]))
+    assert receipt["status"] == "0x1"
+    assert liquidated_events(receipt, e.executor) == [ev_a, ev_b]
+    gas_batch = hex_to_int(receipt["gasUsed"])
+    GAS_FIGURES["a alone"] = gas_a
+    GAS_FIGURES["batch [a] - a alone (wrapper overhead, 1 item)"] = wrapper
+    GAS_FIGURES["a + b as separate txs"] = gas_a + gas_b
+    GAS_FIGURES["batch [a, b]"] = gas_batch
+    # Per item beyond the first: the batch pays one 21,000 base cost instead of two and finds the flash
+    # pool, the owner slot and WETH already warm, which outweighs the wrapper.
+    GAS_FIGURES["batch [a, b] - (a + b separate)"] = gas_batch - (gas_a + gas_b)
+    assert 0 < wrapper < 21_000
+    assert gas_batch < gas_a + gas_b
+    await assert_executor_clean(e)
+
+
+async def test_batch_where_every_item_fails_reverts(e: Env) -> None:
+    await repay_all(e, "v3-weth-usdc")
+    gone = await params_for(e, "v3-weth-usdc")
+    greedy = await params_for(e, "v3-wbtc-weth", min_profit=10**30)
+    gone_reason = await revert_data(e, e.owner, encode_liquidate(gone))
+    data = encode_batch([encode_liquidate(gone), encode_liquidate(greedy)])
+    assert await revert_error(e, e.owner, e.executor, data) == ("AllItemsFailed", (gone_reason,))
+    coinbase_before = await e.rpc.get_balance(COINBASE)
+    receipt = await send(e, e.owner, e.executor, data)
+    assert await mined_revert(e, receipt) == ("AllItemsFailed", (gone_reason,))
+    assert receipt["logs"] == []
+    assert await e.rpc.get_balance(COINBASE) - coinbase_before == await coinbase_tips(e.rpc, receipt)
+    await assert_executor_clean(e)
+    # The first item's reason is carried whatever it is: here the greedy one first.
+    (name, (inner,)) = await revert_error(
+        e, e.owner, e.executor, encode_batch([encode_liquidate(greedy), encode_liquidate(gone)])
+    )
+    assert name == "AllItemsFailed" and decode_executor_error(inner) is not None
+    assert decode_executor_error(inner)[0] == "InsufficientProfit"
+
+
+async def test_batch_access_and_items(e: Env) -> None:
+    p = await params_for(e, "v3-wbtc-weth")
+    data = encode_batch([encode_liquidate(p)])
+    for who in (e.attacker, OPERATOR_EOA):
+        assert await revert_error(e, who, e.executor, data) == ("NotOperator", ())
+    # Only batchable entry points: a sweep (owner-only) smuggled in as an item is refused outright, as is
+    # an empty batch. encode_batch refuses both on the Python side too.
+    smuggled = BATCH_SELECTOR + encode(["bytes[]"], [[encode_liquidate(p), encode_sweep(e.sym("USDC"))]])
+    assert await revert_error(e, e.owner, e.executor, smuggled) == ("NotBatchable", (1,))
+    assert await revert_error(e, e.owner, e.executor, BATCH_SELECTOR + encode(["bytes[]"], [[]])) == (
+        "BadParams",
+        (),
+    )
+    with pytest.raises(ValueError):
+        encode_batch([encode_liquidate(p), encode_sweep(e.sym("USDC"))])
+    with pytest.raises(ValueError):
+        encode_batch([])
+    # The contract calling itself passes the operator check only inside a batch: from its own address
+    # (impersonated) outside one, liquidate is refused.
+    await e.rpc.call("anvil_impersonateAccount", [e.executor])
+    await e.rpc.call("anvil_setBalance", [e.executor, hex(WAD)])
+    try:
+        assert await revert_error(e, e.executor, e.executor, encode_liquidate(p)) == ("NotOperator", ())
+    finally:
+        await e.rpc.call("anvil_setBalance", [e.executor, "0x0"])
+        await e.rpc.call("anvil_stopImpersonatingAccount", [e.executor])
+    # An operator's batch works and pays the owner.
+    await make_operator(e)
+    receipt = await send(
+        e, OPERATOR_EOA, e.executor, encode_batch([encode_liquidate(replace(p, max_block=await head(e) + 1))])
+    )
+    assert receipt["status"] == "0x1"
+    (ev,) = liquidated_events(receipt, e.executor)
+    assert ev.profit > 0 and ev.user == to_checksum_address(p.user)
+    await assert_executor_clean(e)
