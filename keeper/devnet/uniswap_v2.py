@@ -51,14 +51,17 @@ class V2PairSpec:
 
 
 DEFAULT_V2_PAIRS: tuple[V2PairSpec, ...] = (
-    V2PairSpec("WETH", "USDC", 25_000_000),
-    V2PairSpec("WETH", "USDT", 15_000_000),
-    V2PairSpec("WETH", "DAI", 12_000_000),
-    V2PairSpec("WBTC", "WETH", 15_000_000),
-    V2PairSpec("wstETH", "WETH", 12_000_000),
-    V2PairSpec("USDC", "USDT", 20_000_000),
-    V2PairSpec("DAI", "USDC", 15_000_000),
+    V2PairSpec("WETH", "USDC", 50_000_000),
+    V2PairSpec("WETH", "USDT", 30_000_000),
+    V2PairSpec("WETH", "DAI", 20_000_000),
+    V2PairSpec("WBTC", "WETH", 30_000_000),
+    V2PairSpec("wstETH", "WETH", 20_000_000),
+    V2PairSpec("USDC", "USDT", 30_000_000),
+    V2PairSpec("DAI", "USDC", 20_000_000),
 )
+"""Reserves (USD a side). Constant-product depth is shallow next to V3's concentrated liquidity, as on
+mainnet, where a large sale routes through the V3 pools: a $1.8M WETH sale moves WETH/USDC here by ~7%
+(it moved ~13% with the former $25M a side)."""
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,30 @@ Fee tier 100 (0.01%, tick spacing 1) is not enabled in the v3-core 1.0.1 constru
 `enableFeeAmount(100, 1)` as governance did on mainnet.
 
 Every pool is initialized at the exact devnet price (sqrtPriceX96 = isqrt(num * 2^192 // den), token order
-by address, decimals included) and gets liquidity in several ranges: a full-range position, a
-concentrated one around the price, and one each side of the price (above: token0 only; below: token1
+by address, decimals included) and gets liquidity in several ranges: a full-range position, nested bands
+centered on the price, and one position each side of the price (above: token0 only; below: token1
 only), so swaps cross initialized ticks.
+
+Depth (what a sale moves the price by) follows mainnet's relation to position sizes. The devnet's
+borrowers hold $2k-$2M; a large liquidation sells ~$1-2M of collateral. On mainnet such a sale, routed
+over the WETH/stablecoin venues (Uniswap V3 0.05% and 0.3%, V4, other DEXes), moves the price by tenths
+of a percent; one snapshot of the single largest pool (USDC/WETH 0.05%, ~$100M TVL, in-range liquidity
+~3.2e18 at $2,310) alone would move ~2%, so the devnet's main pool stands for the market's aggregate depth
+(in-range liquidity ~6e19 here). And mainnet LPs re-center their ranges after large moves, so depth
+follows the price; static positions cannot, so wide bands (down to -30% and -45% in price) keep the
+depth after the crash scenario's 25% move. Price impact of a $1.8M sale of the base token (bps, from
+`plan_pool`, checked on chain by tests/integration/test_uniswap.py):
+
+| pool | USD in pool | at the start | after -10% | after -25% | after -40% |
+| --- | --- | --- | --- | --- | --- |
+| WETH/USDC/500 | $450M | 17 | 29 | 48 | 117 |
+| WETH/USDC/3000 | $141M | 71 | 110 | 146 | 374 |
+| WBTC/WETH/3000 | $266M | 39 | 55 | 79 | 195 |
+
+Before this layout (a 4-position $60M WETH/USDC/500 pool, ~$20M of it within +-2%), the same sale moved
+it 0.25% at the start but 34% after a 25% move, when the concentrated liquidity was stranded above the
+price. The peg pools (wstETH/WETH, USDC/USDT, DAI/USDC at 0.01%) move <0.05% for the same sale, with
++-3-6% bands so the depeg scenario's 1.5-3% pushes stay inside deep liquidity.
 """
 
 from __future__ import annotations
@@ -60,32 +81,70 @@ MINT_SIG = "mint((address,address,uint24,int24,int24,uint256,uint256,uint256,uin
 MINT_TYPES = ["(address,address,uint24,int24,int24,uint256,uint256,uint256,uint256,address,uint256)"]
 
 
+FULL_RANGE = 0
+"""A band half-width meaning "the whole tick range" (a V2-like position)."""
+
+
 @dataclass(frozen=True)
 class V3PoolSpec:
     base: str
     quote: str
     fee: int
-    usd_total: int
-    """USD value put into the pool over all positions (about; in-range positions use a bit less)."""
-    half_width: int
-    """Concentrated position: current tick (floored to spacing) +- this many ticks."""
+    bands: tuple[tuple[int, int], ...]
+    """Positions centered on the price: (half-width in ticks, USD value). FULL_RANGE = the whole range.
+    Nested bands stack: the depth at a price is the sum of the bands that cover it."""
     side: tuple[int, int]
-    """Side positions: ticks [base + side[0], base + side[1]] above and the mirror below."""
-    split: tuple[int, int, int, int] = (30, 50, 10, 10)
-    """Percent of usd_total for (full range, concentrated, above, below)."""
+    """Side positions: ticks [base + side[0], base + side[1]] above and the mirror below (one token each),
+    so that even small swaps cross initialized ticks."""
+    side_usd: int
+    """USD value of each side position."""
 
     @property
     def name(self) -> str:
         return f"{self.base}/{self.quote}/{self.fee}"
 
+    @property
+    def usd_total(self) -> int:
+        """USD put into the pool over all positions (about; centered positions use a bit less)."""
+        return sum(usd for _, usd in self.bands) + 2 * self.side_usd
 
+
+_M = 1_000_000
+# Depth follows mainnet's relation between position sizes and pool depth (see the module docstring):
+# a $1.8M sale of WETH into WETH/USDC/500 moves it ~0.15% at the starting price and stays under ~0.5%
+# after the price has moved 25% (the crash scenario) or 40% away, because the wide bands stand in for
+# mainnet LPs re-centering their ranges on the new price. Measured by tests/integration/test_uniswap.py
+# (test_v3_depth_follows_mainnet_ratios), which prints the figures.
 DEFAULT_V3_POOLS: tuple[V3PoolSpec, ...] = (
-    V3PoolSpec("WETH", "USDC", 500, 60_000_000, 200, (400, 1200)),
-    V3PoolSpec("WETH", "USDC", 3000, 20_000_000, 600, (1200, 3000)),
-    V3PoolSpec("WBTC", "WETH", 3000, 30_000_000, 600, (1200, 3000)),
-    V3PoolSpec("wstETH", "WETH", 100, 30_000_000, 20, (40, 200)),
-    V3PoolSpec("USDC", "USDT", 100, 40_000_000, 5, (10, 50)),
-    V3PoolSpec("DAI", "USDC", 100, 30_000_000, 5, (10, 50)),
+    V3PoolSpec(
+        "WETH",
+        "USDC",
+        500,
+        ((FULL_RANGE, 20 * _M), (6000, 200 * _M), (3500, 150 * _M), (1600, 50 * _M), (200, 20 * _M)),
+        (400, 1200),
+        5 * _M,
+    ),
+    V3PoolSpec(
+        "WETH",
+        "USDC",
+        3000,
+        ((FULL_RANGE, 10 * _M), (6000, 60 * _M), (3500, 40 * _M), (1600, 15 * _M), (600, 10 * _M)),
+        (1200, 3000),
+        3 * _M,
+    ),
+    V3PoolSpec(
+        "WBTC",
+        "WETH",
+        3000,
+        ((FULL_RANGE, 15 * _M), (6000, 120 * _M), (3500, 80 * _M), (1600, 30 * _M), (600, 15 * _M)),
+        (1200, 3000),
+        3 * _M,
+    ),
+    V3PoolSpec(
+        "wstETH", "WETH", 100, ((FULL_RANGE, 5 * _M), (600, 40 * _M), (20, 15 * _M)), (40, 200), 3 * _M
+    ),
+    V3PoolSpec("USDC", "USDT", 100, ((FULL_RANGE, 5 * _M), (300, 40 * _M), (5, 20 * _M)), (10, 50), 4 * _M),
+    V3PoolSpec("DAI", "USDC", 100, ((FULL_RANGE, 5 * _M), (300, 30 * _M), (5, 15 * _M)), (10, 50), 3 * _M),
 )
 
 
@@ -154,16 +213,25 @@ def plan_pool(spec: V3PoolSpec, tokens: Mapping[str, TokenInfo], prices: PriceBo
     def aligned(t: int) -> int:
         return v3.floor_tick(t, spacing)
 
-    full = (-v3.floor_tick(v3.MAX_TICK, spacing), v3.floor_tick(v3.MAX_TICK, spacing))
-    conc = (base - aligned(spec.half_width), base + aligned(spec.half_width))
+    top = v3.floor_tick(v3.MAX_TICK, spacing)
+    ranges: list[tuple[tuple[int, int], int]] = []
+    for half_width, usd in spec.bands:
+        if half_width == FULL_RANGE:
+            ranges.append(((-top, top), usd))
+        else:
+            ranges.append(
+                ((max(-top, base - aligned(half_width)), min(top, base + aligned(half_width))), usd)
+            )
     above = (base + aligned(spec.side[0]), base + aligned(spec.side[1]))
     below = (base - aligned(spec.side[1]), base - aligned(spec.side[0]))
-    if not (conc[0] < conc[1] and above[0] < above[1] and above[0] > tick and below[1] <= tick):
-        raise DevnetError(f"{spec.name}: bad position ranges {conc} {above} {below} at tick {tick}")
+    ranges += [(above, spec.side_usd), (below, spec.side_usd)]
+    if not (above[0] < above[1] and above[0] > tick and below[1] <= tick) or any(
+        not lo <= tick < hi for (lo, hi), _ in ranges[:-2]
+    ):
+        raise DevnetError(f"{spec.name}: bad position ranges {ranges} at tick {tick}")
 
     positions = []
-    for (lower, upper), pct in zip((full, conc, above, below), spec.split, strict=True):
-        usd = spec.usd_total * pct // 100
+    for (lower, upper), usd in ranges:
         if usd == 0:
             continue
         if lower > tick:  # all token0

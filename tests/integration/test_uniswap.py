@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from math import isqrt
 
 import pytest
 from eth_abi.abi import decode
@@ -34,6 +35,7 @@ from keeper.devnet.uniswap_v3 import (
     SLOT0_TYPES,
     UniswapV3Deployment,
     deploy_uniswap_v3,
+    plan_pool,
     read_pool_state,
 )
 
@@ -248,8 +250,11 @@ async def test_v3_pools_start_at_the_exact_prices(devnet: Devnet) -> None:
         p = state.sqrt_price_x96
         assert p * p * ratio.den <= ratio.num << 192 < (p + 1) * (p + 1) * ratio.den, spec.name
         assert state.tick == v3math.get_tick_at_sqrt_ratio(p)
-        # four positions: full range, concentrated, one above and one below the price -> 8 ticks
-        assert len(state.liquidity_net) == 8, spec.name
+        # the centered bands plus one position above and one below the price, each two distinct ticks
+        plan = plan_pool(spec, devnet.tokens, prices)
+        assert len(plan.positions) == len(spec.bands) + 2
+        assert set(state.liquidity_net) == {t for p in plan.positions for t in (p.tick_lower, p.tick_upper)}
+        assert len(state.liquidity_net) == 2 * len(plan.positions), spec.name
         assert sum(state.liquidity_net.values()) == 0
         assert all(t % state.tick_spacing == 0 for t in state.liquidity_net)
         assert state.fee == spec.fee and state.tick_spacing == v3math.FEE_TICK_SPACING[spec.fee]
@@ -372,7 +377,12 @@ async def test_v3_bounded_state_read(devnet: Devnet) -> None:
     full = await read_pool_state(devnet.rpc, pool)
     near = await read_pool_state(devnet.rpc, pool, words_each_side=1)
     assert near.word_bounds == (-1, 1)
-    assert len(near.liquidity_net) == 6  # the two full-range ticks are thousands of words away
+    # only the ticks in words -1..1 (ticks -256..511 at spacing 1); full-range ones are far away
+    spec = next(p for p in DEFAULT_V3_POOLS if p.name == "USDC/USDT/100")
+    plan = plan_pool(spec, devnet.tokens, PriceBook.default())
+    planned = {t for p in plan.positions for t in (p.tick_lower, p.tick_upper)}
+    assert set(near.liquidity_net) == {t for t in planned if -256 <= t < 512}
+    assert set(full.liquidity_net) == planned
     t0, _t1, _fee = _pool_tokens(devnet, "USDC/USDT/100")
     small = 1_000_000 * 10**t0.decimals
     assert v3math.quote_exact_input_single(near, True, small) == v3math.quote_exact_input_single(
@@ -387,3 +397,57 @@ async def test_v3_slot0_layout(devnet: Devnet) -> None:
     raw = await devnet.rpc.eth_call(devnet.v3.pools["WBTC/WETH/3000"], encode_call("slot0()", [], []))
     slot0 = decode(SLOT0_TYPES, raw)
     assert slot0[6] is True and slot0[0] > 0
+
+
+def _impact_bps(before: int, after: int) -> int:
+    """Price change between two sqrtPriceX96 values, in bps (floored)."""
+    return abs(after * after - before * before) * 10_000 // (before * before)
+
+
+async def test_v3_depth_follows_mainnet_ratios(net: Devnet) -> None:
+    """A $1.8M WETH sale (the size of a large liquidation's collateral) moves the main WETH/USDC pool by
+    tenths of a percent, at the start and after the price fell 25% (the crash scenario's move)."""
+    name = "WETH/USDC/500"
+    pool = net.v3.pools[name]
+    t0, t1, fee = _pool_tokens(net, name)
+    weth, usdc = net.tokens["WETH"], net.tokens["USDC"]
+    zero_for_one = t0 == weth
+    sale = PriceBook.default().amount_for_usd(weth, 1_800_000)  # 900 WETH at $2,000
+    state = await read_pool_state(net.rpc, pool)
+    quoted, sqrt_after, _ticks, _gas = await _quote(net, QUOTE_IN, (weth.address, usdc.address, sale, fee, 0))
+    assert quoted == v3math.quote_exact_input_single(state, zero_for_one, sale)
+    at_start = _impact_bps(state.sqrt_price_x96, sqrt_after)
+
+    # take the pool 25% down with a real swap (price limit = 75% of the price), then quote the sale again
+    target = state.sqrt_price_x96 * isqrt(75 * 10**16) // 10**9
+    if not zero_for_one:
+        target = state.sqrt_price_x96 * 10**9 // isqrt(75 * 10**16)
+    big = 10**9 * 10**18
+    await net.give("WETH", big)
+    await net.approve("WETH", net.v3.swap_router, big)
+    await net.trader.transact(
+        net.v3.swap_router,
+        EXACT_INPUT_SINGLE,
+        SWAP_PARAMS,
+        [(weth.address, usdc.address, fee, net.trader.sender, FAR_DEADLINE, big, 0, target)],
+    )
+    crashed = await read_pool_state(net.rpc, pool)
+    assert crashed.sqrt_price_x96 == target
+    sale_after = sale * 4 // 3  # $1.8M at $1,500
+    _q, sqrt_after_crash, _t, _g = await _quote(
+        net, QUOTE_IN, (weth.address, usdc.address, sale_after, fee, 0)
+    )
+    after_crash = _impact_bps(crashed.sqrt_price_x96, sqrt_after_crash)
+
+    reserve_weth, reserve_usdc = await get_reserves(net.deployer, net.v2.pairs["WETH/USDC"])
+    if int(weth.address, 16) > int(usdc.address, 16):
+        reserve_weth, reserve_usdc = reserve_usdc, reserve_weth
+    out = v2math.get_amount_out(sale, reserve_weth, reserve_usdc)
+    v2_bps = 10_000 - (reserve_usdc - out) * reserve_weth * 10_000 // ((reserve_weth + sale) * reserve_usdc)
+    print(
+        f"\n$1.8M WETH->USDC price impact: {name} {at_start} bps at the start, {after_crash} bps after -25%; "
+        f"V2 WETH/USDC {v2_bps} bps"
+    )
+    assert at_start <= 25
+    assert after_crash <= 60
+    assert v2_bps <= 800
