@@ -19,7 +19,7 @@ from pathlib import Path
 
 import aiohttp
 
-from keeper.chain.dev_accounts import DEFAULT_MNEMONIC, DEV_ACCOUNTS  # noqa: F401 - re-exported
+from keeper.chain.dev_accounts import DEFAULT_MNEMONIC, DEV_ACCOUNTS
 from keeper.errors import DevnetError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -204,3 +204,16 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)
     except OSError:
         pass
+
+
+__all__ = [
+    "DEFAULT_MNEMONIC",
+    "DEV_ACCOUNTS",
+    "NPM_ANVIL",
+    "PROJECT_ROOT",
+    "Anvil",
+    "AnvilConfig",
+    "find_anvil",
+    "free_port",
+    "port_is_free",
+]

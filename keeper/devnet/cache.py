@@ -26,6 +26,7 @@ DEPLOY_SOURCES = (
     "keeper/devnet/uniswap_v2.py",
     "keeper/devnet/uniswap_v3.py",
     "keeper/devnet/balancer.py",
+    "keeper/devnet/arbitrageur.py",
     "keeper/devnet/stack.py",
     "keeper/devnet/model.py",
     "keeper/devnet/deployer.py",

@@ -17,6 +17,7 @@ import typer
 
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import format_units
+from keeper.devnet.arbitrageur import DEFAULT_SPEED_BPS
 from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.scenarios.common import AnvilMiner, Miner, RelayMiner
 from keeper.devnet.stack import (
@@ -67,14 +68,42 @@ def _alive(pid: int) -> bool:
     return True
 
 
+BlockTimeOption = Annotated[
+    float,
+    typer.Option(
+        help="Seconds between blocks (anvil automine is off); 0: no block until asked (`keeper devnet mine`)."
+    ),
+]
+ArbitrageurOption = Annotated[
+    bool,
+    typer.Option(
+        "--arbitrageur/--no-arbitrageur",
+        help="Background arbitrageur: public swaps before each block move the pools toward the oracle.",
+    ),
+]
+ArbSpeedOption = Annotated[
+    int,
+    typer.Option(
+        "--arb-speed-bps",
+        min=1,
+        max=10_000,
+        help="Share of each pool's gap to the oracle price the arbitrageur closes per block (10000: all).",
+    ),
+]
+
+
 @app.command()
 def up(
-    block_time: Annotated[float, typer.Option(help="Seconds between blocks (anvil automine is off).")] = 2.0,
+    block_time: BlockTimeOption = 2.0,
     port: Annotated[int, typer.Option(help="anvil HTTP/WS port on 127.0.0.1.")] = DEFAULT_PORT,
     fresh: Annotated[bool, typer.Option(help="Ignore the cached state and deploy from scratch.")] = False,
     foreground: Annotated[bool, typer.Option(help="Stay attached; Ctrl-C stops the devnet.")] = False,
+    arbitrageur: ArbitrageurOption = True,
+    arb_speed_bps: ArbSpeedOption = DEFAULT_SPEED_BPS,
 ) -> None:
     """Start the devnet in the background, deploy (or load the cached state) and print its URLs."""
+    if block_time < 0:
+        _fail("--block-time must be >= 0 (0: blocks only on `keeper devnet mine`)")
     existing = _read_run_file()
     if existing and _alive(int(existing["pid"])):
         _fail(
@@ -94,7 +123,7 @@ def up(
     else:
         typer.echo("using cached deployed state")
     if foreground:
-        _serve(block_time, port)
+        _serve(block_time, port, arbitrageur, arb_speed_bps)
         return
     RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
     RUN_FILE.unlink(missing_ok=True)
@@ -108,6 +137,9 @@ def up(
         str(block_time),
         "--port",
         str(port),
+        "--arbitrageur" if arbitrageur else "--no-arbitrageur",
+        "--arb-speed-bps",
+        str(arb_speed_bps),
     ]
     with LOG_FILE.open("ab") as log:
         proc = subprocess.Popen(  # detached on purpose: `keeper devnet down` stops it by pid
@@ -122,7 +154,14 @@ def up(
             typer.echo(f"  RPC WS     {info['rpc_ws_url']}")
             if info.get("relay_url"):
                 typer.echo(f"  relay      {info['relay_url']}")
-            typer.echo(f"  blocks     every {block_time} s")
+            if block_time > 0:
+                typer.echo(f"  blocks     every {block_time} s")
+            else:
+                typer.echo("  blocks     on demand: `keeper devnet mine [N]`")
+            if arbitrageur:
+                typer.echo(f"  arbitrageur  on ({arb_speed_bps} bps of the gap per block)")
+            else:
+                typer.echo("  arbitrageur  off")
             typer.echo(f"  addresses  {DEPLOYMENTS_FILE}")
             return
         if proc.poll() is not None:
@@ -147,17 +186,24 @@ def _last_error(log: Path) -> str:
 def serve(
     block_time: Annotated[float, typer.Option()] = 2.0,
     port: Annotated[int, typer.Option()] = DEFAULT_PORT,
+    arbitrageur: ArbitrageurOption = True,
+    arb_speed_bps: ArbSpeedOption = DEFAULT_SPEED_BPS,
 ) -> None:
     """Run the devnet in this process until SIGTERM/SIGINT (what `up` starts in the background)."""
-    _serve(block_time, port)
+    _serve(block_time, port, arbitrageur, arb_speed_bps)
 
 
-def _serve(block_time: float, port: int) -> None:
+def _serve(block_time: float, port: int, arbitrageur: bool, arb_speed_bps: int) -> None:
     from keeper.core.runtime import run
 
     async def main() -> None:
-        async with Devnet(block_time=block_time, port=port) as net:
-            info = {"pid": os.getpid(), "block_time": block_time, **net.describe()}
+        async with Devnet(
+            block_time=block_time if block_time > 0 else None,
+            port=port,
+            arbitrageur=arbitrageur,
+            arb_speed_bps=arb_speed_bps,
+        ) as net:
+            info = {"pid": os.getpid(), **net.describe()}
             info.pop("deployment")
             write_deployments_file({**info, "deployment": net.describe()["deployment"]})
             RUN_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +259,35 @@ def down() -> None:
             os.kill(pid, signal.SIGKILL)
     RUN_FILE.unlink(missing_ok=True)
     typer.echo(f"devnet stopped (pid {pid})")
+
+
+@app.command()
+def mine(
+    blocks: Annotated[int, typer.Argument(min=1, max=10_000, help="Number of blocks to build.")] = 1,
+) -> None:
+    """Build N blocks now on the running devnet, through its builder (bundles first, then the mempool).
+
+    For a devnet started with `--block-time 0`, where no block is built until asked; with an interval
+    the blocks come on top of the interval ones.
+    """
+    url, relay_url, _ = _target()
+
+    async def go() -> int:
+        if relay_url:
+            return await RelayMiner(relay_url).mine_blocks(blocks)
+        async with RpcClient(url) as rpc:
+            miner = AnvilMiner(rpc)
+            head = 0
+            for _ in range(blocks):
+                head = await miner.mine()
+            return head
+
+    try:
+        head = asyncio.run(go())
+    except (KeeperError, OSError) as exc:
+        _fail(f"could not mine: {exc}")
+        return
+    typer.echo(f"mined {blocks} block{'s' if blocks != 1 else ''}; head {head}")
 
 
 @app.command()
@@ -287,7 +362,13 @@ def scenario_crash(
     drop_bps: Annotated[int, typer.Option(help="Total ETH drop in basis points.")] = 2_500,
     blocks: Annotated[int, typer.Option(help="Blocks the drop is spread over.")] = 20,
     mine: MineOption = False,
-    amms: Annotated[bool, typer.Option(help="Move the Uniswap pools with the oracle.")] = True,
+    amms: Annotated[
+        bool,
+        typer.Option(
+            help="Move the Uniswap pools with the oracle, in the same block (--no-amms: leave them to the "
+            "devnet's arbitrageur, one block behind, or where they are without it)."
+        ),
+    ] = True,
 ) -> None:
     """ETH price path down `drop_bps` over `blocks` blocks, sent as pending oracle transactions."""
     from keeper.devnet.scenarios.crash import CrashStep, run_crash

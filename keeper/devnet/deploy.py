@@ -4,7 +4,8 @@ Balancer V2) on a fresh anvil.
 Accounts (anvil's default mnemonic; public test keys, never use them elsewhere):
 0 deployer/admin and liquidity provider, 1 oracle transmitter, 2 the keeper's funds account (owner of
 our executor contract), 3 a competing liquidator, 4 a whale for the depeg scenario, 5-9 the keeper's
-operators (extra senders allowed to call the executor).
+operators (extra senders allowed to call the executor); account 10 of the same mnemonic is the
+background arbitrageur (`keeper.devnet.arbitrageur.ARBITRAGEUR`, funded here).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from keeper.chain.rpc import RpcClient
 from keeper.devnet.aave_v2 import AaveV2Market, deploy_aave_v2
 from keeper.devnet.aave_v3 import AaveV3Market, deploy_aave_v3
 from keeper.devnet.anvil import DEV_ACCOUNTS
+from keeper.devnet.arbitrageur import fund_arbitrageur
 from keeper.devnet.balancer import BalancerDeployment, deploy_balancer
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.model import DEFAULT_PRICES_USD, TokenInfo
@@ -123,6 +125,10 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
     t = lap("uniswap_v3", t)
     balancer = await deploy_balancer(d, tokens)
     t = lap("balancer", t)
+    arb_txs = await fund_arbitrageur(
+        rpc, tokens, dict(prices_usd), (uniswap_v3.swap_router, uniswap_v2.router)
+    )
+    t = lap("arbitrageur", t)
     executor = await deploy_executor(
         Deployer(rpc, KEEPER),
         KEEPER,
@@ -160,5 +166,5 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
             "operators": ",".join(OPERATORS),
         },
         timings=timings,
-        tx_count=d.txs_sent,
+        tx_count=d.txs_sent + arb_txs,
     )

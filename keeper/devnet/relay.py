@@ -56,6 +56,7 @@ from keeper.errors import KeeperError
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = 2 * 1024 * 1024
+MAX_BUILD_BLOCKS: Final = 10_000
 _THREAD_DECODE_ABOVE: Final = 16  # decode bigger bundles off the event loop (~0.3 ms per tx)
 _HASH_LEN: Final = 66
 
@@ -411,13 +412,31 @@ class RelayServer:
         return tx.hash
 
     async def _build_block(self, params: Any, signer: str) -> Any:
-        """Devnet extension (not part of any builder API): build and mine the next block now.
+        """Devnet extension (not part of any builder API): build and mine the next block(s) now.
 
-        Scenarios that mine their own set-up blocks call this, so that every block on the devnet is
-        produced by the builder under its lock and never interleaves with an interval build.
+        params: [] or [N] (a number or hex quantity, 1..MAX_BUILD_BLOCKS): N blocks, one after the other.
+        Scenarios that mine their own set-up blocks and `keeper devnet mine N` call this, so that every
+        block on the devnet is produced by the builder under its lock (bundles first, the arbitrageur's
+        swaps sent before each) and never interleaves with an interval build. Returns the last block.
         """
-        built = await self.builder.build_block()
-        return {"number": built.number, "hash": built.hash, "transactions": len(built.tx_hashes)}
+        if params in (None, []):
+            count = 1
+        elif isinstance(params, list) and len(params) == 1:
+            count = _opt_int(params[0], "block count") or 0
+        else:
+            raise ParamsError("params must be [] or [number of blocks]")
+        if not 1 <= count <= MAX_BUILD_BLOCKS:
+            raise ParamsError(f"block count must be between 1 and {MAX_BUILD_BLOCKS}")
+        built = None
+        for _ in range(count):
+            built = await self.builder.build_block()
+        assert built is not None
+        return {
+            "number": built.number,
+            "hash": built.hash,
+            "transactions": len(built.tx_hashes),
+            "blocks": count,
+        }
 
     async def _cancel_private(self, params: Any, signer: str) -> Any:
         obj = _single_object(params)

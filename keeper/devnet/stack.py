@@ -3,6 +3,9 @@
 `Devnet` runs in-process (tests, `keeper demo`): `async with Devnet(block_time=None) as net:` gives a
 deployed chain in ~0.2 s from the cached state, with blocks produced on demand (`await net.mine()`), or on
 a fixed interval with anvil's automine off so the mempool is visible between blocks.
+`Devnet(arbitrageur=True, arb_speed_bps=5000)` adds the background arbitrageur
+(`keeper.devnet.arbitrageur`): before every block it sends public swaps that move the Uniswap pools
+toward the oracle prices (off by default here, so tests see a still market; on in `keeper devnet up`).
 
 `keeper devnet up` runs the same thing in a detached `keeper devnet serve` process and records it in a
 run file; `keeper devnet down` stops it. anvil is that process's child and dies with it.
@@ -22,6 +25,7 @@ import orjson
 
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import PROJECT_ROOT, Anvil, AnvilConfig
+from keeper.devnet.arbitrageur import DEFAULT_SPEED_BPS, Arbitrageur
 from keeper.devnet.cache import CACHE_DIR, CachedState, cached_state
 from keeper.devnet.deploy import DevnetDeployment, deploy_all
 from keeper.devnet.relay import RelayServer
@@ -31,7 +35,8 @@ log = logging.getLogger("keeper.devnet")
 
 DEPLOYMENTS_FILE = PROJECT_ROOT / "deployments" / "devnet.json"
 RUN_FILE = CACHE_DIR / "run.json"
-GAS_LIMIT = 36_000_000
+GAS_LIMIT = 60_000_000
+"""The block gas limit: mainnet's in late 2026 (raised from 30M to 36M in 2025, 45M, then 60M)."""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -69,9 +74,12 @@ async def ensure_state(*, fresh: bool = False) -> tuple[CachedState, DevnetDeplo
 class Devnet:
     """A deployed devnet: anvil loaded from the cached state, plus block production.
 
-    block_time=None: blocks only when asked (`mine`); otherwise one block every `block_time` seconds.
+    block_time=None or <= 0: blocks only when asked (`mine`, or `devnet_buildBlock` at the relay, which
+    `keeper devnet mine N` calls); otherwise one block every `block_time` seconds.
     relay=True (default): blocks are built by the local bundle relay's builder (bundles first, then the
     mempool) and the relay serves eth_sendBundle & co. at `relay_url`; relay=False: plain evm_mine.
+    arbitrageur=True: the background arbitrageur closes `arb_speed_bps` of every pool's gap to the oracle
+    price with public swaps sent before each block (`self.arbitrageur`; default off).
     """
 
     def __init__(
@@ -82,8 +90,13 @@ class Devnet:
         relay: bool = True,
         relay_port: int = 0,
         fresh: bool = False,
+        arbitrageur: bool = False,
+        arb_speed_bps: int = DEFAULT_SPEED_BPS,
     ) -> None:
-        self.block_time = block_time
+        self.block_time = block_time if block_time is not None and block_time > 0 else None
+        self.with_arbitrageur = arbitrageur
+        self.arb_speed_bps = arb_speed_bps
+        self.arbitrageur: Arbitrageur | None = None
         self.with_relay = relay
         self._relay_port = relay_port
         self.relay: RelayServer | None = None
@@ -135,9 +148,20 @@ class Devnet:
         )
         await self.anvil.start()
         self.rpc = RpcClient(self.anvil.http_url)
+        if self.with_arbitrageur:
+            self.arbitrageur = Arbitrageur(
+                self.rpc,
+                deployment.tokens,
+                deployment.feeds.usd,
+                deployment.uniswap_v3,
+                deployment.uniswap_v2,
+                speed_bps=self.arb_speed_bps,
+            )
         if self.with_relay:
             self.relay = RelayServer(self.anvil.http_url, port=self._relay_port)
             await self.relay.start()
+            if self.arbitrageur is not None:
+                self.relay.builder.pre_build.append(self.arbitrageur.step)
         if self.block_time is not None:
             self._miner = asyncio.create_task(self._mine_forever(self.block_time), name="devnet:miner")
         self.start_seconds = time.perf_counter() - started
@@ -148,8 +172,10 @@ class Devnet:
         async with self._mine_lock:
             for _ in range(blocks):
                 if self.relay is not None:
-                    await self.relay.builder.build_block()
+                    await self.relay.builder.build_block()  # runs the arbitrageur first (pre_build)
                 else:
+                    if self.arbitrageur is not None:
+                        await self.arbitrageur.step()
                     await rpc.call("evm_mine")
             return await rpc.block_number()
 
@@ -198,6 +224,9 @@ class Devnet:
             "rpc_ws_url": self.ws_url,
             "relay_url": self.relay_url,
             "block_time": self.block_time,
+            "arbitrageur": None
+            if self.arbitrageur is None
+            else {"address": self.arbitrageur.address, "speed_bps": self.arbitrageur.speed_bps},
             "deployment": deployment.to_json(),
         }
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from eth_abi.abi import decode
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.anvil import free_port
+from keeper.devnet.arbitrageur import ARBITRAGEUR
 from keeper.devnet.cache import CachedState
 from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.scenarios.borrowers import AAVE_V3, create_borrowers
@@ -167,6 +169,87 @@ async def test_depeg_moves_one_venue_only(devnet: Devnet, miner: DevnetMiner) ->
         await rpc.call("evm_revert", [snap])
 
 
+async def _pool_prices(rpc: RpcClient, dep: DevnetDeployment) -> dict[str, tuple[int, int]]:
+    """Every pool's marginal price as a fraction (token1 per token0, base units)."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, pool in dep.uniswap_v3.pools.items():
+        raw = await rpc.eth_call(pool, encode_call("slot0()", [], []))
+        sqrt_price = decode(["uint160"], raw[:32])[0]
+        out[name] = (sqrt_price * sqrt_price, 2**192)
+    for name, pair in dep.uniswap_v2.pairs.items():
+        raw = await rpc.eth_call(pair, encode_call("getReserves()", [], []))
+        r0, r1, _ = decode(["uint112", "uint112", "uint32"], raw)
+        out[name] = (int(r1), int(r0))
+    return out
+
+
+def _oracle_fraction(dep: DevnetDeployment, name: str, usd: dict[str, int]) -> tuple[int, int]:
+    a, b = (dep.tokens[s] for s in name.split("/")[:2])
+    t0, t1 = (a, b) if int(a.address, 16) < int(b.address, 16) else (b, a)
+    return usd[t0.symbol] * 10**t1.decimals, usd[t1.symbol] * 10**t0.decimals
+
+
+def _gap_bps(price: tuple[int, int], oracle: tuple[int, int]) -> float:
+    """Distance from the oracle price in bps (a float for the assertions' messages only)."""
+    (pn, pd), (on, od) = price, oracle
+    return abs(pn * od - on * pd) * 10_000 / (on * pd)
+
+
+async def test_arbitrageur_brings_the_pools_back_to_the_oracle(devnet_state: CachedState) -> None:
+    async with Devnet(block_time=None, arbitrageur=True, arb_speed_bps=5_000) as net:
+        rpc, dep = net.require()
+        assert net.arbitrageur is not None and net.arbitrageur.address == ARBITRAGEUR
+        old = await current_usd_prices(rpc, dep)
+        new = dict(old)
+        new["WETH"] = old["WETH"] * 90 // 100
+        new["wstETH"] = old["wstETH"] * 90 // 100
+        await send_oracle_updates(rpc, dep, old, new)
+        await net.mine()  # the oracle update lands; the arbitrageur saw the old price: nothing to do
+        assert net.arbitrageur.stats.last == []
+        before = await _pool_prices(rpc, dep)
+        moved = {n for n in before if "WETH" in n.split("/")[:2] and "wstETH" not in n}
+        assert moved, "pools pricing WETH against something else"
+        for name in moved:
+            assert _gap_bps(before[name], _oracle_fraction(dep, name, new)) > 1_000
+
+        await net.mine()  # first arbitrage block: each gap halves, with the exact predicted amounts
+        trades = {t.pool: t for t in net.arbitrageur.stats.last}
+        assert set(trades) == moved  # wstETH/WETH: both legs moved 10%, the ratio did not
+        receipts = await rpc.batch([("eth_getTransactionReceipt", [t.tx_hash]) for t in trades.values()])
+        assert all(r is not None and r["status"] == "0x1" for r in receipts)
+        assert {r["from"].lower() for r in receipts} == {ARBITRAGEUR.lower()}
+        after = await _pool_prices(rpc, dep)
+        for name, trade in trades.items():
+            if trade.target_sqrt_price_x96 is not None:  # V3: exactly on the computed target
+                assert after[name] == (trade.target_sqrt_price_x96**2, 2**192), name
+            gap = _gap_bps(after[name], _oracle_fraction(dep, name, new))
+            assert 540 <= gap <= 570, (name, gap)  # half of the 1,111 bps gap (V3 tick rounding aside)
+
+        for _ in range(12):
+            await net.mine()
+        final = await _pool_prices(rpc, dep)
+        for name in final:
+            gap = _gap_bps(final[name], _oracle_fraction(dep, name, new))
+            assert gap <= 2, (name, gap)
+
+
+async def test_without_the_arbitrageur_pools_stay_put(devnet: Devnet) -> None:
+    rpc, dep = devnet.require()
+    assert devnet.arbitrageur is None  # off by default: tests see a still market
+    snap = await rpc.call("evm_snapshot")
+    try:
+        before = await _pool_prices(rpc, dep)
+        old = await current_usd_prices(rpc, dep)
+        new = dict(old)
+        new["WETH"] = old["WETH"] * 90 // 100
+        await send_oracle_updates(rpc, dep, old, new)
+        await devnet.mine(5)
+        assert (await current_usd_prices(rpc, dep))["WETH"] == new["WETH"]
+        assert await _pool_prices(rpc, dep) == before
+    finally:
+        await rpc.call("evm_revert", [snap])
+
+
 async def _cli(*args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -228,3 +311,48 @@ async def test_cli_up_scenarios_down(devnet_state: CachedState) -> None:
         assert "stopped" in out
     code, out = await _cli("devnet", "status")
     assert code == 1
+
+
+async def _head() -> int:
+    code, out = await _cli("devnet", "status")
+    assert code == 0, out
+    return int(out.rsplit("head", 1)[1].split()[0])
+
+
+async def test_cli_block_time_zero_builds_no_block_until_mined(
+    devnet_state: CachedState, tmp_path: Path
+) -> None:
+    port = free_port()
+    code, out = await _cli("devnet", "status")
+    if code == 0:
+        pytest.fail(f"a devnet is already running on this machine; stop it first: {out}")
+    code, out = await _cli("devnet", "up", "--port", str(port), "--block-time", "0", "--no-arbitrageur")
+    try:
+        assert code == 0, out
+        assert "on demand" in out
+        assert "arbitrageur  off" in out
+        head = await _head()
+        await asyncio.sleep(1.5)  # a lower bound only: at --block-time 0 not a single block comes by itself
+        assert await _head() == head
+        code, out = await _cli("devnet", "mine", "3")
+        assert code == 0, out
+        assert f"head {head + 3}" in out
+        assert await _head() == head + 3
+        # `--out` writes amounts above 2^64 as decimal strings (issue 11); its blocks come from `mine` calls
+        target = tmp_path / "borrowers.json"
+        code, out = await _cli(
+            "devnet", "scenario", "borrowers", "--n", "12", "--seed", "3", "--out", str(target)
+        )
+        assert code == 0, out
+        data = orjson.loads(target.read_bytes())
+        assert len(data["borrowers"]) == 12
+        amounts = [int(v) for b in data["borrowers"] for v in b["collateral"].values()]
+        assert all(isinstance(v, str) for b in data["borrowers"] for v in b["collateral"].values())
+        assert max(amounts) > 0
+        assert all(int(b["debt_amount"]) > 0 for b in data["borrowers"])
+        settled = await _head()
+        await asyncio.sleep(1.0)
+        assert await _head() == settled
+    finally:
+        code, out = await _cli("devnet", "down")
+        assert code == 0, out

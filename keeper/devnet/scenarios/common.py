@@ -75,7 +75,11 @@ class RelayMiner:
         self._key = Account.create().key
 
     async def mine(self) -> int:
-        body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "devnet_buildBlock", "params": []})
+        return await self.mine_blocks(1)
+
+    async def mine_blocks(self, n: int) -> int:
+        """Builds `n` blocks now (bundles first, as every builder block); returns the new head."""
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "devnet_buildBlock", "params": [n]})
         headers = {
             "Content-Type": "application/json",
             "X-Flashbots-Signature": sign_request_body(body, self._key),
@@ -83,7 +87,7 @@ class RelayMiner:
         async with (
             aiohttp.ClientSession() as session,
             session.post(
-                self.relay_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60)
+                self.relay_url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60 + 5 * n)
             ) as resp,
         ):
             reply = orjson.loads(await resp.read())

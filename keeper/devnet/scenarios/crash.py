@@ -9,6 +9,13 @@ path. For each step the scenario:
 3. leaves them pending (a mempool strategy sees them before they land) and then waits for the next
    block, or mines it when `mine=True` (on-demand devnets in tests).
 Prices are integers; the path is exact and deterministic.
+
+With the devnet's background arbitrageur on (`keeper devnet up` turns it on; `Devnet(arbitrageur=True)`),
+the two agree: the scenario's swaps move the pools in the same block as the oracle update (on mainnet DEX
+prices lead the oracle), so before the next block the arbitrageur finds the pools on the oracle price and
+sends nothing. With `move_amms=False` (`--no-amms`) the pools are left to the arbitrageur, which follows
+each oracle update from the next block on, closing its `speed_bps` share of the gap per block; without
+an arbitrageur they then stay where they are.
 """
 
 from __future__ import annotations
