@@ -21,8 +21,11 @@ tried when a builder fails at transport level (connection, timeout, HTTP 408/425
 something that is not a JSON-RPC reply, or does not offer the method (JSON-RPC -32601, HTTP 404/405/501).
 A simulation that ran is a result, whatever it says (a reverted tx is in `CallBundleResult.results`); a
 builder's refusal of the bundle itself (e.g. "nonce too low") is raised as `RelayRejected`. When every
-builder failed, `SimulationUnavailable` (a `RelayError`) lists why. Failed attempts are logged at WARNING,
-at most one line per builder (and method) per `warn_interval` seconds, with the count of lines suppressed.
+builder failed, `SimulationUnavailable` (a `RelayError`) lists why.
+
+Logging: failed attempts (simulations and fan-out sends alike) are logged at WARNING, at most one line per
+builder and method per `warn_interval` seconds (default 30), the next line saying how many were suppressed:
+a dead builder costs one line per interval, not one per block.
 
 Identity: each builder is known by its name (`name=url`) or its redacted URL
 (`keeper.executors.builder_identity`); `BuilderResult.name` / `SimulationOutcome.builder` carry it, and it
