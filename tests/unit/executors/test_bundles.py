@@ -670,7 +670,7 @@ async def test_deadline_bounds_the_whole_request_retries_included(hung: HungServ
 async def test_retries_only_while_the_deadline_allows(fake: FakeBuilder) -> None:
     # 503 then a back-off longer than what is left of the deadline: no second attempt
     fake.script = [raw(503, b"busy"), rpc_ok({"bundleHash": BUNDLE_HASH})]
-    async with BundleClient(fake.url, KEY, timeout=5.0, retries=3, backoff=10.0) as c:
+    async with BundleClient(fake.url, KEY, timeout=60.0, retries=3, backoff=120.0) as c:
         with pytest.raises(RelayTransportError, match="HTTP 503"):
             await c.send_bundle(Bundle.build([TX1], 5))
     assert len(fake.received) == 1
