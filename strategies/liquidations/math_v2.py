@@ -15,15 +15,20 @@ collateral to send), and the LendingPool-wide pause.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
-from keeper.chain.units import RAY, UINT256_MAX, percent_div, percent_mul, ray_div, ray_mul, wad_div
+from keeper.chain.units import PERCENTAGE_FACTOR, RAY, percent_div, percent_mul, ray_mul, wad_div
 from strategies.liquidations.common import (
+    HALF_PERCENT,
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
     NO_DEBT_HEALTH_FACTOR,
     AccountData,
     Indexes,
     LiquidationOutcome,
+    LiquidationTerms,
     NotLiquidatable,
+    ceil_div,
     liquidation_assets,
     reserve_of,
 )
@@ -43,6 +48,7 @@ LIQUIDATION_CLOSE_FACTOR_PERCENT = 5000
 
 __all__ = [
     "LIQUIDATION_CLOSE_FACTOR_PERCENT",
+    "V2Terms",
     "a_token_balance",
     "best_liquidation",
     "calculate_available_borrows",
@@ -50,6 +56,7 @@ __all__ = [
     "calculate_compounded_interest",
     "calculate_linear_interest",
     "liquidation_outcome",
+    "liquidation_terms",
     "normalized_debt",
     "normalized_income",
     "normalized_indexes",
@@ -180,20 +187,51 @@ def calculate_available_collateral_to_liquidate(
     return max_collateral, debt_to_cover
 
 
-def liquidation_outcome(
+@dataclass(frozen=True, slots=True)
+class V2Terms(LiquidationTerms):
+    """Aave V2 terms: the bonus applied before the price division, no protocol fee, ETH-based prices."""
+
+    base_is_eth: ClassVar[bool] = True
+    burn_error: ClassVar[str] = "CT_INVALID_BURN_AMOUNT"
+
+    def collateral_amounts(self, debt_to_liquidate: int) -> tuple[int, int, int]:
+        collateral, needed = calculate_available_collateral_to_liquidate(
+            collateral_price=self.collateral_price,
+            debt_price=self.debt_price,
+            collateral_unit=self.collateral_unit,
+            debt_unit=self.debt_unit,
+            debt_to_cover=debt_to_liquidate,
+            user_collateral_balance=self.user_collateral_balance,
+            liquidation_bonus=self.liquidation_bonus,
+        )
+        return collateral, min(debt_to_liquidate, needed), 0
+
+    def _max_collateral(self, debt_to_liquidate: int) -> int:
+        return percent_mul(
+            self.debt_price * debt_to_liquidate * self.collateral_unit, self.liquidation_bonus
+        ) // (self.collateral_price * self.debt_unit)
+
+    def _min_request_for(self, collateral: int) -> int:
+        # percentMul(v, bonus) // (cp * du) >= collateral  <=>  v * bonus + HALF >= collateral * cp * du * 1e4
+        v_min = ceil_div(
+            collateral * self.collateral_price * self.debt_unit * PERCENTAGE_FACTOR - HALF_PERCENT,
+            self.liquidation_bonus,
+        )
+        return ceil_div(v_min, self.debt_price * self.collateral_unit)
+
+
+def liquidation_terms(
     position: UserPosition,
     reserves: Mapping[str, ReserveState],
     collateral_asset: str,
     debt_asset: str,
-    debt_to_cover: int,
     timestamp: int,
     *,
-    receive_a_token: bool = False,
     health_factor: int | None = None,
     indexes: Indexes | None = None,
-) -> LiquidationOutcome:
-    """LendingPoolCollateralManager.liquidationCall's amounts (validation as
-    ValidationLogic.validateLiquidationCall; raises NotLiquidatable where the pool reverts)."""
+) -> V2Terms:
+    """LendingPoolCollateralManager.liquidationCall up to the size (validation as
+    ValidationLogic.validateLiquidationCall; raises NotLiquidatable where the pool reverts at any size)."""
     collateral = reserve_of(reserves, collateral_asset)
     debt = reserve_of(reserves, debt_asset)
     if health_factor is None:
@@ -215,56 +253,52 @@ def liquidation_outcome(
         raise NotLiquidatable("LPCM_SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER", debt.asset)
 
     income, _ = _indexes(collateral, timestamp, indexes)
-    collateral_balances = position.balances(collateral_asset)
-    user_collateral = a_token_balance(collateral_balances.scaled_a_token_balance, income)
-    max_liquidatable_debt = percent_mul(
-        user_stable_debt + user_variable_debt, LIQUIDATION_CLOSE_FACTOR_PERCENT
-    )
-    actual_debt = min(debt_to_cover, max_liquidatable_debt)
-    bonus = collateral.config.liquidation_bonus
-    collateral_amount, debt_needed = calculate_available_collateral_to_liquidate(
-        collateral_price=collateral.price,
-        debt_price=debt.price,
-        collateral_unit=collateral.unit,
-        debt_unit=debt.unit,
-        debt_to_cover=actual_debt,
-        user_collateral_balance=user_collateral,
-        liquidation_bonus=bonus,
-    )
-    actual_debt = min(actual_debt, debt_needed)
-
-    if user_variable_debt >= actual_debt:
-        variable_burned, stable_burned = actual_debt, 0
-    else:
-        variable_burned, stable_burned = user_variable_debt, actual_debt - user_variable_debt
-    # AToken.burn / VariableDebtToken.burn require a non-zero scaled amount.
-    if variable_burned != 0 and ray_div(variable_burned, debt_index) == 0:
-        raise NotLiquidatable("CT_INVALID_BURN_AMOUNT", "debt to burn rounds to 0 scaled")
-    if not receive_a_token and ray_div(collateral_amount, income) == 0:
-        raise NotLiquidatable("CT_INVALID_BURN_AMOUNT", "collateral to burn rounds to 0 scaled")
-
-    return LiquidationOutcome(
+    scaled = position.balances(collateral_asset).scaled_a_token_balance
+    return V2Terms(
         collateral_asset=collateral_asset,
         debt_asset=debt_asset,
-        debt_to_cover=debt_to_cover,
-        actual_debt_to_cover=actual_debt,
-        collateral_to_liquidator=collateral_amount,
-        protocol_fee=0,
-        protocol_fee_scaled=0,
-        variable_debt_burned=variable_burned,
-        stable_debt_burned=stable_burned,
         health_factor=health_factor,
         close_factor=LIQUIDATION_CLOSE_FACTOR_PERCENT,
-        liquidation_bonus=bonus,
-        user_collateral_balance=user_collateral,
-        user_variable_debt=user_variable_debt,
-        user_stable_debt=user_stable_debt,
+        liquidation_bonus=collateral.config.liquidation_bonus,
+        liquidation_protocol_fee=0,
         collateral_price=collateral.price,
         debt_price=debt.price,
         collateral_unit=collateral.unit,
         debt_unit=debt.unit,
-        collateral_exhausted=collateral_amount == user_collateral,
+        user_collateral_balance=a_token_balance(scaled, income),
+        user_collateral_scaled=scaled,
+        collateral_income=income,
+        user_variable_debt=user_variable_debt,
+        user_stable_debt=user_stable_debt,
+        debt_index=debt_index,
+        reserves=reserves,
     )
+
+
+def liquidation_outcome(
+    position: UserPosition,
+    reserves: Mapping[str, ReserveState],
+    collateral_asset: str,
+    debt_asset: str,
+    debt_to_cover: int,
+    timestamp: int,
+    *,
+    receive_a_token: bool = False,
+    health_factor: int | None = None,
+    indexes: Indexes | None = None,
+) -> LiquidationOutcome:
+    """LendingPoolCollateralManager.liquidationCall's amounts (validation as
+    ValidationLogic.validateLiquidationCall; raises NotLiquidatable where the pool reverts)."""
+    terms = liquidation_terms(
+        position,
+        reserves,
+        collateral_asset,
+        debt_asset,
+        timestamp,
+        health_factor=health_factor,
+        indexes=indexes,
+    )
+    return terms.outcome(debt_to_cover, receive_a_token=receive_a_token)
 
 
 def best_liquidation(
@@ -275,28 +309,30 @@ def best_liquidation(
     receive_a_token: bool = False,
     indexes: Indexes | None = None,
 ) -> LiquidationOutcome | None:
-    """The (collateral, debt) pair with the largest `bonus_value_base` at debt_to_cover = max, or None."""
+    """The (collateral, debt) pair with the largest `bonus_value_base` at its largest useful size
+    (`max_cover`), carrying every valid pair's terms in `pairs`; or None."""
     account = user_account_data(position, reserves, timestamp, indexes=indexes)
     if not account.liquidatable:
         return None
     collaterals, debts = liquidation_assets(position, reserves)
     best: LiquidationOutcome | None = None
+    pairs: list[LiquidationTerms] = []
     for collateral_asset in collaterals:
         for debt_asset in debts:
             try:
-                outcome = liquidation_outcome(
+                terms = liquidation_terms(
                     position,
                     reserves,
                     collateral_asset,
                     debt_asset,
-                    UINT256_MAX,
                     timestamp,
-                    receive_a_token=receive_a_token,
                     health_factor=account.health_factor,
                     indexes=indexes,
                 )
+                outcome = terms.outcome(terms.max_cover(), receive_a_token=receive_a_token)
             except NotLiquidatable:
                 continue
+            pairs.append(terms)
             if best is None or outcome.bonus_value_base > best.bonus_value_base:
                 best = outcome
-    return best
+    return None if best is None else replace(best, pairs=tuple(pairs))

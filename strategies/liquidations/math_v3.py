@@ -14,17 +14,21 @@ $1000 would remain) does not exist in 1.19.3; the close factor is the only cap.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
-from keeper.chain.units import RAY, UINT256_MAX, percent_div, percent_mul, ray_div, ray_mul, wad_div
+from keeper.chain.units import PERCENTAGE_FACTOR, RAY, percent_div, percent_mul, ray_mul, wad_div
 from strategies.liquidations.common import (
+    HALF_PERCENT,
     HEALTH_FACTOR_LIQUIDATION_THRESHOLD,
     NO_DEBT_HEALTH_FACTOR,
     AccountData,
     Indexes,
     LiquidationOutcome,
+    LiquidationTerms,
     NotLiquidatable,
     UnknownReserveError,
+    ceil_div,
     liquidation_assets,
     reserve_of,
 )
@@ -271,6 +275,109 @@ def _validate(
         raise NotLiquidatable("SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER", debt.asset)
 
 
+@dataclass(frozen=True, slots=True)
+class V3Terms(LiquidationTerms):
+    """Aave V3 (1.19) terms: V3's collateral formula (bonus applied after the price division) and fee."""
+
+    base_is_eth: ClassVar[bool] = False
+    burn_error: ClassVar[str] = "INVALID_BURN_AMOUNT"
+
+    def collateral_amounts(self, debt_to_liquidate: int) -> tuple[int, int, int]:
+        a = calculate_available_collateral_to_liquidate(
+            collateral_price=self.collateral_price,
+            debt_price=self.debt_price,
+            collateral_unit=self.collateral_unit,
+            debt_unit=self.debt_unit,
+            debt_to_cover=debt_to_liquidate,
+            user_collateral_balance=self.user_collateral_balance,
+            liquidation_bonus=self.liquidation_bonus,
+            liquidation_protocol_fee=self.liquidation_protocol_fee,
+        )
+        return a.collateral_to_liquidator, a.debt_amount_needed, a.protocol_fee
+
+    def _max_collateral(self, debt_to_liquidate: int) -> int:
+        base = (self.debt_price * debt_to_liquidate * self.collateral_unit) // (
+            self.collateral_price * self.debt_unit
+        )
+        return percent_mul(base, self.liquidation_bonus)
+
+    def _min_request_for(self, collateral: int) -> int:
+        # percentMul(base, bonus) >= collateral  <=>  base * bonus + HALF >= collateral * 1e4
+        base_min = ceil_div(collateral * PERCENTAGE_FACTOR - HALF_PERCENT, self.liquidation_bonus)
+        # base(x) = debtPrice * x * collateralUnit / (collateralPrice * debtUnit), rounded down
+        return ceil_div(
+            base_min * self.collateral_price * self.debt_unit, self.debt_price * self.collateral_unit
+        )
+
+
+def liquidation_terms(
+    position: UserPosition,
+    reserves: Mapping[str, ReserveState],
+    emode_categories: Mapping[int, EModeCategory],
+    collateral_asset: str,
+    debt_asset: str,
+    timestamp: int,
+    *,
+    health_factor: int | None = None,
+    indexes: Indexes | None = None,
+) -> V3Terms:
+    """LiquidationLogic.executeLiquidationCall up to the size: _calculateDebt, validateLiquidationCall and
+    _getConfigurationData. Raises NotLiquidatable where the Pool reverts whatever the size."""
+    collateral = reserve_of(reserves, collateral_asset)
+    debt = reserve_of(reserves, debt_asset)
+    if health_factor is None:
+        health_factor = user_account_data(
+            position, reserves, emode_categories, timestamp, indexes=indexes
+        ).health_factor
+
+    # _calculateDebt
+    _, debt_index = _indexes(debt, timestamp, indexes)
+    debt_balances = position.balances(debt_asset)
+    user_variable_debt = variable_debt_balance(debt_balances.scaled_variable_debt, debt_index)
+    user_stable_debt = stable_debt_balance(debt_balances, timestamp)
+    close_factor = (
+        DEFAULT_LIQUIDATION_CLOSE_FACTOR
+        if health_factor > CLOSE_FACTOR_HF_THRESHOLD
+        else MAX_LIQUIDATION_CLOSE_FACTOR
+    )
+
+    _validate(position, collateral, debt, health_factor, user_variable_debt + user_stable_debt)
+
+    # _getConfigurationData
+    bonus = collateral.config.liquidation_bonus
+    collateral_price, debt_price = collateral.price, debt.price
+    category = _emode(position, emode_categories)
+    if category is not None:
+        if collateral.config.emode_category == position.emode_category:
+            bonus = category.liquidation_bonus
+            if category.has_price_source:
+                collateral_price = category.price
+        if category.has_price_source:
+            debt_price = category.price
+
+    income, _ = _indexes(collateral, timestamp, indexes)
+    scaled = position.balances(collateral_asset).scaled_a_token_balance
+    return V3Terms(
+        collateral_asset=collateral_asset,
+        debt_asset=debt_asset,
+        health_factor=health_factor,
+        close_factor=close_factor,
+        liquidation_bonus=bonus,
+        liquidation_protocol_fee=collateral.config.liquidation_protocol_fee,
+        collateral_price=collateral_price,
+        debt_price=debt_price,
+        collateral_unit=collateral.unit,
+        debt_unit=debt.unit,
+        user_collateral_balance=a_token_balance(scaled, income),
+        user_collateral_scaled=scaled,
+        collateral_income=income,
+        user_variable_debt=user_variable_debt,
+        user_stable_debt=user_stable_debt,
+        debt_index=debt_index,
+        reserves=reserves,
+    )
+
+
 def liquidation_outcome(
     position: UserPosition,
     reserves: Mapping[str, ReserveState],
@@ -290,100 +397,17 @@ def liquidation_outcome(
 
     `health_factor` may be passed when already computed for this position at `timestamp`.
     """
-    collateral = reserve_of(reserves, collateral_asset)
-    debt = reserve_of(reserves, debt_asset)
-    if health_factor is None:
-        health_factor = user_account_data(
-            position, reserves, emode_categories, timestamp, indexes=indexes
-        ).health_factor
-
-    # _calculateDebt
-    _, debt_index = _indexes(debt, timestamp, indexes)
-    debt_balances = position.balances(debt_asset)
-    user_variable_debt = variable_debt_balance(debt_balances.scaled_variable_debt, debt_index)
-    user_stable_debt = stable_debt_balance(debt_balances, timestamp)
-    user_total_debt = user_variable_debt + user_stable_debt
-    close_factor = (
-        DEFAULT_LIQUIDATION_CLOSE_FACTOR
-        if health_factor > CLOSE_FACTOR_HF_THRESHOLD
-        else MAX_LIQUIDATION_CLOSE_FACTOR
-    )
-    max_liquidatable_debt = percent_mul(user_total_debt, close_factor)
-    actual_debt = min(debt_to_cover, max_liquidatable_debt)
-
-    _validate(position, collateral, debt, health_factor, user_total_debt)
-
-    # _getConfigurationData
-    bonus = collateral.config.liquidation_bonus
-    collateral_price, debt_price = collateral.price, debt.price
-    category = _emode(position, emode_categories)
-    if category is not None:
-        if collateral.config.emode_category == position.emode_category:
-            bonus = category.liquidation_bonus
-            if category.has_price_source:
-                collateral_price = category.price
-        if category.has_price_source:
-            debt_price = category.price
-
-    income, _ = _indexes(collateral, timestamp, indexes)
-    collateral_balances = position.balances(collateral_asset)
-    user_collateral = a_token_balance(collateral_balances.scaled_a_token_balance, income)
-    amounts = calculate_available_collateral_to_liquidate(
-        collateral_price=collateral_price,
-        debt_price=debt_price,
-        collateral_unit=collateral.unit,
-        debt_unit=debt.unit,
-        debt_to_cover=actual_debt,
-        user_collateral_balance=user_collateral,
-        liquidation_bonus=bonus,
-        liquidation_protocol_fee=collateral.config.liquidation_protocol_fee,
-    )
-    actual_debt = amounts.debt_amount_needed
-    to_liquidator = amounts.collateral_to_liquidator
-    exhausted = to_liquidator + amounts.protocol_fee == user_collateral
-
-    # _burnDebtTokens: variable debt first, the rest from stable debt.
-    if user_variable_debt >= actual_debt:
-        variable_burned, stable_burned = actual_debt, 0
-    else:
-        variable_burned, stable_burned = user_variable_debt, actual_debt - user_variable_debt
-    if variable_burned != 0 and ray_div(variable_burned, debt_index) == 0:
-        raise NotLiquidatable("INVALID_BURN_AMOUNT", "debt to burn rounds to 0 scaled")
-    if not receive_a_token and ray_div(to_liquidator, income) == 0:
-        raise NotLiquidatable("INVALID_BURN_AMOUNT", "collateral to burn rounds to 0 scaled")
-
-    # The treasury transfer: capped at the user's remaining scaled balance ("1 wei imprecision").
-    fee = amounts.protocol_fee
-    fee_scaled = 0
-    if fee != 0:
-        remaining_scaled = collateral_balances.scaled_a_token_balance - ray_div(to_liquidator, income)
-        fee_scaled = ray_div(fee, income)
-        if fee_scaled > remaining_scaled:
-            fee = ray_mul(remaining_scaled, income)
-            fee_scaled = ray_div(fee, income)
-
-    return LiquidationOutcome(
-        collateral_asset=collateral_asset,
-        debt_asset=debt_asset,
-        debt_to_cover=debt_to_cover,
-        actual_debt_to_cover=actual_debt,
-        collateral_to_liquidator=to_liquidator,
-        protocol_fee=fee,
-        protocol_fee_scaled=fee_scaled,
-        variable_debt_burned=variable_burned,
-        stable_debt_burned=stable_burned,
+    terms = liquidation_terms(
+        position,
+        reserves,
+        emode_categories,
+        collateral_asset,
+        debt_asset,
+        timestamp,
         health_factor=health_factor,
-        close_factor=close_factor,
-        liquidation_bonus=bonus,
-        user_collateral_balance=user_collateral,
-        user_variable_debt=user_variable_debt,
-        user_stable_debt=user_stable_debt,
-        collateral_price=collateral_price,
-        debt_price=debt_price,
-        collateral_unit=collateral.unit,
-        debt_unit=debt.unit,
-        collateral_exhausted=exhausted,
+        indexes=indexes,
     )
+    return terms.outcome(debt_to_cover, receive_a_token=receive_a_token)
 
 
 def best_liquidation(
@@ -395,31 +419,34 @@ def best_liquidation(
     receive_a_token: bool = False,
     indexes: Indexes | None = None,
 ) -> LiquidationOutcome | None:
-    """Tries every (collateral, debt) pair the user has with debt_to_cover = type(uint256).max and
-    returns the outcome with the largest `bonus_value_base` (ties: the first in position order), or
-    None when the position is not liquidatable or no pair is valid."""
+    """Tries every (collateral, debt) pair the user has at its largest useful size (`max_cover`: the
+    request that seizes the whole collateral when the close factor allows it, else the close-factor
+    maximum) and returns the outcome with the largest `bonus_value_base` (ties: the first in position
+    order), carrying every valid pair's terms in `pairs`; None when the position is not liquidatable or
+    no pair is valid. The outcome's `debt_to_cover` is the request to pass."""
     account = user_account_data(position, reserves, emode_categories, timestamp, indexes=indexes)
     if not account.liquidatable:
         return None
     collaterals, debts = liquidation_assets(position, reserves)
     best: LiquidationOutcome | None = None
+    pairs: list[LiquidationTerms] = []
     for collateral_asset in collaterals:
         for debt_asset in debts:
             try:
-                outcome = liquidation_outcome(
+                terms = liquidation_terms(
                     position,
                     reserves,
                     emode_categories,
                     collateral_asset,
                     debt_asset,
-                    UINT256_MAX,
                     timestamp,
-                    receive_a_token=receive_a_token,
                     health_factor=account.health_factor,
                     indexes=indexes,
                 )
+                outcome = terms.outcome(terms.max_cover(), receive_a_token=receive_a_token)
             except NotLiquidatable:
                 continue
+            pairs.append(terms)
             if best is None or outcome.bonus_value_base > best.bonus_value_base:
                 best = outcome
-    return best
+    return None if best is None else replace(best, pairs=tuple(pairs))

@@ -1,11 +1,17 @@
-"""Value opportunities at the block's exact pool state: what selling the seized collateral returns.
+"""Value opportunities at the block's exact pool state: pair, size, route and profit in wei after all costs.
 
-For each opportunity (most valuable first): the best route for `collateral_out` from collateral to debt
-asset across the venues (direct or via a connector), the flash-loan premium on `debt_to_cover`, and the
-gross profit = swap output - debt repaid - premium, in debt-asset units and in the protocol's base
-currency. Opportunities are valued as if they land in the same block in that order: each route is
-quoted on the pool state the previous ones' sales leave behind (`Venue.apply`), so two liquidations
-dumping the same collateral into the same pool are not both valued at the untouched price.
+For each liquidatable position (`Opportunity` with its `pairs`), `Sizer` picks the (collateral, debt,
+debt_to_cover) with the largest profit of the whole execution: the collateral liquidationCall seizes for
+exactly that request, sold on the best route (the venues' exact quotes), minus the debt repaid and the
+Aave V3 flash premium on the borrowed amount; converted to wei with the market's oracle prices, minus the
+builder's share and the gas (`ValuationCosts`).
+
+Ranking and pool impact. All positions are first valued alone on the block's state and ranked by
+`net_profit_wei` (one unit for every market: V2's ETH base and V3's USD base are both converted to wei).
+Then, in that order, each is valued again on the state the previous SENT ones leave (only when one of
+those sales traded a token pair its routes use) and kept only if it still clears the minimum and fits
+the block's gas budget; a dropped one does not move the pools for the ones after it. The result lists
+the opportunities to send, in that order, with the reason for every one dropped.
 
 The venues' state can be read ahead: `prefetch(block)` starts the read at the block's arrival (the
 strategy does so when the block is likely to need it), concurrently with the protocols' refresh, and the
@@ -16,19 +22,75 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import percent_mul
 from keeper.errors import KeeperError
 from keeper.logs import kv
+from strategies.liquidations.common import LiquidationTerms
+from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
-from strategies.venues.base import Venue
+from strategies.liquidations.sizing import Execution, Sizer
+from strategies.venues.base import Pair, Venue, pair_key
 from strategies.venues.router import best_route
 
 log = logging.getLogger("strategies.liquidations")
 
 AAVE_V3_FLASHLOAN_PREMIUM_BPS = 5
+WAD = 10**18
+BPS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ValuationCosts:
+    """What executing one liquidation costs besides the trade, for one block."""
+
+    base_fee: int
+    """Wei per gas the target block charges (its base fee, plus any tip the sender adds)."""
+    gas_per_liquidation: int
+    """Gas one liquidation is assumed to use."""
+    builder_share_bps: int = 0
+    """Share of the gross profit (in wei, after the flash premium) paid to the builder."""
+    min_profit_wei: int = 0
+    """An opportunity is sent only if its net_profit_wei is at least this."""
+    gas_budget: int | None = None
+    """Total gas the block's liquidations may use (None: no limit)."""
+
+    def __post_init__(self) -> None:
+        if self.base_fee < 0 or self.gas_per_liquidation < 0:
+            raise ValueError("base_fee and gas_per_liquidation must be >= 0")
+        if not 0 <= self.builder_share_bps < BPS:
+            raise ValueError("builder_share_bps must be within 0..9999")
+
+    @property
+    def gas_cost_wei(self) -> int:
+        return self.base_fee * self.gas_per_liquidation
+
+
+NO_COSTS = ValuationCosts(base_fee=0, gas_per_liquidation=0)
+
+
+class Valuation(list[Opportunity]):
+    """The opportunities to send, best first (a list, so callers that iterate a list keep working), and
+    `dropped`: opportunity id (as given to the valuer) -> why it is not in the list."""
+
+    def __init__(self, items: Iterable[Opportunity] = (), dropped: Mapping[str, str] | None = None) -> None:
+        super().__init__(items)
+        self.dropped: dict[str, str] = dict(dropped or {})
+
+
+def eth_price_in_base(market: MarketState, weth: str, *, base_is_eth: bool = False) -> int | None:
+    """The price of one ETH (1e18 wei) in the market's base currency: the oracle's WETH price (Aave V3,
+    USD 1e8), or 1e18 when the base currency is ETH itself (Aave V2). None when WETH is not listed."""
+    if base_is_eth:
+        return WAD
+    reserve = market.reserves.get(weth)
+    if reserve is None:
+        wanted = weth.lower()
+        reserve = next((r for a, r in market.reserves.items() if a.lower() == wanted), None)
+    return reserve.price if reserve is not None and reserve.price > 0 else None
 
 
 class VenueValuer:
@@ -39,12 +101,17 @@ class VenueValuer:
         *,
         connectors: Sequence[str] = (),
         flash_premium_bps: int = AAVE_V3_FLASHLOAN_PREMIUM_BPS,
+        weth: str | None = None,
     ) -> None:
         self.rpc = rpc
         self.venues = list(venues)
         self.connectors = tuple(connectors)
         self.flash_premium_bps = flash_premium_bps
+        self.weth = weth
+        """WETH's address: its oracle price converts V3 amounts to wei when `eth_prices` does not."""
         self._prefetch: tuple[int, asyncio.Task[None]] | None = None
+        self.last_quotes = 0
+        """Route quotes the last valuation made."""
 
     async def _refresh(self, block: int) -> None:
         await asyncio.gather(*(v.refresh(self.rpc, block) for v in self.venues))
@@ -78,35 +145,208 @@ class VenueValuer:
                 task.cancel()
         await self._refresh(block)
 
-    async def __call__(self, opportunities: Sequence[Opportunity], block: int) -> list[Opportunity]:
+    async def __call__(
+        self,
+        opportunities: Sequence[Opportunity],
+        block: int,
+        costs: ValuationCosts | None = None,
+        *,
+        eth_prices: Mapping[str, int] | None = None,
+    ) -> Valuation:
+        """Reads the venues at `block` (or uses the prefetched read) and values: see `value`."""
         await self.refresh_venues(block)
+        return self.value(opportunities, costs or NO_COSTS, eth_prices=eth_prices)
+
+    def value(
+        self,
+        opportunities: Sequence[Opportunity],
+        costs: ValuationCosts,
+        *,
+        eth_prices: Mapping[str, int] | None = None,
+    ) -> Valuation:
+        """The opportunities to send at the venues' current state, ranked, each sized and valued on the
+        state the ones before it leave; the others in `dropped` with the reason.
+
+        `eth_prices`: protocol name -> price of one ETH in that market's base currency (`eth_price_in_base`);
+        for V3 markets missing there, the market's own WETH price (`weth`) is used. V2 needs none.
+        """
         working = {v.name: v for v in self.venues}
+        dropped: dict[str, str] = {}
+        alone: list[tuple[Opportunity, Opportunity]] = []
+        quotes = 0
+        for opp in opportunities:
+            valued, n = self._value_one(opp, working, costs, eth_prices)
+            quotes += n
+            if isinstance(valued, str):
+                dropped[opp.id] = valued
+            else:
+                alone.append((opp, valued))
+        alone.sort(key=lambda t: (-_net(t[1]), t[1].id))
+
         out: list[Opportunity] = []
-        for opp in sorted(opportunities, key=lambda o: o.bonus_value_base, reverse=True):
-            try:
-                route = best_route(
-                    list(working.values()),
-                    opp.collateral_asset,
-                    opp.debt_asset,
-                    opp.collateral_out,
-                    via=[c for c in self.connectors if c not in (opp.collateral_asset, opp.debt_asset)],
-                    skip_errors=True,
+        touched: set[Pair] = set()
+        gas_used = 0
+        for original, first in alone:
+            valued = first
+            if costs.gas_budget is not None and gas_used + costs.gas_per_liquidation > costs.gas_budget:
+                dropped[original.id] = (
+                    f"beyond the block's gas budget ({gas_used} of {costs.gas_budget} gas used)"
                 )
-            except (KeeperError, ValueError) as exc:
-                log.warning("cannot value opportunity", extra=kv(id=opp.id, error=str(exc)))
-                out.append(opp)
                 continue
-            if route is None:
-                out.append(opp)  # no venue trades this pair: left unvalued, the executor skips it
+            if touched and touched & self._pairs_used(original):
+                revalued, n = self._value_one(original, working, costs, eth_prices)
+                quotes += n
+                if isinstance(revalued, str):
+                    dropped[original.id] = f"after the sales ranked before it: {revalued}"
+                    continue
+                valued = revalued
+            reason = self._below(valued, costs)
+            if reason is not None:
+                dropped[original.id] = reason
                 continue
-            premium = percent_mul(opp.debt_to_cover, self.flash_premium_bps)
-            valued = opp.valued(swap_out=route.amount_out, route=route, flash_premium=premium)
             out.append(valued)
-            if valued.gross_profit is not None and valued.gross_profit > 0:
-                for hop in route.hops:
-                    working[hop.venue] = working[hop.venue].apply(hop)
-        out.sort(key=lambda o: (o.gross_profit_base is not None, o.gross_profit_base or 0), reverse=True)
-        return out
+            gas_used += costs.gas_per_liquidation
+            for hop in valued.route.hops:
+                working[hop.venue] = working[hop.venue].apply(hop)
+                touched.add(pair_key(hop.token_in, hop.token_out))
+        self.last_quotes = quotes
+        return Valuation(out, dropped)
+
+    # -------------------------------------------------------------------------------------- internals
+
+    @staticmethod
+    def _below(opp: Opportunity, costs: ValuationCosts) -> str | None:
+        assert opp.gross_profit is not None
+        assert opp.net_profit_wei is not None
+        if opp.gross_profit <= 0:
+            return (
+                f"unprofitable: the sale returns {opp.swap_out} for {opp.repaid} repaid "
+                f"+ {opp.flash_premium} premium"
+            )
+        if opp.net_profit_wei < costs.min_profit_wei:
+            return (
+                f"below minimum: net {opp.net_profit_wei} wei (gross {opp.profit_wei}, builder "
+                f"{opp.builder_share_wei}, gas {opp.gas_cost_wei}) < {costs.min_profit_wei}"
+            )
+        return None
+
+    def _pairs_used(self, opp: Opportunity) -> set[Pair]:
+        """Token pairs any route of any of the position's pairs may trade (direct or via a connector)."""
+        used: set[Pair] = set()
+        assets = [(t.collateral_asset, t.debt_asset) for t in opp.pairs] or [
+            (opp.collateral_asset, opp.debt_asset)
+        ]
+        for c, d in assets:
+            used.add(pair_key(c, d))
+            for x in self.connectors:
+                used.add(pair_key(c, x))
+                used.add(pair_key(x, d))
+        return used
+
+    def _eth_price(
+        self, opp: Opportunity, terms: LiquidationTerms, eth_prices: Mapping[str, int] | None
+    ) -> int | None:
+        if terms.base_is_eth:
+            return WAD
+        if eth_prices is not None and opp.protocol in eth_prices:
+            return eth_prices[opp.protocol]
+        if self.weth is None:
+            return None
+        reserve = terms.reserves.get(self.weth)
+        return reserve.price if reserve is not None and reserve.price > 0 else None
+
+    def _to_wei(
+        self, opp: Opportunity, terms: LiquidationTerms, eth_prices: Mapping[str, int] | None
+    ) -> tuple[int, int] | None:
+        """Debt-asset units -> wei, from the debt reserve's own oracle price (not an e-mode category's)."""
+        reserve = terms.reserves.get(terms.debt_asset)
+        price = reserve.price if reserve is not None else terms.debt_price
+        if price <= 0:
+            return None
+        if terms.base_is_eth:
+            return (price, terms.debt_unit)
+        eth = self._eth_price(opp, terms, eth_prices)
+        if eth is None or eth <= 0:
+            return None
+        return (price * WAD, terms.debt_unit * eth)
+
+    def _value_one(
+        self,
+        opp: Opportunity,
+        venues: Mapping[str, Venue],
+        costs: ValuationCosts,
+        eth_prices: Mapping[str, int] | None,
+    ) -> tuple[Opportunity | str, int]:
+        """The best (pair, size, route) of one position on `venues`, valued; or why there is none."""
+        sizer = Sizer(venues, connectors=self.connectors, flash_premium_bps=self.flash_premium_bps)
+        best: tuple[int, Execution, tuple[int, int]] | None = None
+        reason = "no valid (collateral, debt) pair"
+        try:
+            if not opp.pairs:
+                return self._value_fixed(opp, venues, costs, eth_prices), 1
+            for terms in opp.pairs:
+                to_wei = self._to_wei(opp, terms, eth_prices)
+                if to_wei is None:
+                    reason = f"no ETH price to convert {terms.debt_asset} amounts to wei"
+                    continue
+                ex = sizer.best_for_pair(terms)
+                if ex is None:
+                    reason = f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
+                    continue
+                wei = ex.gross_profit * to_wei[0] // to_wei[1]
+                if best is None or wei > best[0]:
+                    best = (wei, ex, to_wei)
+        except (KeeperError, ValueError) as exc:
+            log.warning("cannot value opportunity", extra=kv(id=opp.id, error=str(exc)))
+            return f"cannot value: {exc}", sizer.quotes
+        if best is None:
+            return reason, sizer.quotes
+        _, ex, to_wei = best
+        valued = opp.sized(ex.outcome).valued(
+            swap_out=ex.swap_out,
+            route=ex.route,
+            flash_premium=ex.flash_premium,
+            to_wei=to_wei,
+            gas_cost_wei=costs.gas_cost_wei,
+            builder_share_bps=costs.builder_share_bps,
+        )
+        return valued, sizer.quotes
+
+    def _value_fixed(
+        self,
+        opp: Opportunity,
+        venues: Mapping[str, Venue],
+        costs: ValuationCosts,
+        eth_prices: Mapping[str, int] | None,
+    ) -> Opportunity | str:
+        """An opportunity without pair terms (built by hand): valued at its own size; converted to wei
+        with its `debt_price` and the protocol's entry in `eth_prices` (none: not valued)."""
+        eth = (eth_prices or {}).get(opp.protocol)
+        if eth is None or eth <= 0 or opp.debt_price <= 0:
+            return "no pair terms and no ETH price for its market: cannot value in wei"
+        route = best_route(
+            list(venues.values()),
+            opp.collateral_asset,
+            opp.debt_asset,
+            opp.collateral_out,
+            via=[c for c in self.connectors if c not in (opp.collateral_asset, opp.debt_asset)],
+            skip_errors=True,
+        )
+        if route is None:
+            return f"no route sells {opp.collateral_asset} for {opp.debt_asset}"
+        return opp.valued(
+            swap_out=route.amount_out,
+            route=route,
+            flash_premium=percent_mul(opp.debt_to_cover, self.flash_premium_bps),
+            to_wei=(opp.debt_price * WAD, opp.debt_unit * eth),
+            gas_cost_wei=costs.gas_cost_wei,
+            builder_share_bps=costs.builder_share_bps,
+        )
+
+
+def _net(opp: Opportunity) -> int:
+    assert opp.net_profit_wei is not None
+    return opp.net_profit_wei
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -132,6 +372,7 @@ async def build_valuer(
     v2_pairs: Sequence[str],
     connectors: Sequence[str],
     flash_pool: str | None,
+    weth: str | None = None,
 ) -> VenueValuer:
     """Venues from pool addresses (one batched read of their fixed parameters) and the flash premium."""
     from strategies.venues.uniswap_v2 import UniswapV2Venue, load_v2_pairs
@@ -143,7 +384,7 @@ async def build_valuer(
     if v2_pairs:
         venues.append(UniswapV2Venue(await load_v2_pairs(rpc, v2_pairs)))
     premium = await read_flash_premium_bps(rpc, flash_pool) if flash_pool else AAVE_V3_FLASHLOAN_PREMIUM_BPS
-    return VenueValuer(rpc, venues, connectors=connectors, flash_premium_bps=premium)
+    return VenueValuer(rpc, venues, connectors=connectors, flash_premium_bps=premium, weth=weth)
 
 
 async def devnet_valuer(rpc: RpcClient, deployment: dict[str, object]) -> VenueValuer:
@@ -158,4 +399,5 @@ async def devnet_valuer(rpc: RpcClient, deployment: dict[str, object]) -> VenueV
         v2_pairs=list(v2_pairs.values()),
         connectors=[str(tokens["WETH"]["address"]), str(tokens["USDC"]["address"])],
         flash_pool=str(d["aave_v3"]["pool"]),
+        weth=str(tokens["WETH"]["address"]),
     )

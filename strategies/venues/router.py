@@ -16,7 +16,7 @@ tie rule: Uniswap V3 prefers the lower fee tier).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -24,7 +24,7 @@ from keeper.executors.executor_contract import Route as ExecutorRoute
 from keeper.executors.executor_contract import V2Route, V3Route
 from strategies.venues.base import Quote, QuoteError, RouteKind, Venue
 
-__all__ = ["Route", "best_route", "executor_route"]
+__all__ = ["Route", "best_route", "candidate_routes", "executor_route", "requote"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +141,72 @@ def best_route(
             if second is not None:
                 consider((first, second))
     return best
+
+
+def candidate_routes(
+    venues: Iterable[Venue], token_in: str, token_out: str, amount_in: int, *, via: Sequence[str] = ()
+) -> list[Route]:
+    """Every distinct path `best_route` chooses from, each quoted for `amount_in`: a direct swap on every
+    pool of every venue, and token_in -> c -> token_out on one venue for every connector c (best pool of
+    each hop). Paths that cannot quote the amount (QuoteError) or pay nothing are left out. Best first
+    (ties: direct before two-hop, venues and connectors in the order given)."""
+    if amount_in <= 0:
+        raise ValueError("amount_in must be > 0")
+    if token_in.lower() == token_out.lower():
+        raise ValueError("token_in and token_out are the same token")
+    venues = list(venues)
+    found: list[Route] = []
+    for venue in venues:
+        for pool in venue.pools(token_in, token_out):
+            try:
+                q = venue.quote_exact_in(token_in, token_out, amount_in, pool=pool)
+            except QuoteError:
+                continue
+            if q is not None and q.amount_out > 0:
+                found.append(Route((q,), executor_route((q,))))
+    ends = {token_in.lower(), token_out.lower()}
+    for venue in venues:
+        for connector in via:
+            if connector.lower() in ends:
+                continue
+            try:
+                first = venue.quote_exact_in(token_in, connector, amount_in)
+                if first is None or first.amount_out == 0:
+                    continue
+                second = venue.apply(first).quote_exact_in(connector, token_out, first.amount_out)
+            except QuoteError:
+                continue
+            if second is not None and second.amount_out > 0:
+                hops = (first, second)
+                found.append(Route(hops, executor_route(hops)))
+    order = {id(r): i for i, r in enumerate(found)}
+    found.sort(key=lambda r: (-r.amount_out, order[id(r)]))
+    return found
+
+
+def requote(venues: Mapping[str, Venue], route: Route, amount_in: int) -> Route | None:
+    """The same path as `route` (same venue, same pools, same tokens) quoted for `amount_in`, on the
+    venues' current state (`venues` by name). None when a pool of the path cannot quote that amount
+    (QuoteError) or the path no longer trades; ValueError for amount_in <= 0.
+
+    What a size search on one route needs: the output of one fixed path as a function of the input.
+    """
+    if amount_in <= 0:
+        raise ValueError("amount_in must be > 0")
+    venue = venues.get(route.venue)
+    if venue is None:
+        return None
+    hops: list[Quote] = []
+    amount = amount_in
+    try:
+        for i, hop in enumerate(route.hops):
+            if i:
+                venue = venue.apply(hops[-1])
+            q = venue.quote_exact_in(hop.token_in, hop.token_out, amount, pool=hop.pool)
+            if q is None or q.amount_out <= 0:
+                return None
+            hops.append(q)
+            amount = q.amount_out
+    except QuoteError:
+        return None
+    return Route(tuple(hops), route.executor_route)

@@ -11,7 +11,7 @@ its factory, so a two-hop route only executes if both pairs are that factory's.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -168,6 +168,18 @@ class UniswapV2Venue:
             block=self._block,
             state_after=after,
         )
+
+    def with_reserves(self, reserves: Mapping[str, tuple[int, int]], block: int | None = None) -> Self:
+        """A copy whose pairs hold the given (reserve0, reserve1) by pair address (others unchanged):
+        a state known without reading it (a replay, a test, a simulated block)."""
+        out = copy.copy(self)
+        out._reserves = dict(self._reserves)
+        for address, (r0, r1) in reserves.items():
+            if address.lower() not in self._pairs:
+                raise VenueError(f"{self._name}: unknown pair {address}")
+            out._reserves[address.lower()] = V2Reserves(r0, r1)
+        out._block = block if block is not None else self._block
+        return out
 
     def apply(self, quote: Quote) -> Self:
         if quote.venue != self._name or quote.pool.lower() not in self._pairs:

@@ -20,7 +20,7 @@ what SwapRouter.exactInputSingle pays, to the wei.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -312,6 +312,23 @@ class UniswapV3Venue:
             if best is None or q.amount_out > best.amount_out:
                 best = q
         return best
+
+    def with_states(self, states: Mapping[str, v3.PoolState], block: int | None = None) -> Self:
+        """A copy whose pools hold the given states by pool address (others unchanged): a state known
+        without reading it (a replay, a test, a simulated block). Quotes are limited to the states' own
+        `word_bounds`, as after a refresh."""
+        out = copy.copy(self)
+        out._states = dict(self._states)
+        out._limits = dict(self._limits)
+        for address, state in states.items():
+            pool = self.pool_info(address)
+            out._states[pool.key] = state
+            if state.word_bounds is None:
+                out._limits[pool.key] = _Limits(None, None)
+            else:
+                out._limits[pool.key] = _limits(pool, state.word_bounds[0], state.word_bounds[1])
+        out._block = block if block is not None else self._block
+        return out
 
     def apply(self, quote: Quote) -> Self:
         if quote.venue != self._name or quote.pool.lower() not in self._pools:

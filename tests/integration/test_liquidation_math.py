@@ -426,6 +426,13 @@ class LiquidationStats:
     capped_by_collateral: int = 0
     receive_a_token: int = 0
     emode: int = 0
+    seize_all: int = 0
+    """Requests from `LiquidationTerms.seize_all_cover` (all of them seized the whole balance)."""
+    seize_all_over_repaid: int = 0
+    """... of which the request exceeded the debt the Pool took (the capped branch's own amount)."""
+    dust: int = 0
+    small_decimals: int = 0
+    """Collateral or debt with 6 or 8 decimals."""
     revert_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -469,12 +476,31 @@ async def check_liquidation(
     receive_a_token: bool,
     dt: int,
     stats: LiquidationStats,
+    kind: str = "random",
 ) -> None:
-    """Predicts at timestamp T + dt, runs liquidationCall in a block with that timestamp, compares."""
+    """Predicts at timestamp T + dt, runs liquidationCall in a block with that timestamp, compares.
+
+    kind "seize-all": `debt_to_cover` is ignored; the request is `seize_all_cover()` of the pair's terms
+    at T + dt (or the close-factor maximum when the whole collateral cannot be reached), and the whole
+    balance must go. kind "dust": a tiny request (given)."""
     pool = net.v3.pool if v3 else net.v2.lending_pool
     treasury = net.v3.treasury
     ts = market.timestamp + dt
     reserve_c = market.reserves[collateral]
+    seize_all: int | None = None
+    if kind == "seize-all":
+        try:
+            terms = (
+                math_v3.liquidation_terms(
+                    position, market.reserves, market.emode_categories, collateral, debt, ts
+                )
+                if v3
+                else math_v2.liquidation_terms(position, market.reserves, collateral, debt, ts)
+            )
+            seize_all = terms.seize_all_cover()
+            debt_to_cover = terms.max_cover()
+        except NotLiquidatable:
+            debt_to_cover = UINT256_MAX
     try:
         if v3:
             expected: LiquidationOutcome | None = math_v3.liquidation_outcome(
@@ -586,6 +612,15 @@ async def check_liquidation(
     assert bool(cfg_after & c_bit) == (bool(cfg_before & c_bit) and not expected.collateral_exhausted), what
     assert bool(cfg_after & d_bit) == (not expected.debt_fully_repaid), what
 
+    if seize_all is not None:
+        assert expected.collateral_exhausted, f"{what}: the whole-collateral request left collateral"
+        # (the Pool cleared the user's collateral bit: checked above, from the bitmap after the call)
+        assert expected.actual_debt_to_cover <= debt_to_cover, f"{what}: the flash loan would not cover it"
+        stats.seize_all += 1
+        stats.seize_all_over_repaid += expected.actual_debt_to_cover < debt_to_cover
+    stats.dust += kind == "dust"
+    small = {6, 8}
+    stats.small_decimals += bool({reserve_c.decimals, market.reserves[debt].decimals} & small)
     stats.executed += 1
     stats.full_close_factor += expected.close_factor == 10_000
     stats.with_fee += expected.protocol_fee > 0
@@ -601,7 +636,7 @@ def liquidation_cases(
     liquidatable: Sequence[str],
     market: MarketState,
     v3: bool,
-) -> list[tuple[UserPosition, str, str, int, bool]]:
+) -> list[tuple[UserPosition, str, str, int, bool, str]]:
     cases = []
     for u in rng.sample(list(liquidatable), min(len(liquidatable), MAX_LIQUIDATIONS)):
         p = positions[u]
@@ -618,12 +653,18 @@ def liquidation_cases(
         else:
             continue
         r = rng.random()
-        if r < 0.6:
+        kind = "random"
+        if r < 0.35:
             cover = UINT256_MAX
+        elif r < 0.7:
+            cover, kind = UINT256_MAX, "seize-all"
+        elif r < 0.8:
+            cover, kind = rng.choice((1, 2, 3, rng.randint(4, 10**6))), "dust"
         else:
             owed = p.balances(debt).scaled_variable_debt + p.balances(debt).stable_debt_principal
             cover = max(1, int(owed * rng.uniform(0.01, 0.7)))
-        cases.append((p, coll, debt, cover, rng.random() < 0.25))
+        recv = kind != "seize-all" and rng.random() < 0.25
+        cases.append((p, coll, debt, cover, recv, kind))
     return cases
 
 
@@ -666,9 +707,9 @@ async def check_round(
         p = positions[u]
         coll = next(a for a in p.reserves if p.is_using_as_collateral(market.reserves[a].id))
         debt = next(a for a in p.reserves if p.is_borrowing(market.reserves[a].id))
-        cases.append((p, coll, debt, UINT256_MAX, False))
+        cases.append((p, coll, debt, UINT256_MAX, False, "random"))
     stats = LiquidationStats()
-    for p, coll, debt, cover, recv in cases:
+    for p, coll, debt, cover, recv, kind in cases:
         await check_liquidation(
             net,
             v3=v3,
@@ -680,6 +721,7 @@ async def check_round(
             receive_a_token=recv,
             dt=rng.randint(1, 7200),
             stats=stats,
+            kind=kind,
         )
     # The reverted liquidations left no trace.
     assert await onchain_account_data(net, pool, users, "latest") == chain, f"{label}: state leaked"
@@ -696,6 +738,7 @@ async def test_account_data_and_liquidations_match_the_pools(net: Net) -> None:
     v3r = AaveV3Reader(net.rpc, net.v3.pool, net.v3.oracle, caller=net.caller)
     v2r = AaveV2Reader(net.rpc, net.v2.lending_pool, net.v2.oracle, caller=net.caller)
     checked = liquidations = 0
+    totals = LiquidationStats()
 
     # Round 0: right after opening (no accrual yet beyond the set-up blocks).
     # Round 1: 45 days later, volatile assets down a little, stables wobble (USDT/DAI apart from USDC).
@@ -745,8 +788,13 @@ async def test_account_data_and_liquidations_match_the_pools(net: Net) -> None:
             )
             checked += n
             liquidations += stats.executed + stats.predicted_reverts
+            for name in ("seize_all", "seize_all_over_repaid", "dust", "emode", "small_decimals"):
+                setattr(totals, name, getattr(totals, name) + getattr(stats, name))
     print(f"\n{checked} account-data checks and {liquidations} liquidations equal to the wei")
     assert liquidations > 0
+    assert totals.seize_all > 0, "no whole-collateral request was executed"
+    assert totals.seize_all_over_repaid > 0, "no whole-collateral request above the debt repaid"
+    assert totals.dust > 0 and totals.emode > 0 and totals.small_decimals > 0, totals
 
 
 async def test_reader_modes_and_failures(net: Net) -> None:
