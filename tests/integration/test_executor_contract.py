@@ -11,10 +11,15 @@ balance deltas, the user's scaled debt, and that the executor holds nothing and 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 import pytest
 from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
@@ -24,13 +29,17 @@ from eth_utils.crypto import keccak
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_bytes, hex_to_int
 from keeper.chain.units import ray_div
+from keeper.contracts import artifact_path
+from keeper.contracts import our_artifact as packaged_artifact
+from keeper.contracts_cli import MARKET_POOLS
+from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
 from keeper.devnet.contracts import our_artifact
 from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.deployer import Deployer, fn_signature
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.crash import run_crash
 from keeper.devnet.scenarios.positions import AAVE_V2, AAVE_V3, discover, read_health_factors
-from keeper.devnet.stack import Devnet
+from keeper.devnet.stack import GAS_LIMIT, Devnet, ensure_state
 from keeper.devnet.tokens import next_epoch_round, send_price_update
 from keeper.errors import DecodeError, ExecutionReverted
 from keeper.executors.executor_contract import (
@@ -45,6 +54,7 @@ from keeper.executors.executor_contract import (
     LiquidatedEvent,
     LiquidationParams,
     Route,
+    UnsupportedChainError,
     V2Route,
     V3Route,
     Venue,
@@ -66,8 +76,10 @@ from keeper.executors.executor_contract import (
     encode_sweep_eth,
     encode_transfer_ownership,
     encode_v3_path,
+    executor_build,
     liquidated_events,
     slippage_floor,
+    supports_transient_storage,
 )
 
 pytestmark = pytest.mark.integration
@@ -1191,3 +1203,201 @@ async def test_batch_access_and_items(e: Env) -> None:
     (ev,) = liquidated_events(receipt, e.executor)
     assert ev.profit > 0 and ev.user == to_checksum_address(p.user)
     await assert_executor_clean(e)
+
+
+# --- builds for chains with and without EIP-1153; keeper contracts deploy ----------------------------
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("KEEPER_")}
+    env.update(overrides)
+    return env
+
+
+async def keeper_cli(cwd: Path, rpc_url: str, *args: str) -> tuple[int, str]:
+    """`python -m keeper contracts deploy ARGS` against `rpc_url`, owner = dev account 0."""
+    env = clean_env(KEEPER_RPC_HTTP_URL=rpc_url, KEEPER_PRIVATE_KEY=DEV_ACCOUNTS[0][1])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "keeper",
+        "contracts",
+        "deploy",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    raw, _ = await proc.communicate()
+    out = raw.decode()
+    assert DEV_ACCOUNTS[0][1][2:] not in out and "Traceback" not in out, out
+    assert proc.returncode is not None
+    return proc.returncode, out
+
+
+async def test_legacy_build_runs_where_there_is_no_transient_storage(tmp_path: Path) -> None:
+    """anvil --hardfork shanghai with the devnet's state: the Cancun build is refused with a clear error
+    (library and CLI, nothing sent), the legacy build is chosen by default and liquidates to the wei,
+    alone and in a batch, leaving its storage-backed per-call slots at zero."""
+    cache, dep, _ = await ensure_state()
+    config = AnvilConfig(
+        load_state=cache.state_file,
+        no_mining=True,
+        gas_limit=GAS_LIMIT,
+        extra_args=["--hardfork", "shanghai", "--order", "fifo"],
+    )
+    async with Anvil(config) as node, RpcClient(node.http_url) as rpc:
+        assert await supports_transient_storage(rpc) is False
+        deployer = Deployer(rpc, dep.accounts["deployer"])
+        nonce = await rpc.call("eth_getTransactionCount", [deployer.sender, "latest"])
+        with pytest.raises(UnsupportedChainError, match=r"transient storage \(EIP-1153\)"):
+            await deploy_executor(
+                deployer,
+                dep.accounts["keeper"],
+                None,
+                flash_pool=dep.aave_v3.pool,
+                router_v3=dep.uniswap_v3.swap_router,
+                router_v2=dep.uniswap_v2.router,
+                weth=dep.tokens["WETH"].address,
+                pools={dep.aave_v3.pool: dep.aave_v3.oracle},
+                evm_version="cancun",
+            )
+        assert await rpc.call("eth_getTransactionCount", [deployer.sender, "latest"]) == nonce
+
+        # The CLI: refused for cancun, a dry run names the legacy build, then the real deploy uses it.
+        await rpc.call("evm_setAutomine", [True])
+        try:
+            code, out = await keeper_cli(tmp_path, node.http_url, "--evm-version", "cancun")
+            assert code == 1, out
+            assert "deploy failed: LiquidationExecutor is built for cancun" in out
+            assert "deploy LiquidationExecutorLegacy" in out
+            code, out = await keeper_cli(tmp_path, node.http_url, "--dry-run")
+            assert code == 0, out
+            assert "dry run: nothing sent. Would deploy LiquidationExecutorLegacy (EVM paris)" in out
+            owner0 = DEV_ACCOUNTS[0][0]
+            before = await rpc.call("eth_getTransactionCount", [owner0, "latest"])
+            record = tmp_path / "executor.json"
+            code, out = await keeper_cli(tmp_path, node.http_url, "--out", str(record))
+            assert code == 0, out
+            data = orjson.loads(record.read_bytes())
+            assert (data["contract"], data["evm_version"]) == ("LiquidationExecutorLegacy", "paris")
+            assert f"LiquidationExecutorLegacy deployed at {data['address']}" in out
+            assert await rpc.call("eth_getTransactionCount", [owner0, "latest"]) == hex(int(before, 16) + 1)
+        finally:
+            await rpc.call("evm_setAutomine", [False])
+
+        # The library picks the legacy build by itself; it runs the whole flow.
+        env = await make_env(EvmMiner(rpc), rpc, dep)
+        await rpc.call("anvil_setCoinbase", [COINBASE])
+        legacy = packaged_artifact("LiquidationExecutorLegacy")
+        runtime = await rpc.call("eth_getCode", [env.executor, "latest"])
+        assert len(runtime) == len(orjson.loads(artifact_path(legacy.name).read_bytes())["deployedBytecode"])
+        p = await params_for(env, "v3-weth-usdc")
+        ev, gas = await liquidate_and_check(env, p, env.owner)
+        GAS_FIGURES["v3-weth-usdc (legacy build, shanghai)"] = gas
+        await repay_all(env, "v2-weth-usdc")
+        b = await params_for(env, "v2-weth-dai")
+        gone = await params_for(env, "v2-weth-usdc")
+        receipt = await send(
+            env, env.owner, env.executor, encode_batch([encode_liquidate(gone), encode_liquidate(b)])
+        )
+        assert receipt["status"] == "0x1"
+        assert [ok for ok, _ in decode_batch_result(await batch_output(env, receipt))] == [False, True]
+        assert [f.index for f in batch_item_failures(receipt, env.executor)] == [0]
+        assert len(liquidated_events(receipt, env.executor)) == 1
+        await assert_executor_clean(env)
+        # Slots 4-8 hold what the Cancun build keeps in transient storage (flags, then the four amounts):
+        # reset at the end of each call.
+        for slot in range(4, 9):
+            assert hex_to_int(await rpc.call("eth_getStorageAt", [env.executor, hex(slot), "latest"])) == 0
+        assert hex_to_int(await rpc.call("eth_getStorageAt", [env.executor, "0x0", "latest"])) != 0  # owner
+
+
+async def test_contracts_deploy_dry_run_and_options(tmp_path: Path) -> None:
+    """On a Cancun chain: the dry run names the transient-storage build, the preset pools and the bounds
+    and sends nothing; --pool and the bounds reach the contract; bad options are refused."""
+    pool, oracle = to_checksum_address("0x" + "11" * 20), to_checksum_address("0x" + "22" * 20)
+    async with Anvil(AnvilConfig()) as node, RpcClient(node.http_url) as rpc:
+        assert await supports_transient_storage(rpc) is True
+        owner0 = DEV_ACCOUNTS[0][0]
+        code, out = await keeper_cli(tmp_path, node.http_url, "--dry-run")
+        assert code == 0, out
+        assert "Would deploy LiquidationExecutor (EVM cancun)" in out
+        for preset_pool, preset_oracle in MARKET_POOLS.values():
+            assert f"{preset_pool} (oracle {preset_oracle})" in out
+        assert "max builder share 9500 bps; max slippage vs oracle 1000 bps" in out
+        assert await rpc.call("eth_getTransactionCount", [owner0, "latest"]) == "0x0"
+
+        record = tmp_path / "executor.json"
+        args = ["--pool", f"{pool}={oracle}", "--max-coinbase-bps", "8000", "--max-slippage-bps", "300"]
+        code, out = await keeper_cli(tmp_path, node.http_url, *args, "--out", str(record))
+        assert code == 0, out
+        data = orjson.loads(record.read_bytes())
+        assert (data["contract"], data["evm_version"]) == ("LiquidationExecutor", "cancun")
+        assert data["pools"] == {pool: oracle}
+        address = data["address"]
+
+        async def read(sig: str, types: list[str], args: list[Any], out_type: str) -> Any:
+            return decode([out_type], await rpc.eth_call(address, encode_call(sig, types, args)))[0]
+
+        assert await read("maxCoinbaseBps()", [], [], "uint16") == 8_000
+        assert await read("maxSlippageBps()", [], [], "uint16") == 300
+        assert (await read("oracleOf(address)", ["address"], [pool], "address")).lower() == oracle.lower()
+        preset = MARKET_POOLS["aave-v3-ethereum"][0]
+        assert int(await read("oracleOf(address)", ["address"], [preset], "address"), 16) == 0
+
+        for bad in (["--pool", pool], ["--max-coinbase-bps", "10001"], ["--evm-version", "frontier"]):
+            code, out = await keeper_cli(tmp_path, node.http_url, *bad, "--dry-run")
+            assert code == 2, out
+            assert out.startswith("error: --"), out
+
+
+def test_market_pool_presets_match_the_strategies() -> None:
+    """keeper contracts deploy cannot import strategies/: its copy of the presets' pools must not drift."""
+    from strategies.liquidations.markets import MAINNET_PRESETS
+
+    assert {name: (m.pool, m.oracle) for name, m in MAINNET_PRESETS.items()} == MARKET_POOLS
+
+
+def test_python_helpers() -> None:
+    """Batch calldata and results, the floor mirror, build names: exact layouts, bad input refused."""
+    p = LiquidationParams(
+        lending_pool="0x" + "01" * 20,
+        collateral="0x" + "02" * 20,
+        debt="0x" + "03" * 20,
+        user="0x" + "04" * 20,
+        debt_to_cover=10**6,
+        route=V2Route(("0x" + "02" * 20, "0x" + "03" * 20)),
+        min_profit=1,
+        coinbase_bps=0,
+        max_block=7,
+        min_out=123,
+        coinbase_min_out=456,
+    )
+    assert decode_liquidate(encode_liquidate(p)).min_out == 123
+    assert decode_liquidate(encode_liquidate(p)).coinbase_min_out == 456
+    data = encode_batch([encode_liquidate(p)])
+    assert data[:4] == BATCH_SELECTOR == function_signature_to_4byte_selector("batch(bytes[])")
+    assert decode(["bytes[]"], data[4:]) == ((encode_liquidate(p),),)
+    ret = encode(
+        ["bool[]", "bytes[]"], [[True, False], [encode(["uint256", "uint256"], [5, 6]), b"\x01\x02"]]
+    )
+    results = decode_batch_result(ret)
+    assert results == [(True, encode(["uint256", "uint256"], [5, 6])), (False, b"\x01\x02")]
+    assert decode_liquidate_result(results[0][1]) == (5, 6)
+    for junk in (b"", b"\x00" * 63, b"\x00" * 96):
+        with pytest.raises(DecodeError):
+            decode_liquidate_result(junk)
+    with pytest.raises(DecodeError):
+        decode_batch_result(b"\x00" * 31)
+    # 1 WETH at $2000 sold for USDC at $1, 10% slippage: 1800 USDC; roundings go up.
+    assert slippage_floor(10**18, 2000 * 10**8, 10**8, 18, 6, 1_000) == 1_800 * 10**6
+    assert slippage_floor(1, 2000 * 10**8, 10**8, 18, 6, 1_000) == 1
+    assert slippage_floor(0, 2000 * 10**8, 10**8, 18, 6, 1_000) == 0
+    assert executor_build("cancun") == executor_build("osaka") == "LiquidationExecutor"
+    assert executor_build("shanghai") == executor_build("legacy") == "LiquidationExecutorLegacy"
+    with pytest.raises(ValueError):
+        executor_build("frontier")
+    err = ERRORS[function_signature_to_4byte_selector("AllItemsFailed(bytes)")]
+    assert err == ("AllItemsFailed", ("bytes",))
