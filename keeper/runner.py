@@ -220,7 +220,7 @@ class RunServices:
                 log.info(
                     "relays",
                     extra=kv(
-                        relays=",".join(redact_url(u) for u in self.plan.relay_urls),
+                        relays=",".join(client.names),
                         identity=client.clients[0].signer_address,
                     ),
                 )

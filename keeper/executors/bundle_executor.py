@@ -30,6 +30,7 @@ share of the transaction's gas at the target base fee (split by the items' gas e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -62,7 +63,7 @@ from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
 
-log = logging.getLogger("keeper.executors.bundles")
+log = logging.getLogger("keeper.executors.bundle_executor")
 
 DEFAULT_GAS_BUDGET = 10_000_000
 """Gas per block for our transactions when not configured (a third of a 30M block)."""
@@ -494,16 +495,17 @@ class BundleExecutor:
             stream = self.builders.stream_bundle_for_blocks(
                 [signed.raw], plan.target_block, 1, replacement_uuid=replacement
             )
-            async for _block, b in stream:
-                # Each builder's answer is recorded as it arrives: a slow one delays nobody.
-                results.append(b)
-                if b.ok:
-                    if not accepted:
-                        written.append(time.perf_counter())
-                        self.last_timings["send"] = time.perf_counter() - started
-                    accepted.append(b.name)
-                    pending.accepted_by = tuple(accepted)
-                await self._record_submissions(plan, items, b, str(replacement))
+            async with contextlib.aclosing(stream) as answers:
+                async for _block, b in answers:
+                    # Each builder's answer is recorded as it arrives: a slow one delays nobody.
+                    results.append(b)
+                    if b.ok:
+                        if not accepted:
+                            written.append(time.perf_counter())
+                            self.last_timings["send"] = time.perf_counter() - started
+                        accepted.append(b.name)
+                        pending.accepted_by = tuple(accepted)
+                    await self._record_submissions(plan, items, b, str(replacement))
         except asyncio.CancelledError:
             # Shutting down mid-send: what was claimed is recorded as sent with an unknown outcome, so the
             # next start reconciles it with the chain.

@@ -1,42 +1,42 @@
 """The keeper end to end on the devnet: crash -> detection -> bundles -> inclusion -> ledger.
 
-The keeper's components are driven block by block (the engine's job in `keeper run` / `keeper demo`),
-so that every step is deterministic: for each block the inclusion tracker, then the strategy, then the
-executor on each action, exactly the order the engine's tasks usually run in.
+The keeper is built through the same wiring as `keeper run` and driven block by block (the engine's job
+in `keeper run` / `keeper demo`), so that every step is deterministic: see tests/integration/keeper_harness.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from eth_abi.abi import decode
-from eth_account import Account
 from eth_hash.auto import keccak
 
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.chain.signer import TxSigner
-from keeper.collectors.blocks import decode_header
 from keeper.core.actions import SubmitBundle
-from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.competitor import run_competitor
 from keeper.devnet.scenarios.crash import run_crash
 from keeper.devnet.scenarios.positions import discover, read_health_factors
 from keeper.devnet.stack import Devnet, DevnetMiner
-from keeper.executors.bundles import MultiBuilderClient
 from keeper.ledger import Ledger
 from keeper.ledger.store import LedgerReader
-from strategies.liquidations.factory import LiquidationKeeper, build_devnet_keeper
+from strategies.liquidations.wiring import LiquidationKeeper
+from tests.integration.keeper_harness import (
+    KEEPER_ACCOUNTS,
+    bundle_executor,
+    devnet_keeper,
+    latest_block,
+    step,
+)
 
 pytestmark = pytest.mark.integration
 
 WAD = 10**18
-KEEPER_ACCOUNTS = [DEV_ACCOUNTS[2], *DEV_ACCOUNTS[5:10]]
 
 
 async def _balances(rpc: RpcClient, dep: DevnetDeployment, owner: str) -> dict[str, int]:
@@ -51,24 +51,10 @@ async def _eth(rpc: RpcClient, addresses: list[str]) -> int:
     return sum([await rpc.get_balance(a) for a in addresses])
 
 
-@dataclass
-class Run:
-    keeper: LiquidationKeeper
-    ledger_path: Path
-    sent_actions: list[SubmitBundle]
-
-
-async def _step(net: Devnet, keeper: LiquidationKeeper, actions_log: list[SubmitBundle]) -> None:
-    """One block: mine it (the relay's builder), then tracker -> strategy -> executor."""
-    rpc, _ = net.require()
-    await net.mine()
-    block = decode_header(await rpc.call("eth_getBlockByNumber", ["latest", False]))
-    await keeper.tracker.process_event(block)
-    actions = await keeper.strategy.process_event(block)
-    for action in actions:
-        assert isinstance(action, SubmitBundle)
-        actions_log.append(action)
-        await keeper.executor.execute(action)
+async def executor_ledger(keeper: LiquidationKeeper) -> Ledger:
+    ledger = bundle_executor(keeper).ledger
+    assert ledger is not None
+    return ledger
 
 
 @pytest.fixture
@@ -93,23 +79,17 @@ async def test_crash_is_liquidated_through_bundles_and_the_ledger_matches_the_ch
     assert net.relay is not None and net.relay_url is not None
     path = tmp_path / "ledger.sqlite"
     actions: list[SubmitBundle] = []
-    async with (
-        Ledger.open(path) as ledger,
-        MultiBuilderClient([net.relay_url], Account.create().key) as builders,
-    ):
-        keeper = await build_devnet_keeper(
-            rpc, dep.to_json(), signers=signers, builders=builders, ledger=ledger, builder_share_bps=5_000
-        )
-        await keeper.strategy.sync_state()
+    async with devnet_keeper(net, tmp_path, builder_share_bps=5_000) as keeper:
+        executor = bundle_executor(keeper)
         await run_crash(rpc, dep, drop_bps=2_500, blocks=5, mine=True, miner=miner)
         quiet = 0
         for _ in range(40):  # until a few blocks pass with nothing sent and nothing pending
-            sent = keeper.executor.stats.sent
-            await _step(net, keeper, actions)
-            quiet = quiet + 1 if keeper.executor.stats.sent == sent and not keeper.executor.pending else 0
+            sent = executor.stats.sent
+            await step(net, keeper, actions)
+            quiet = quiet + 1 if executor.stats.sent == sent and not executor.pending else 0
             if quiet >= 3:
                 break
-        stats = keeper.executor.stats
+        stats = executor.stats
         remaining = list(keeper.strategy.opportunities)
         skipped = dict(keeper.actions.skipped)
     assert stats.included > 10
@@ -126,7 +106,8 @@ async def test_crash_is_liquidated_through_bundles_and_the_ledger_matches_the_ch
 
     # 2. Each included bundle is atomic and at the top of its block, as the relay's builder recorded.
     included_txs = {inc.tx_hash for inc in data.inclusions}
-    assert len(included_txs) == stats.included
+    assert len(data.inclusions) == stats.included
+    assert len(included_txs) < stats.included  # several liquidations shared a transaction
     for inc in data.inclusions:
         bundle = "0x" + keccak(bytes.fromhex(inc.tx_hash[2:])).hex()
         assert bundle in net.relay.included[inc.block_number]
@@ -174,18 +155,13 @@ async def test_competitor_takes_positions_first_and_we_spend_nothing_on_them(
     await create_borrowers(rpc, dep, 150, seed=9, miner=miner)
     signers = [TxSigner.from_key(k) for _, k in KEEPER_ACCOUNTS]
     assert net.relay_url is not None
-    async with (
-        Ledger.open(tmp_path / "l.sqlite") as ledger,
-        MultiBuilderClient([net.relay_url], Account.create().key) as builders,
-    ):
-        keeper = await build_devnet_keeper(
-            rpc, dep.to_json(), signers=signers, builders=builders, ledger=ledger
-        )
-        await keeper.strategy.sync_state()
+    async with devnet_keeper(net, tmp_path) as keeper:
+        executor = bundle_executor(keeper)
+        ledger = await executor_ledger(keeper)
         await run_crash(rpc, dep, drop_bps=2_500, blocks=3, mine=True, miner=miner)
         # The keeper sees the crashed block and builds its bundles for the next block...
-        block = decode_header(await rpc.call("eth_getBlockByNumber", ["latest", False]))
-        await keeper.tracker.process_event(block)
+        block = await latest_block(net)
+        await executor.on_block(block)
         actions = [a for a in await keeper.strategy.process_event(block) if isinstance(a, SubmitBundle)]
         assert actions
         # ...but a competitor is faster: it liquidates every liquidatable position, and that block is
@@ -193,9 +169,8 @@ async def test_competitor_takes_positions_first_and_we_spend_nothing_on_them(
         eth_before = await _eth(rpc, [s.address for s in signers])
         taken = await run_competitor(rpc, dep, share_pct=100, seed=1, miner=miner)
         assert taken.taken
-        for action in actions:
-            await keeper.executor.execute(action)
-        stats = keeper.executor.stats
+        await executor.execute_group(actions)
+        stats = executor.stats
         # Every stale action is dropped before it is sent: nothing is sent, no gas is spent.
         assert stats.sent == 0
         assert stats.stale == len(actions)
@@ -210,7 +185,7 @@ async def test_competitor_takes_positions_first_and_we_spend_nothing_on_them(
         resolved = {(b.market, b.user) for b in taken.taken} & healthy
         assert resolved
         for _ in range(4):
-            await _step(net, keeper, [])
+            await step(net, keeper)
         for opp_id in {a.opportunity_id for a in actions}:
             protocol, user = opp_id.split(":")[:2]
             if (protocol, user) in resolved:
