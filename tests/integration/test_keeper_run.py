@@ -238,3 +238,116 @@ async def test_contracts_deploy_without_key(tmp_path: Path) -> None:
     out = raw.decode()
     assert proc.returncode == 2, out
     assert out.startswith("error: KEEPER_PRIVATE_KEY: missing")
+
+
+async def _start_keeper(
+    env: dict[str, str], cwd: Path
+) -> tuple[asyncio.subprocess.Process, list[str], asyncio.Task[None]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "keeper",
+        "run",
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    return proc, lines, asyncio.create_task(_pump(proc.stdout, lines))
+
+
+async def _balance_of(rpc: RpcClient, token: str, owner: str) -> int:
+    raw = await rpc.eth_call(token, encode_call("balanceOf(address)", ["address"], [owner]))
+    return int(decode(["uint256"], raw)[0])
+
+
+async def test_sigkill_mid_crash_and_restart_leave_the_ledger_equal_to_the_chain(
+    devnet_state: CachedState, tmp_path: Path
+) -> None:
+    """SIGKILL while liquidations are in flight, the crash goes on, then a restart on the same ledger:
+    what landed while the keeper was down is reconciled from the chain, nothing stays "submitted", no
+    opportunity is sent twice for a block, and per token the ledger's realized profit equals the owner's
+    balance change, to the wei."""
+    identity = "0x" + bytes(Account.create().key).hex()
+    ledger = tmp_path / "ledger.sqlite"
+    async with Devnet(block_time=1.0) as net:
+        rpc, dep = net.require()
+        await create_borrowers(rpc, dep, 400, seed=21, miner=DevnetMiner(net))
+        devnet_file = tmp_path / "devnet.json"
+        devnet_file.write_bytes(orjson.dumps(net.describe()))
+        owner = dep.accounts["keeper"]
+        before = {t.address: await _balance_of(rpc, t.address, owner) for t in dep.tokens.values()}
+        env = clean_env(
+            KEEPER_RPC_HTTP_URL=net.http_url,
+            KEEPER_RPC_WS_URL=net.ws_url,
+            KEEPER_PRIVATE_KEY=KEEPER_KEY,
+            KEEPER_FLASHBOTS_SIGNER_KEY=identity,
+            KEEPER_LEDGER_PATH=str(ledger),
+            KEEPER_STRATEGIES="liquidations",
+            KEEPER_DEVNET="true",
+            KEEPER_DEVNET_FILE=str(devnet_file),
+            KEEPER_METRICS_PORT="0",
+        )
+        proc, lines, pump = await _start_keeper(env, tmp_path)
+        proc2: asyncio.subprocess.Process | None = None
+        try:
+            await _wait_for(lines, "keeper starting", 60)
+            await wait_blocks(rpc, 2)
+            crash = asyncio.create_task(run_crash(rpc, dep, drop_bps=3_000, blocks=8))
+            for _ in range(60):  # kill as soon as the first liquidations have landed
+                if await _liquidated_logs(rpc, dep.executor):
+                    break
+                await wait_blocks(rpc, 1)
+            proc.kill()  # SIGKILL: no clean-up at all
+            await proc.wait()
+            await crash
+            await wait_blocks(rpc, 2)  # bundles already at the relay may land while it is down
+            proc2, lines2, pump2 = await _start_keeper(env, tmp_path)
+            await _wait_for(lines2, "keeper starting", 60)
+            quiet = 0
+            seen = len(await _liquidated_logs(rpc, dep.executor))
+            for _ in range(40):
+                await wait_blocks(rpc, 1)
+                now = len(await _liquidated_logs(rpc, dep.executor))
+                quiet = quiet + 1 if now == seen else 0
+                seen = now
+                if quiet >= 4:
+                    break
+            proc2.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc2.wait(), 30)
+            await pump2
+            print("".join(line for line in lines2 if "reconciled" in line) or "nothing to reconcile")
+            assert proc2.returncode == 0, "".join(lines2[-40:])
+            after = {t.address: await _balance_of(rpc, t.address, owner) for t in dep.tokens.values()}
+            landed = await _liquidated_logs(rpc, dep.executor)
+        finally:
+            for p in (proc, proc2):
+                if p is not None and p.returncode is None:
+                    p.kill()
+                    await p.wait()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+    assert landed
+    with sqlite3.connect(ledger) as db:
+        inclusions = db.execute(
+            "SELECT tx_hash, realized_profit, realized_profit_asset FROM inclusions WHERE success = 1"
+        ).fetchall()
+        stuck = db.execute("SELECT count(*) FROM opportunities WHERE status = 'submitted'").fetchone()[0]
+        claims = db.execute(
+            "SELECT count(*), count(DISTINCT opportunity_id || ':' || target_block) FROM send_intents"
+        ).fetchone()
+    # Every liquidation on chain is in the ledger exactly once, and nothing else is.
+    assert len(inclusions) == len(landed)
+    assert sorted(str(row[0]).lower() for row in inclusions) == sorted(
+        str(entry["transactionHash"]).lower() for entry in landed
+    )
+    assert stuck == 0
+    assert claims[0] == claims[1]
+    realized: dict[str, int] = {}
+    for _, profit, asset in inclusions:
+        realized[asset] = realized.get(asset, 0) + int(profit)
+    for token, amount in before.items():
+        assert after[token] - amount == realized.get(token, 0), token

@@ -75,13 +75,14 @@ def test_unbatchable_bundles_get_their_own_transaction_and_sender() -> None:
         opportunity_id="backrun",
         strategy="t",
         target_block=10,
-        txs=(ForeignTx(raw=b"\x02", hash=b"\x00" * 32), TxIntent(to=EXECUTOR, data=b"", gas_estimate=700_000)),
+        txs=(
+            ForeignTx(raw=b"\x02", hash=b"\x00" * 32),
+            TxIntent(to=EXECUTOR, data=b"", gas_estimate=700_000),
+        ),
         expected_profit_wei=1,
     )
     slots = BlockSlots(senders=2, gas_budget=30_000_000)
-    plans, skipped = pack(
-        [item("a"), foreign, item("b"), item("c", to=OTHER)], slots, max_tx_gas=16_000_000
-    )
+    plans, skipped = pack([item("a"), foreign, item("b"), item("c", to=OTHER)], slots, max_tx_gas=16_000_000)
     assert [ids(p) for p in plans] == [["a"], ["backrun"]]
     assert not plans[0].batched
     assert [(s.action.opportunity_id, s.reason) for s in skipped] == [("b", NO_SENDER), ("c", NO_SENDER)]
