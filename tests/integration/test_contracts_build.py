@@ -125,3 +125,16 @@ def test_wheel_ships_the_artifacts(tmp_path: Path) -> None:
             assert member in names, f"{member} missing from {wheel.name}"
             assert zf.read(member) == (ARTIFACTS_DIR / f"{name}.json").read_bytes()
         assert "keeper/contracts/__init__.py" in names
+
+
+def test_runtime_loads_artifacts_without_the_devnet() -> None:
+    """The executor's Python side and `keeper contracts deploy` import neither keeper.devnet nor
+    strategies/ (an installed keeper has the artifacts in the package)."""
+    script = (
+        "import sys, keeper.contracts_cli, keeper.executors.executor_contract as x;"
+        "x.our_artifact(x.CONTRACT_NAME); x.our_artifact(x.LEGACY_CONTRACT_NAME);"
+        "print(sorted(m for m in sys.modules if m.startswith(('keeper.devnet', 'strategies'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
