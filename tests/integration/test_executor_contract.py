@@ -43,7 +43,9 @@ from keeper.devnet.stack import GAS_LIMIT, Devnet, ensure_state
 from keeper.devnet.tokens import next_epoch_round, send_price_update
 from keeper.errors import DecodeError, ExecutionReverted
 from keeper.executors.executor_contract import (
+    BATCH_ITEM_FAILED_TOPIC,
     BATCH_SELECTOR,
+    BATCH_SIGNATURE,
     ERRORS,
     EXECUTE_OPERATION_SIGNATURE,
     LIQUIDATE_SELECTOR,
@@ -500,6 +502,16 @@ async def test_abi_matches_the_artifact(env: Env) -> None:
     assert function_signature_to_4byte_selector(LIQUIDATE_SIGNATURE) == LIQUIDATE_SELECTOR
     assert EXECUTE_OPERATION_SIGNATURE in sigs
     assert {"setOperator(address,bool)", "sweep(address)", "sweepETH()"} <= sigs
+    assert {
+        BATCH_SIGNATURE,
+        "setPool(address,address)",
+        "setMaxCoinbaseBps(uint16)",
+        "setMaxSlippageBps(uint16)",
+        "transferOwnership(address)",
+        "acceptOwnership()",
+    } <= sigs
+    failed = next(item for item in abi if item["type"] == "event" and item["name"] == "BatchItemFailed")
+    assert "0x" + keccak(text=fn_signature(failed)).hex() == BATCH_ITEM_FAILED_TOPIC
     errors = {fn_signature(item) for item in abi if item["type"] == "error"}
     assert errors == {f"{name}({','.join(types)})" for name, types in ERRORS.values()}
     event = next(item for item in abi if item["type"] == "event" and item["name"] == "Liquidated")
