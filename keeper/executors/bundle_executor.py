@@ -58,7 +58,7 @@ from keeper.executors.executor_contract import (
     liquidated_events,
 )
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
-from keeper.executors.packing import BlockSlots, TxPlan, gas_limit_for, item_gas, pack
+from keeper.executors.packing import MAX_TX_GAS, BlockSlots, TxPlan, gas_limit_for, item_gas, pack
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
@@ -67,8 +67,6 @@ log = logging.getLogger("keeper.executors.bundle_executor")
 
 DEFAULT_GAS_BUDGET = 10_000_000
 """Gas per block for our transactions when not configured (a third of a 30M block)."""
-MAX_TX_GAS = 16_000_000
-"""Per-transaction gas cap (EIP-7825 caps a transaction at 2**24 = 16,777,216)."""
 GONE_AFTER_BLOCKS = 2
 ABANDON_AFTER_FAILED_SIMULATIONS = 5
 MAX_RESIMULATIONS = 2

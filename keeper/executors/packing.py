@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 from keeper.core.actions import SubmitBundle, TxIntent
 
+MAX_TX_GAS = 16_000_000
+"""Per-transaction gas cap (EIP-7825 caps a transaction at 2**24 = 16,777,216)."""
 DEFAULT_ITEM_GAS = 1_000_000
 """Gas assumed for an item whose intent states no estimate."""
 BATCH_OVERHEAD_GAS = 60_000

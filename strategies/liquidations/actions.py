@@ -1,9 +1,11 @@
 """Turn valued opportunities into bundles: one `liquidate` call on our executor contract each.
 
 The calldata is final here: the contract re-checks profit on chain (`min_profit`, in debt-asset units,
-set so that the owner's profit covers the configured minimum plus the estimated gas), pays the builder
-its share only after that check, and reverts in any block after the target (`max_block`). The executor
-then signs, simulates at the relay (the authority) and sends only what clears the minimum there too.
+set so that the owner's profit covers the configured minimum plus the estimated gas), the sale carries
+amountOutMinimum = the exact quote minus `swap_tolerance_bps`, the builder is paid its share only after
+the profit check, and the call reverts in any block after the target (`max_block`). The executor then
+packs a block's calls into batches, simulates at the relay (the authority) and sends only what clears
+the minimum there too.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from keeper.core.events import NewBlock
 from keeper.errors import KeeperError
 from keeper.executors.executor_contract import LiquidationParams, V3Route, encode_liquidate
 from keeper.executors.fees import next_base_fee
+from keeper.executors.packing import BATCH_OVERHEAD_GAS, MAX_TX_GAS
 from keeper.logs import kv
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.strategy import LiquidationStrategy
+from strategies.liquidations.valuation import ValuationCosts
 from strategies.venues.base import RouteKind, Venue
 from strategies.venues.router import best_route
 
@@ -37,8 +41,10 @@ class ExecutionConfig:
     """Share of the gross profit paid to the block builder (from inside the contract, after the check)."""
     min_profit_wei: int = 0
     """Owner's minimum profit after gas and the builder's share (wei); negative allowed, contract floor 0."""
-    gas_estimate: int = 1_100_000
-    """Gas assumed when pricing before simulation (a full liquidation uses ~650k-950k)."""
+    gas_estimate: int = 1_000_000
+    """Gas assumed per liquidation when pricing before simulation and packing a block (measured: 664k-954k
+    with the executor's checks; the transaction's limit is 125% of the estimates, so the most expensive
+    route still fits)."""
     max_per_block: int = 500
     connectors: tuple[str, ...] = ()
     """Tokens a builder-payment route may pass through to reach WETH (e.g. USDC)."""
@@ -53,7 +59,9 @@ class ExecutionConfig:
 
 
 class LiquidationActions:
-    """The strategy's action builder: valued opportunities of a block -> SubmitBundle actions."""
+    """The strategy's action builder: a block's valued opportunities (ranked by net profit in wei, sized,
+    within the gas budget: see `VenueValuer.value`) -> SubmitBundle actions, one `liquidate` call each,
+    batchable by the executor."""
 
     def __init__(
         self, strategy: LiquidationStrategy, venues: Sequence[Venue], config: ExecutionConfig
@@ -63,17 +71,31 @@ class LiquidationActions:
         self.config = config
         self.skipped: dict[str, str] = {}
 
-    async def __call__(self, opportunities: Sequence[Opportunity], block: NewBlock) -> list[Action]:
+    def costs(self, block: NewBlock) -> ValuationCosts:
+        """What one liquidation costs for the block after `block`: gas at its exact base fee, the builder's
+        share, the minimum, and the gas budget (less the batch transactions' own overhead)."""
         cfg = self.config
         base_fee = next_base_fee(block.base_fee_per_gas, block.gas_used, block.gas_limit)
-        gas_cost = cfg.gas_estimate * base_fee
+        transactions = cfg.gas_budget // MAX_TX_GAS + 1
+        return ValuationCosts(
+            base_fee=base_fee,
+            gas_per_liquidation=cfg.gas_estimate,
+            builder_share_bps=cfg.builder_share_bps,
+            min_profit_wei=cfg.min_profit_wei,
+            gas_budget=max(cfg.gas_budget - transactions * BATCH_OVERHEAD_GAS, 0),
+        )
+
+    async def __call__(self, opportunities: Sequence[Opportunity], block: NewBlock) -> list[Action]:
+        cfg = self.config
+        costs = self.costs(block)
         self.skipped = {}
         actions: list[Action] = []
         for opp in opportunities:
             if len(actions) >= cfg.max_per_block:
-                break
+                self.skipped[opp.id] = "over the per-block action limit"
+                continue
             try:
-                action = self._action(opp, block, gas_cost)
+                action = self._action(opp, block, costs)
             except (KeeperError, ValueError) as exc:
                 self.skipped[opp.id] = f"cannot build: {exc}"
                 continue
@@ -85,24 +107,27 @@ class LiquidationActions:
             log.info("opportunities skipped", extra=kv(block=block.number, count=len(self.skipped)))
         return actions
 
-    def _action(self, opp: Opportunity, block: NewBlock, gas_cost: int) -> SubmitBundle | str:
+    def _action(self, opp: Opportunity, block: NewBlock, costs: ValuationCosts) -> SubmitBundle | str:
         cfg = self.config
-        if opp.route is None or opp.gross_profit is None:
+        if opp.route is None or opp.gross_profit is None or opp.swap_out is None:
             return "no route to sell the collateral"
         if opp.gross_profit <= 0:
             return "unprofitable before gas: the swap returns less than the debt plus the flash premium"
-        market = self.strategy.protocol(opp.protocol).market
-        weth_reserve = market.reserves.get(cfg.weth) if market is not None else None
-        if weth_reserve is None or weth_reserve.price <= 0:
+        if opp.to_wei is None or opp.profit_wei is None or opp.net_profit_wei is None:
             return "no ETH price in this market"
-        num, den = opp.debt_price * 10**18, opp.debt_unit * weth_reserve.price
-        gross_wei = opp.gross_profit * num // den
-        owner_wei = gross_wei - gross_wei * cfg.builder_share_bps // BPS
-        if owner_wei - gas_cost < cfg.min_profit_wei:
-            return f"below minimum: owner profit {owner_wei} wei - gas ~{gas_cost} wei < {cfg.min_profit_wei}"
-        floor_wei = max(cfg.min_profit_wei + gas_cost, 0)
-        min_profit_debt = -(-floor_wei * den // num)  # ceil: the contract must not accept less
+        if opp.net_profit_wei < cfg.min_profit_wei:
+            return (
+                f"below minimum: net {opp.net_profit_wei} wei (gas ~{opp.gas_cost_wei} wei, builder "
+                f"{opp.builder_share_wei} wei) < {cfg.min_profit_wei}"
+            )
+        num, den = opp.to_wei
+        # The contract's minProfit (debt units, owner's share) covers the minimum plus the gas, rounded up:
+        # the contract must never accept less than what made us send it.
+        floor_wei = max(cfg.min_profit_wei + costs.gas_cost_wei, 0)
+        min_profit_debt = -(-floor_wei * den // num)
+        keep = BPS - cfg.swap_tolerance_bps
         coinbase_route: V3Route | None = None
+        coinbase_min_out = 0
         if cfg.builder_share_bps and opp.debt_asset.lower() != cfg.weth.lower():
             share = opp.gross_profit * cfg.builder_share_bps // BPS
             v3 = [v for v in self.venues if v.kind is RouteKind.UNISWAP_V3]
@@ -112,6 +137,7 @@ class LiquidationActions:
             if route is None or not isinstance(route.executor_route, V3Route):
                 return "no Uniswap V3 route to pay the builder in ETH"
             coinbase_route = route.executor_route
+            coinbase_min_out = route.amount_out * keep // BPS
         params = LiquidationParams(
             lending_pool=opp.pool,
             collateral=opp.collateral_asset,
@@ -123,6 +149,8 @@ class LiquidationActions:
             coinbase_bps=cfg.builder_share_bps,
             max_block=block.number + 1,
             coinbase_route=coinbase_route,
+            min_out=opp.swap_out * keep // BPS,
+            coinbase_min_out=coinbase_min_out,
         )
         return SubmitBundle(
             opportunity_id=opp.id,
@@ -136,7 +164,7 @@ class LiquidationActions:
                     batchable=True,
                 ),
             ),
-            expected_profit_wei=gross_wei,
+            expected_profit_wei=opp.profit_wei,
             min_profit_wei=cfg.min_profit_wei,
             profit_token=opp.debt_asset,
             profit_to_wei=(num, den),
@@ -149,6 +177,7 @@ class LiquidationActions:
                 "debt_to_cover": opp.debt_to_cover,
                 "collateral_out": opp.collateral_out,
                 "gross_profit": opp.gross_profit,
+                "net_profit_wei": opp.net_profit_wei,
                 "detected_block": opp.block_number,
                 "block_timestamp": opp.timestamp,
             },

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from keeper.core.actions import Action
 from keeper.core.events import Event, NewBlock
@@ -32,11 +33,22 @@ from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.protocols.aave_common import AaveAdapter
 from strategies.liquidations.screen import Screen
+from strategies.liquidations.valuation import ValuationCosts
 
 log = logging.getLogger("strategies.liquidations")
 
-Valuer = Callable[[Sequence[Opportunity], int], Awaitable[list[Opportunity]]]
+
+class Valuer(Protocol):
+    """Values (sizes, routes, ranks) a block's liquidatable positions at the venues' state of `block`;
+    `costs` is what executing each one costs (see `VenueValuer`)."""
+
+    async def __call__(
+        self, opportunities: Sequence[Opportunity], block: int, costs: ValuationCosts | None = None
+    ) -> list[Opportunity]: ...
+
+
 ActionBuilder = Callable[[Sequence[Opportunity], NewBlock], Awaitable[list[Action]]]
+CostModel = Callable[[NewBlock], ValuationCosts]
 
 REORG_MEMORY = 64
 
@@ -50,6 +62,7 @@ class LiquidationStrategy:
         *,
         valuer: Valuer | None = None,
         actions: ActionBuilder | None = None,
+        costs: CostModel | None = None,
         screen_margin: float = 5e-4,
         prefetch_margin: float = 0.02,
     ) -> None:
@@ -59,7 +72,16 @@ class LiquidationStrategy:
         self.screens = {p.name: Screen(margin=screen_margin) for p in self.protocols}
         self.valuer = valuer
         self.action_builder = actions
+        self.costs = costs
+        """Execution costs per block (gas, builder share, minimum, gas budget) the valuer ranks and
+        sizes with; None: the valuer's defaults (no costs)."""
         self.opportunities: list[Opportunity] = []
+        """The last block's opportunities to act on: valued, ranked by net profit in wei, within the
+        gas budget (all liquidatable ones when there is no valuer)."""
+        self.liquidatable: list[Opportunity] = []
+        """The last block's liquidatable positions, before valuation."""
+        self.dropped: dict[str, str] = {}
+        """Why the valuer left a liquidatable position out (unprofitable, no route, budget)."""
         self.last_timings: dict[str, float] = {}
         self.candidates_checked = 0
         self.prefetch_margin = prefetch_margin
@@ -119,9 +141,14 @@ class LiquidationStrategy:
             assert p.market is not None
             self.screens[p.name].update(touched[p.name], p.positions, p.market)
         found = self.detect()
+        self.liquidatable = found
         t2 = time.perf_counter()
+        self.dropped = {}
         if self.valuer is not None and found:
-            found = await self.valuer(found, block.number)
+            costs = self.costs(block) if self.costs is not None else None
+            valued = await self.valuer(found, block.number, costs)
+            self.dropped = dict(getattr(valued, "dropped", {}))
+            found = list(valued)
         t3 = time.perf_counter()
         self.opportunities = found
         self.last_timings = {

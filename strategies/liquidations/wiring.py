@@ -202,10 +202,12 @@ async def build_strategy(
         v2_pairs=setup.v2_pairs,
         connectors=setup.connectors,
         flash_pool=setup.flash_pool,
+        weth=setup.weth,
     )
     strategy = LiquidationStrategy(build_adapters(rpc, list(setup.markets)), valuer=valuer)
     actions = LiquidationActions(strategy, valuer.venues, execution)
     strategy.action_builder = actions
+    strategy.costs = actions.costs
     return strategy, actions
 
 

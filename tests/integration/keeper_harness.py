@@ -11,13 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from eth_abi.abi import decode
 from eth_account import Account
 
+from keeper.chain.abi import encode_call
+from keeper.chain.rpc import RpcClient
 from keeper.collectors.blocks import decode_header
 from keeper.config import Settings
 from keeper.core.actions import SubmitBundle
 from keeper.core.events import NewBlock
 from keeper.devnet.anvil import DEV_ACCOUNTS
+from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.stack import Devnet, write_deployments_file
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.runner import RunServices, plan_run
@@ -92,3 +96,11 @@ async def step(net: Devnet, keeper: LiquidationKeeper, log: list[SubmitBundle] |
     if log is not None:
         log.extend(actions)
     return block
+
+
+async def collateral_base(rpc: RpcClient, dep: DevnetDeployment, market: str, user: str) -> int:
+    """getUserAccountData's totalCollateralBase: 0 for a position whose whole collateral was seized (bad
+    debt: liquidatable by the health factor, but nothing is left to liquidate)."""
+    pool = dep.aave_v3.pool if market == "aave-v3" else dep.aave_v2.lending_pool
+    raw = await rpc.eth_call(pool, encode_call("getUserAccountData(address)", ["address"], [user]))
+    return int(decode(["uint256"] * 6, raw)[0])

@@ -23,7 +23,11 @@ class FakeRoute:
     executor_route: Any
 
 
-def opportunity(gross_usdc: int) -> Opportunity:
+def opportunity(
+    gross_usdc: int, builder: LiquidationActions | None = None, at: NewBlock | None = None
+) -> Opportunity:
+    """A WETH-collateral / USDC-debt position whose sale returns `gross_usdc` above the debt, valued as the
+    valuer does it with the builder's costs for the block after `at` (ETH at $2000)."""
     base = Opportunity(
         id="aave-v3:user:weth:usdc",
         protocol="aave-v3",
@@ -45,8 +49,14 @@ def opportunity(gross_usdc: int) -> Opportunity:
         debt_price=100_000_000,  # $1.00 (8 decimals)
         debt_unit=10**6,
     )
+    costs = builder.costs(at) if builder is not None and at is not None else None
     return base.valued(
-        swap_out=base.debt_to_cover + gross_usdc, route=FakeRoute(V2Route((WETH, USDC))), flash_premium=0
+        swap_out=base.debt_to_cover + gross_usdc,
+        route=FakeRoute(V2Route((WETH, USDC))),
+        flash_premium=0,
+        to_wei=(10**8 * 10**18, 10**6 * 2_000 * 10**8),
+        gas_cost_wei=costs.gas_cost_wei if costs is not None else 0,
+        builder_share_bps=costs.builder_share_bps if costs is not None else 0,
     )
 
 
@@ -67,31 +77,57 @@ def block(base_fee: int) -> NewBlock:
     )
 
 
-async def test_profitable_opportunity_becomes_a_bundle_with_the_minimum_on_chain() -> None:
-    cfg = ExecutionConfig(executor=EXECUTOR, weth=WETH, builder_share_bps=0, min_profit_wei=10**15)
-    actions = await LiquidationActions(strategy(), [], cfg)([opportunity(500 * 10**6)], block(10 * GWEI))
+async def test_profitable_opportunity_becomes_a_batchable_call_with_the_minimums_on_chain() -> None:
+    cfg = ExecutionConfig(
+        executor=EXECUTOR, weth=WETH, builder_share_bps=0, min_profit_wei=10**15, swap_tolerance_bps=50
+    )
+    builder = LiquidationActions(strategy(), [], cfg)
+    at = block(10 * GWEI)
+    opp = opportunity(500 * 10**6, builder, at)
+    actions = await builder([opp], at)
     assert len(actions) == 1
     action = actions[0]
     assert isinstance(action, SubmitBundle)
     assert action.target_block == 101
     assert action.expected_profit_wei == 500 * 10**6 * 10**8 * 10**18 // (10**6 * 2_000 * 10**8)  # 0.25 ETH
+    assert action.profit_to_wei == opp.to_wei
     intent = action.txs[0]
     assert isinstance(intent, TxIntent)
     assert intent.to == EXECUTOR
+    assert intent.batchable
+    assert intent.gas_estimate == cfg.gas_estimate
     params = decode_liquidate(intent.data)
     assert params.max_block == 101
     # minProfit (USDC units) covers the configured minimum plus the estimated gas at the next base fee,
-    # rounded up: (1e15 + 1.1M gas * 10 gwei) wei at $2000/ETH = $24 -> 24_000_000 USDC units.
-    assert params.min_profit == 24_000_000
+    # rounded up: (1e15 + 1M gas * 10 gwei (the next base fee of a half-full block)) wei at $2000/ETH.
+    costs = builder.costs(at)
+    assert costs.base_fee == 10 * GWEI
+    floor_wei = 10**15 + cfg.gas_estimate * costs.base_fee
+    assert params.min_profit == -(-floor_wei * 10**6 * 2_000 * 10**8 // (10**8 * 10**18))
+    # The sale's amountOutMinimum is the exact quote less the tolerance.
+    assert opp.swap_out is not None
+    assert params.min_out == opp.swap_out * 9_950 // 10_000
     assert params.debt_to_cover == 10_000 * 10**6
+    assert action.meta["pool"] == opp.pool
+
+
+async def test_costs_carry_the_gas_budget_less_the_batch_overhead() -> None:
+    cfg = ExecutionConfig(executor=EXECUTOR, weth=WETH, builder_share_bps=9_000, gas_budget=20_000_000)
+    costs = LiquidationActions(strategy(), [], cfg).costs(block(GWEI))
+    assert costs.builder_share_bps == 9_000
+    assert costs.gas_per_liquidation == cfg.gas_estimate
+    assert costs.gas_budget is not None
+    assert 19_000_000 < costs.gas_budget < 20_000_000
 
 
 async def test_base_fee_times_twenty_skips_what_gas_would_eat() -> None:
     cfg = ExecutionConfig(executor=EXECUTOR, weth=WETH, builder_share_bps=0, min_profit_wei=0)
     builder = LiquidationActions(strategy(), [], cfg)
-    opp = opportunity(30 * 10**6)  # $30 = 0.015 ETH gross
-    assert len(await builder([opp], block(10 * GWEI))) == 1  # gas ~0.011 ETH: still worth it
-    assert await builder([opp], block(200 * GWEI)) == []  # x20: gas ~0.22 ETH
+    calm, spike = block(10 * GWEI), block(200 * GWEI)
+    # $30 = 0.015 ETH gross; gas ~0.01 ETH at 10 gwei: still worth it; x20: gas ~0.2 ETH.
+    assert len(await builder([opportunity(30 * 10**6, builder, calm)], calm)) == 1
+    opp = opportunity(30 * 10**6, builder, spike)
+    assert await builder([opp], spike) == []
     assert builder.skipped[opp.id].startswith("below minimum")
 
 
@@ -108,7 +144,8 @@ async def test_unprofitable_or_unrouted_opportunities_are_never_sent() -> None:
 async def test_builder_share_lowers_what_the_owner_keeps() -> None:
     cfg = ExecutionConfig(executor=EXECUTOR, weth=WETH, builder_share_bps=9_900, min_profit_wei=0)
     builder = LiquidationActions(strategy(), [], cfg)
-    # $30 gross, 99% to the builder -> $0.30 for us, less than ~$22 of gas at 10 gwei: skipped.
-    opp = opportunity(30 * 10**6)
-    assert await builder([opp], block(10 * GWEI)) == []
+    at = block(10 * GWEI)
+    # $30 gross, 99% to the builder -> $0.30 for us, less than ~$20 of gas at 10 gwei: skipped.
+    opp = opportunity(30 * 10**6, builder, at)
+    assert await builder([opp], at) == []
     assert builder.skipped[opp.id].startswith("below minimum")
