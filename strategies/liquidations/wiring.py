@@ -105,8 +105,11 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
     )
 
 
-async def check_executor_access(rpc: RpcClient, executor: str, signers: Sequence[TxSigner]) -> None:
-    """ConfigError unless `executor` is our contract and every signer is its owner or an operator."""
+async def check_executor_access(
+    rpc: RpcClient, executor: str, signers: Sequence[TxSigner], *, builder_share_bps: int = 0
+) -> None:
+    """ConfigError unless `executor` is our contract, every signer is its owner or an operator, and the
+    builder share is within the bound its owner set (`maxCoinbaseBps`: above it every call reverts)."""
     code = await rpc.call("eth_getCode", [executor, "latest"])
     if not code or code == "0x":
         raise ConfigError(
@@ -116,7 +119,11 @@ async def check_executor_access(rpc: RpcClient, executor: str, signers: Sequence
             ]
         )
     calls: list[tuple[str, Any]] = [
-        ("eth_call", [{"to": executor, "data": "0x" + encode_call("owner()", [], []).hex()}, "latest"])
+        ("eth_call", [{"to": executor, "data": "0x" + encode_call("owner()", [], []).hex()}, "latest"]),
+        (
+            "eth_call",
+            [{"to": executor, "data": "0x" + encode_call("maxCoinbaseBps()", [], []).hex()}, "latest"],
+        ),
     ]
     for s in signers:
         data = encode_call("isOperator(address)", ["address"], [s.address])
@@ -124,15 +131,22 @@ async def check_executor_access(rpc: RpcClient, executor: str, signers: Sequence
     results = await rpc.batch(calls)
     try:
         owner = str(decode(["address"], bytes.fromhex(results[0][2:]))[0])
-        allowed = [bool(decode(["bool"], bytes.fromhex(r[2:]))[0]) for r in results[1:]]
+        max_share = int(decode(["uint16"], bytes.fromhex(results[1][2:]))[0])
+        allowed = [bool(decode(["bool"], bytes.fromhex(r[2:]))[0]) for r in results[2:]]
     except Exception:
         raise ConfigError(
             [
-                f"{env_name('executor_address')}: {executor} is not a LiquidationExecutor "
-                "(no owner() / isOperator())"
+                f"{env_name('executor_address')}: {executor} is not a current LiquidationExecutor "
+                "(no owner() / maxCoinbaseBps() / isOperator()); deploy one with `keeper contracts deploy`"
             ]
         ) from None
     problems = []
+    if builder_share_bps > max_share:
+        problems.append(
+            f"{env_name('builder_share_bps')}: {builder_share_bps} is above the executor's maxCoinbaseBps "
+            f"({max_share}, set by its owner): every liquidation would revert; e.g. "
+            f"KEEPER_BUILDER_SHARE_BPS={max_share}"
+        )
     for i, (s, ok) in enumerate(zip(signers, allowed, strict=True)):
         if ok or s.address.lower() == owner.lower():
             continue
@@ -219,7 +233,7 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
     settings, rpc = ctx.settings, ctx.rpc
     setup = liquidation_setup(settings, services.devnet)
     signers = services.signers()
-    await check_executor_access(rpc, setup.executor, signers)
+    await check_executor_access(rpc, setup.executor, signers, builder_share_bps=settings.builder_share_bps)
     gas_budget = await block_gas_budget(rpc, settings.block_gas_budget)
     execution = ExecutionConfig(
         executor=setup.executor,
