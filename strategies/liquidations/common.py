@@ -246,7 +246,7 @@ class LiquidationTerms:
             return debt_to_cover
         target = self.max_collateral(debt_to_cover)
         if target <= 0:
-            return debt_to_cover
+            return min(debt_to_cover, 1)
         return min(debt_to_cover, self.request_for(target))
 
     def seize_all_cover(self) -> int | None:

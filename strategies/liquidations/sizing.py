@@ -33,14 +33,17 @@ __all__ = ["Execution", "Sizer", "maximize_unimodal"]
 
 FULL_SIZE_CHECK = 1000
 """The largest size D is kept when gross(D) >= gross(D - D / FULL_SIZE_CHECK)."""
-WINDOW = 4000
+WINDOW = 20_000
 """The golden-section search stops at a window of (upper end) / WINDOW sizes."""
 MAX_STEPS = 120
 PROBE_FRACTION = 256
 """The probe for a path's rate bound sells (largest sale) / PROBE_FRACTION ..."""
 MIN_PROBE = 1000
 """... and at least this many units (below, integer rounding dominates: every path is sized)."""
+MIN_ROOT_SALE = 10**6
+"""Below this many collateral units at the largest size, the size search does not use slopes."""
 UNBOUNDED = 2**256
+BPS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +119,23 @@ class Sizer:
     """Sizes liquidations on one pool state (`venues`, by name; not modified)."""
 
     def __init__(
-        self, venues: Mapping[str, Venue], *, connectors: Sequence[str] = (), flash_premium_bps: int = 0
+        self,
+        venues: Mapping[str, Venue],
+        *,
+        connectors: Sequence[str] = (),
+        flash_premium_bps: int = 0,
+        paths: dict[tuple[str, str], list[Route]] | None = None,
     ) -> None:
         self.venues = venues
+        self.paths = {} if paths is None else paths
+        """(collateral, debt) -> the paths found for it (on any state: a path's tokens and pools do not
+        change), shared across sizers of one block so that a pair valued again can be bounded first."""
         self.connectors = tuple(connectors)
         self.flash_premium_bps = flash_premium_bps
         self.quotes = 0
         """Route quotes made (for benchmarks)."""
+        self.below_floor = False
+        """Whether the last `best_for_pair` found that no path can reach its floor."""
 
     def premium(self, amount: int) -> int:
         """Aave V3 flashLoanSimple's premium: amount.percentMul(FLASHLOAN_PREMIUM_TOTAL)."""
@@ -159,17 +172,30 @@ class Sizer:
         sale = requote(self.venues, route, outcome.collateral_to_liquidator)
         if sale is None:
             return None
-        premium = self.premium(debt_to_cover)
+        premium = self.premium(outcome.debt_to_cover)
         gross = sale.amount_out - outcome.actual_debt_to_cover - premium
         return Execution(terms, outcome, sale, premium, gross)
 
-    def on_route(self, terms: LiquidationTerms, route: Route, largest: int) -> Execution | None:
+    def on_route(
+        self,
+        terms: LiquidationTerms,
+        route: Route,
+        largest: int,
+        *,
+        rising: bool | None = None,
+        seed: Execution | None = None,
+    ) -> Execution | None:
         """The most profitable request in [1, largest] on the path of `route` (`largest` must not revert).
 
-        The search runs over the request when the collateral is finer than the debt asset (more collateral
-        units than debt units seized), else over the collateral (each at its smallest request,
-        `terms.request_for`): over the request, whole collateral units would make plateaus."""
+        `rising`: whether the profit still rises at `largest` (known from the path's marginal rate; None:
+        test it with two more sizes just below). If it does, `largest` is the answer (unimodal); otherwise
+        a golden-section search runs over the request when the collateral is finer than the debt asset
+        (more collateral units than debt units seized), else over the collateral (each at its smallest
+        request, `terms.request_for`): over the request, whole collateral units would make plateaus.
+        `seed`: the execution at `largest` when already quoted."""
         runs: dict[int, Execution | None] = {}
+        if seed is not None:
+            runs[largest] = seed
 
         def gross(d: int) -> int | None:
             if d not in runs:
@@ -185,16 +211,17 @@ class Sizer:
             return gross(min(largest, terms.request_for(k)) if coarse else k)
 
         step = max(4, top // FULL_SIZE_CHECK)
-        searched = True
-        if top > 8 * step:
+        if rising is None and top > 8 * step:
             # Still rising just below the top (the top itself is left out of the test: at the request that
             # seizes the whole collateral the Pool repays a little less, a step up even when the rest falls).
-            gross(largest)
             near, lower = knob(top - step), knob(top - 2 * step)
-            searched = near is None or (lower is not None and lower > near)
-        if searched:
-            maximize_unimodal(knob, 1, top)
-            gross(largest)
+            rising = near is not None and (lower is None or near >= lower)
+        gross(largest)
+        if not rising:
+            to_request = (lambda k: min(largest, terms.request_for(k))) if coarse else (lambda k: k)
+            # The slope test needs sales large enough for whole units not to matter at top / 1024.
+            if sale < MIN_ROOT_SALE or not self._root_search(runs, knob, to_request, top):
+                maximize_unimodal(knob, 1, top)
         best = None
         for ex in runs.values():  # the best size evaluated
             if ex is not None and (
@@ -203,22 +230,95 @@ class Sizer:
                 best = ex
         return best
 
-    def best_for_pair(self, terms: LiquidationTerms) -> Execution | None:
+    def _slope(self, ex: Execution | None) -> int | None:
+        """The sign-carrying slope of the profit at `ex`'s size, relative, scaled by 1e18: marginal rate
+        of the path after the sale * (collateral / request) - (1 + premium). None when unknown."""
+        if ex is None:
+            return None
+        rate = self._path_rate(ex.route, marginal=True)
+        if rate is None:
+            return None
+        c, d = ex.outcome.collateral_to_liquidator, ex.outcome.debt_to_cover
+        num = rate[0] * c * BPS - rate[1] * d * (BPS + self.flash_premium_bps)
+        return num * 10**18 // (rate[1] * d * BPS)
+
+    def _root_search(
+        self,
+        runs: dict[int, Execution | None],
+        knob: Callable[[int], int | None],
+        to_request: Callable[[int], int],
+        top: int,
+    ) -> bool:
+        """Where the profit's slope (`_slope`, from the path's marginal rate) crosses zero on [1, top], by
+        the Illinois variant of regula falsi on the knob (one quote a step, superlinear), down to a window of
+        top / WINDOW; the sizes tried are left in `runs`. False when the slope is unknown or does not change
+        sign (the caller then searches without it)."""
+
+        def slope(k: int) -> int | None:
+            knob(k)
+            return self._slope(runs.get(to_request(k)))
+
+        hi, s_hi = top, slope(top)
+        lo = max(1, top // 1024)
+        s_lo = slope(lo)
+        if s_hi is None or s_lo is None or s_hi >= 0:
+            return False
+        if s_lo <= 0:
+            if lo == 1:
+                return True  # falling from the smallest size: the search is over
+            hi, s_hi, lo = lo, s_lo, 1
+            s_lo = slope(1)
+            if s_lo is None or s_lo <= 0:
+                return s_lo is not None
+        side = 0
+        for _ in range(40):
+            if hi - lo <= max(2, hi // WINDOW):
+                break
+            # Secant point, kept strictly inside and at least 1/64 of the bracket from its ends.
+            x = lo + (hi - lo) * s_lo // (s_lo - s_hi)
+            margin = max(1, (hi - lo) // 64)
+            x = min(max(x, lo + margin), hi - margin)
+            s_x = slope(x)
+            if s_x is None:
+                return False
+            if s_x > 0:
+                lo, s_lo = x, s_x
+                if side == 1:
+                    s_hi //= 2
+                side = 1
+            else:
+                hi, s_hi = x, s_x
+                if side == -1:
+                    s_lo //= 2
+                side = -1
+        for k in (lo, hi):
+            knob(k)
+        return True
+
+    def best_for_pair(self, terms: LiquidationTerms, *, floor: int | None = None) -> Execution | None:
         """The most profitable execution of one pair: size and route. None: no route or always reverts.
 
-        Every path (`candidate_routes` at the largest size) is a candidate; a path is sized only if a
-        bound of its profit can beat the best found so far: the sale is concave, so
-        out(x) <= x * (out(p) + 1) / (p - 1) for any x >= a probe p = (largest sale) / 256, which bounds
-        the profit at any size from p up by its value at the largest size at that rate (paths are sized
-        in the order of that bound). Sizes below p are not bounded: a path that is the best only there,
-        against another path that is better everywhere above, is missed (its profit is below 1/256 of
-        what the largest sale would make at the probe's rate)."""
+        Every path (`candidate_routes` at the largest size D, one quote each) is a candidate. With the
+        venues' rates (`spot_rate`, `marginal_rate`), no other quote is needed unless the profit peaks
+        below D: the sale is concave, so
+        - out(x) <= x * spot rate of the path: the profit at any size is at most its value at D at that
+          rate (the bound); paths whose bound cannot beat the best found so far (or `floor`) are skipped;
+        - the profit still rises at D if marginal rate after the sale * dcollateral/ddebt >= 1 + premium:
+          then D is the best size on that path; otherwise its size is searched (`on_route`).
+        Venues without rates: the bound comes from a probe quote at D / 256 (valid from there up) and the
+        rise from two quotes just below D.
+
+        `floor`: the smallest gross profit worth having (debt-asset units; e.g. what covers gas, the
+        builder's share and the minimum); paths whose bound is below it are not sized, and None is returned
+        when no path can reach it (`self.below_floor` is then True)."""
+        self.below_floor = False
         largest = terms.max_cover()
         if largest <= 0:
             return None
         try:
-            top = terms.outcome(largest)
-            routes = self.routes_at(terms, top.collateral_to_liquidator)
+            top = terms.outcome(terms.smallest_request(largest))
+            known = self.paths.get((terms.collateral_asset.lower(), terms.debt_asset.lower()))
+            routes = known or self.routes_at(terms, top.collateral_to_liquidator)
             divisor = 16
             while not routes and largest // divisor >= 1 and divisor <= 4096:
                 # The largest sale may not be quotable (beyond the pool state read): find paths lower.
@@ -231,27 +331,67 @@ class Sizer:
         if not routes:
             return None
         sale = top.collateral_to_liquidator
+        premium_top = self.premium(top.debt_to_cover)
+        cost_top = top.actual_debt_to_cover + premium_top
         probe = sale // PROBE_FRACTION
-        cost_top = top.actual_debt_to_cover + self.premium(largest)
-        bounded: list[tuple[int, int, Route]] = []
+        plans: list[tuple[int, int, Route]] = []
+        seeds: dict[int, Execution] = {}
         for i, route in enumerate(routes):
+            if known is None and route.amount_in == sale:  # quoted just now, at the largest size
+                seeds[i] = Execution(terms, top, route, premium_top, route.amount_out - cost_top)
+            spot = self._path_rate(route, marginal=False)
             bound = UNBOUNDED
-            if probe >= MIN_PROBE:
+            if spot is not None:
+                bound = spot[0] * sale // spot[1] + 2 - cost_top
+            elif probe >= MIN_PROBE:
                 self.quotes += 1
                 at_probe = requote(self.venues, route, probe)
                 if at_probe is not None:
                     # (probe - 1): the venue's 1-unit roundings (fee rounded up, output down) at the probe
                     bound = (at_probe.amount_out + 1) * sale // (probe - 1) - cost_top
-            bounded.append((bound, -i, route))
-        bounded.sort(reverse=True, key=lambda t: (t[0], t[1]))
+            plans.append((bound, -i, route))
+        plans.sort(reverse=True, key=lambda t: (t[0], t[1]))
+        if floor is not None and plans and plans[0][0] < floor:
+            self.below_floor = True
+            return None
         best: Execution | None = None
-        for bound, _, route in bounded:
+        for bound, neg_i, route in plans:
             if best is not None and bound <= best.gross_profit:
                 break
-            ex = self.on_route(terms, route, largest)
+            if floor is not None and bound < floor:
+                break
+            seed = seeds.get(-neg_i) or self.execute(terms, route, top.debt_to_cover)
+            if seed is None:
+                continue
+            rising = None
+            marginal = self._path_rate(seed.route, marginal=True)
+            if marginal is not None:
+                # d(sale)/d(request) ~ sale / request along the non-capped branch (through the origin).
+                lhs = marginal[0] * sale * BPS
+                rising = lhs >= marginal[1] * top.debt_to_cover * (BPS + self.flash_premium_bps)
+            ex = self.on_route(terms, seed.route, top.debt_to_cover, rising=rising, seed=seed)
             if ex is not None and (best is None or ex.gross_profit > best.gross_profit):
                 best = ex
         return best
+
+    def _path_rate(self, route: Route, *, marginal: bool) -> tuple[int, int] | None:
+        """The path's output per unit input: at the current state (spot) or after its quoted sale
+        (marginal); the product of its hops' rates. None when a venue does not tell."""
+        num, den = 1, 1
+        for hop in route.hops:
+            venue = self.venues.get(hop.venue)
+            if venue is None:
+                return None
+            if marginal:
+                fn = getattr(venue, "marginal_rate", None)
+                rate = fn(hop) if fn is not None else None
+            else:
+                fn = getattr(venue, "spot_rate", None)
+                rate = fn(hop.token_in, hop.token_out, hop.pool) if fn is not None else None
+            if rate is None or rate[1] <= 0:
+                return None
+            num, den = num * rate[0], den * rate[1]
+        return num, den
 
     def routes_at(self, terms: LiquidationTerms, collateral: int) -> list[Route]:
         """Every path selling `collateral` of the pair's collateral asset into its debt asset, best first."""
@@ -261,10 +401,9 @@ class Sizer:
             if c.lower() not in (terms.collateral_asset.lower(), terms.debt_asset.lower())
         ]
         self.quotes += 1
-        return candidate_routes(
+        routes = candidate_routes(
             self.venues.values(), terms.collateral_asset, terms.debt_asset, collateral, via=via
         )
-
-
-def _path(route: Route) -> tuple[tuple[str, str, str], ...]:
-    return tuple((h.venue, h.pool.lower(), h.token_in.lower()) for h in route.hops)
+        if routes:
+            self.paths[(terms.collateral_asset.lower(), terms.debt_asset.lower())] = routes
+        return routes

@@ -6,12 +6,14 @@ exactly that request, sold on the best route (the venues' exact quotes), minus t
 Aave V3 flash premium on the borrowed amount; converted to wei with the market's oracle prices, minus the
 builder's share and the gas (`ValuationCosts`).
 
-Ranking and pool impact. All positions are first valued alone on the block's state and ranked by
-`net_profit_wei` (one unit for every market: V2's ETH base and V3's USD base are both converted to wei).
-Then, in that order, each is valued again on the state the previous SENT ones leave (only when one of
-those sales traded a token pair its routes use) and kept only if it still clears the minimum and fits
-the block's gas budget; a dropped one does not move the pools for the ones after it. The result lists
-the opportunities to send, in that order, with the reason for every one dropped.
+Ranking and pool impact. All positions are first valued alone on the block's state, in one unit for
+every market (`net_profit_wei`: V2's ETH base and V3's USD base are both converted to wei). Then the
+best remaining one is taken, again and again: if a sale already SENT traded a token pair its routes use,
+it is valued again on the state the sent ones leave and put back in the ranking; otherwise it is sent
+if it clears the minimum and fits the block's gas budget. A dropped one does not move the pools for the
+ones after it. The result lists the opportunities to send in the order taken (by net_profit_wei,
+descending: a sale only lowers what a later one in the same direction gets), with the reason for every
+one dropped.
 
 The venues' state can be read ahead: `prefetch(block)` starts the read at the block's arrival (the
 strategy does so when the block is likely to need it), concurrently with the protocols' refresh, and the
@@ -21,6 +23,7 @@ valuation of that same block uses it; a prefetch for another block is cancelled,
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.sizing import Execution, Sizer
 from strategies.venues.base import Pair, Venue, pair_key
-from strategies.venues.router import best_route
+from strategies.venues.router import Route, best_route
 
 log = logging.getLogger("strategies.liquidations")
 
@@ -110,6 +113,7 @@ class VenueValuer:
         self.weth = weth
         """WETH's address: its oracle price converts V3 amounts to wei when `eth_prices` does not."""
         self._prefetch: tuple[int, asyncio.Task[None]] | None = None
+        self._paths: dict[tuple[str, str], list[Route]] = {}
         self.last_quotes = 0
         """Route quotes the last valuation made."""
 
@@ -171,6 +175,7 @@ class VenueValuer:
         for V3 markets missing there, the market's own WETH price (`weth`) is used. V2 needs none.
         """
         working = {v.name: v for v in self.venues}
+        self._paths = {}
         dropped: dict[str, str] = {}
         alone: list[tuple[Opportunity, Opportunity]] = []
         quotes = 0
@@ -181,34 +186,53 @@ class VenueValuer:
                 dropped[opp.id] = valued
             else:
                 alone.append((opp, valued))
-        alone.sort(key=lambda t: (-_net(t[1]), t[1].id))
-
+        # Lazy greedy: the best remaining by net profit, valued again first when a sale sent before it
+        # traded a token pair its routes use (a sale only lowers what the next one in the same direction
+        # gets, so a value not yet refreshed is an upper bound and the first fresh one on top is the best).
+        heap = [
+            (-_net(valued), valued.id, i, 0, original, valued) for i, (original, valued) in enumerate(alone)
+        ]
+        heapq.heapify(heap)
         out: list[Opportunity] = []
-        touched: set[Pair] = set()
+        sent_pairs: list[frozenset[Pair]] = []
         gas_used = 0
-        for original, first in alone:
-            valued = first
+        while heap:
+            _, _, i, seen, original, valued = heapq.heappop(heap)
+            reason = self._below(valued, costs)
+            if reason is not None:  # the best remaining is below the minimum: so is everything after it
+                prefix = "after the sales ranked before it: " if seen else ""
+                dropped[original.id] = prefix + reason
+                for *_, rest_original, rest in heap:
+                    rest_reason = self._below(rest, costs)
+                    if rest_reason is None:
+                        rest_reason = (
+                            f"below minimum after the sales ranked before it (at most {_net(rest)} wei)"
+                        )
+                    dropped[rest_original.id] = rest_reason
+                break
             if costs.gas_budget is not None and gas_used + costs.gas_per_liquidation > costs.gas_budget:
                 dropped[original.id] = (
                     f"beyond the block's gas budget ({gas_used} of {costs.gas_budget} gas used)"
                 )
-                continue
-            if touched and touched & self._pairs_used(original):
+                for *_, rest_original, rest in heap:
+                    dropped[rest_original.id] = self._below(rest, costs) or dropped[original.id]
+                break
+            used = self._pairs_used(original)
+            if any(used & pairs for pairs in sent_pairs[seen:]):
                 revalued, n = self._value_one(original, working, costs, eth_prices)
                 quotes += n
                 if isinstance(revalued, str):
                     dropped[original.id] = f"after the sales ranked before it: {revalued}"
                     continue
-                valued = revalued
-            reason = self._below(valued, costs)
-            if reason is not None:
-                dropped[original.id] = reason
+                heapq.heappush(heap, (-_net(revalued), revalued.id, i, len(sent_pairs), original, revalued))
                 continue
             out.append(valued)
             gas_used += costs.gas_per_liquidation
+            touched: set[Pair] = set()
             for hop in valued.route.hops:
                 working[hop.venue] = working[hop.venue].apply(hop)
                 touched.add(pair_key(hop.token_in, hop.token_out))
+            sent_pairs.append(frozenset(touched))
         self.last_quotes = quotes
         return Valuation(out, dropped)
 
@@ -278,7 +302,9 @@ class VenueValuer:
         eth_prices: Mapping[str, int] | None,
     ) -> tuple[Opportunity | str, int]:
         """The best (pair, size, route) of one position on `venues`, valued; or why there is none."""
-        sizer = Sizer(venues, connectors=self.connectors, flash_premium_bps=self.flash_premium_bps)
+        sizer = Sizer(
+            venues, connectors=self.connectors, flash_premium_bps=self.flash_premium_bps, paths=self._paths
+        )
         best: tuple[int, Execution, tuple[int, int]] | None = None
         reason = "no valid (collateral, debt) pair"
         try:
@@ -289,9 +315,14 @@ class VenueValuer:
                 if to_wei is None:
                     reason = f"no ETH price to convert {terms.debt_asset} amounts to wei"
                     continue
-                ex = sizer.best_for_pair(terms)
+                ex = sizer.best_for_pair(terms, floor=_floor(costs, to_wei))
                 if ex is None:
-                    reason = f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
+                    reason = (
+                        f"below minimum: no size of {terms.collateral_asset}/{terms.debt_asset} can pay "
+                        "the gas, the builder's share and the minimum"
+                        if sizer.below_floor
+                        else f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
+                    )
                     continue
                 wei = ex.gross_profit * to_wei[0] // to_wei[1]
                 if best is None or wei > best[0]:
@@ -342,6 +373,17 @@ class VenueValuer:
             gas_cost_wei=costs.gas_cost_wei,
             builder_share_bps=costs.builder_share_bps,
         )
+
+
+def _floor(costs: ValuationCosts, to_wei: tuple[int, int]) -> int:
+    """The smallest gross profit (debt-asset units) whose net can reach `min_profit_wei`: gross in wei,
+    less the builder's share, less gas; never below 1 (an execution must gain something)."""
+    need = costs.min_profit_wei + costs.gas_cost_wei
+    if need <= 0:
+        return 1
+    gross_wei = -(-need * BPS // (BPS - costs.builder_share_bps))
+    num, den = to_wei
+    return max(1, gross_wei * den // num)  # rounded down: a bound, never above the true floor
 
 
 def _net(opp: Opportunity) -> int:

@@ -169,6 +169,31 @@ class UniswapV2Venue:
             state_after=after,
         )
 
+    def spot_rate(self, token_in: str, token_out: str, pool: str) -> tuple[int, int] | None:
+        """(num, den): the output per unit of input of an infinitesimal swap at the pair's current
+        reserves, fee included; every exact quote pays at most amount_in * num / den. None if unknown."""
+        p = self._pairs.get(pool.lower())
+        r = self._reserves.get(pool.lower())
+        if p is None or r is None:
+            return None
+        return self._rate(p, token_in, r)
+
+    def marginal_rate(self, quote: Quote) -> tuple[int, int] | None:
+        """(num, den): the output per unit of input of an infinitesimal further swap in the same direction
+        on the pair, after `quote` (the derivative of the exact output at quote.amount_in)."""
+        p = self._pairs.get(quote.pool.lower())
+        if p is None or not isinstance(quote.state_after, V2Reserves):
+            return None
+        return self._rate(p, quote.token_in, quote.state_after)
+
+    @staticmethod
+    def _rate(p: V2Pair, token_in: str, r: V2Reserves) -> tuple[int, int] | None:
+        zero_for_one = token_in.lower() == p.token0.lower()
+        reserve_in, reserve_out = (r.reserve0, r.reserve1) if zero_for_one else (r.reserve1, r.reserve0)
+        if reserve_in <= 0:
+            return None
+        return ((v2.FEE_DENOMINATOR - p.fee_bps) * reserve_out, v2.FEE_DENOMINATOR * reserve_in)
+
     def with_reserves(self, reserves: Mapping[str, tuple[int, int]], block: int | None = None) -> Self:
         """A copy whose pairs hold the given (reserve0, reserve1) by pair address (others unchanged):
         a state known without reading it (a replay, a test, a simulated block)."""

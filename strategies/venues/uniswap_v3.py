@@ -121,6 +121,17 @@ def _limits(pool: V3Pool, lo: int, hi: int) -> _Limits:
     return _Limits(down, up)
 
 
+def _rate(pool: V3Pool, zero_for_one: bool, sqrt_price_x96: int) -> tuple[int, int] | None:
+    """Output per unit input at a price, after the fee: token1/token0 = sqrtP^2 / 2^192."""
+    if sqrt_price_x96 <= 0:
+        return None
+    keep = 1_000_000 - pool.fee
+    square = sqrt_price_x96 * sqrt_price_x96
+    if zero_for_one:
+        return (keep * square, 1_000_000 << 192)
+    return (keep << 192, 1_000_000 * square)
+
+
 class UniswapV3Venue:
     """Uniswap V3 pools whose swaps SwapRouter `exactInput` chains (one factory).
 
@@ -312,6 +323,23 @@ class UniswapV3Venue:
             if best is None or q.amount_out > best.amount_out:
                 best = q
         return best
+
+    def spot_rate(self, token_in: str, token_out: str, pool: str) -> tuple[int, int] | None:
+        """(num, den): the output per unit of input of an infinitesimal swap at the pool's current price,
+        fee included; every exact quote pays at most amount_in * num / den. None if unknown."""
+        info = self._pools.get(pool.lower())
+        state = self._states.get(pool.lower())
+        if info is None or state is None:
+            return None
+        return _rate(info, token_in.lower() == info.token0.lower(), state.sqrt_price_x96)
+
+    def marginal_rate(self, quote: Quote) -> tuple[int, int] | None:
+        """(num, den): the output per unit of input of an infinitesimal further swap in the same direction
+        on the pool after `quote` (the derivative of the exact output at quote.amount_in)."""
+        info = self._pools.get(quote.pool.lower())
+        if info is None or not isinstance(quote.state_after, v3.PoolState):
+            return None
+        return _rate(info, quote.token_in.lower() == info.token0.lower(), quote.state_after.sqrt_price_x96)
 
     def with_states(self, states: Mapping[str, v3.PoolState], block: int | None = None) -> Self:
         """A copy whose pools hold the given states by pool address (others unchanged): a state known

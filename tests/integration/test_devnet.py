@@ -315,7 +315,9 @@ async def test_cli_up_scenarios_down(devnet_state: CachedState) -> None:
         )
         raw, err = await asyncio.wait_for(proc.communicate(), 120)
         assert proc.returncode == 0, err.decode()
-        listed = {(row["protocol"], row["user"]) for row in orjson.loads(raw)}
+        report = orjson.loads(raw)
+        assert int(report["block"]["number"]) > 0 and int(report["block"]["timestamp"]) > 0
+        listed = {(row["protocol"], row["user"]) for row in report["positions"]}
         data = orjson.loads(DEPLOYMENTS_FILE.read_bytes())
         dep = DevnetDeployment.from_json(data["deployment"])
         async with RpcClient(data["rpc_http_url"]) as rpc:
