@@ -328,11 +328,14 @@ async def test_builders_listed_next_to_the_devnets_each_get_every_bundle_and_a_h
     rpc, dep = net.require()
     miner = DevnetMiner(net)
     await create_borrowers(rpc, dep, 200, seed=13, miner=miner)
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
     async with RecordingBuilder(hang=True) as hung, RecordingBuilder() as other:
-        relays = f"hung={hung.url},other={other.url}"
+        relays = f"dead={dead},hung={hung.url},other={other.url}"
         async with devnet_keeper(net, tmp_path, relay_urls=relays) as keeper:
             executor = bundle_executor(keeper)
-            assert executor.builders.names == ("hung", "other", "devnet")
+            assert executor.builders.names == ("dead", "hung", "other", "devnet")
             await run_crash(rpc, dep, drop_bps=2_500, blocks=2, mine=True, miner=miner)
             for _ in range(4):
                 await step(net, keeper)
@@ -351,3 +354,7 @@ async def test_builders_listed_next_to_the_devnets_each_get_every_bundle_and_a_h
     assert by_builder[("other", True)] == stats.sent
     assert by_builder[("devnet", True)] == stats.sent
     assert by_builder[("hung", False)] == stats.sent
+    assert by_builder[("dead", False)] == stats.sent
+    # Simulation fell back past the dead and the hung builder (the recording one cannot simulate).
+    assert executor.simulated_by == "devnet"
+    assert executor.send_watch.healthy()
