@@ -27,6 +27,7 @@ from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.scenarios.common import BulkSender, Tx, call_tx
 from keeper.devnet.stack import Devnet, DevnetMiner
 from keeper.errors import DevnetError, JsonRpcError
+from strategies.venues import balancer_math as bm
 from strategies.venues.balancer_stable import (
     BalancerStableVenue,
     StablePool,
@@ -94,7 +95,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-async def env(devnet: Devnet) -> AsyncIterator[Env]:
+async def env(devnet: Devnet) -> Env:
     rpc, dep = devnet.require()
     whale, owner = dep.accounts["whale"], dep.accounts["deployer"]
     pools = await load_stable_pools(
@@ -121,7 +122,7 @@ async def env(devnet: Devnet) -> AsyncIterator[Env]:
             )
         )
     await sender.run(txs)
-    yield Env(devnet, rpc, dep, whale, owner, dict(zip(POOL_NAMES, pools, strict=True)), sender)
+    return Env(devnet, rpc, dep, whale, owner, dict(zip(POOL_NAMES, pools, strict=True)), sender)
 
 
 @pytest.fixture
@@ -297,7 +298,7 @@ class Tally:
     reverted: dict[tuple[str, str], int] = field(default_factory=dict)
     mismatches: list[str] = field(default_factory=list)
     rate_cases: dict[str, int] = field(default_factory=dict)
-    """States of the wstETH rate cache at the blocks quoted (cache expired or not, provider rate moved or not)."""
+    """The wstETH rate cache at the blocks quoted: expired or not, provider rate moved or not."""
 
     def add(self, key: tuple[str, str], ok: bool, reverted: bool, detail: str) -> None:
         self.compared[key] = self.compared.get(key, 0) + 1
@@ -346,11 +347,21 @@ async def test_scaling_factors_match_the_pool(snap: Env) -> None:
             state = venue.state(pool.address)
             raw = await env.rpc.eth_call(pool.address, encode_call("getScalingFactors()"), block)
             (onchain,) = decode(["uint256[]"], raw)
+            decimals = [18 if k == pool.bpt_index else d for k, d in enumerate(pool.decimals)]
+            # the pool's own factors use its cached rates
             cached = [
-                f if r is None else f * r.rate // r.rate_at(state.timestamp + venue.swap_time_offset)  # type: ignore[operator]
-                for f, r in zip(venue.scaling_factors(pool.address), state.rates, strict=True)
+                bm.scaling_factor(d, bm.ONE if r is None else r.rate) for d, r in zip(decimals, state.rates)
             ]
             assert cached == list(onchain)
+            # a swap in this block re-reads an expired rate from the provider
+            at = state.timestamp
+            in_swap = [
+                bm.scaling_factor(
+                    d, bm.ONE if r is None else (r.provider_rate if at > r.expires else r.rate) or 0
+                )
+                for d, r in zip(decimals, state.rates)
+            ]
+            assert list(venue.scaling_factors(pool.address)) == in_swap
         if step == 0:
             await env.run(
                 [
@@ -385,10 +396,10 @@ async def test_quotes_equal_query_batch_swap_on_random_states(snap: Env) -> None
             for rate in state.rates:
                 if rate is not None:
                     expired = state.timestamp > rate.expires
-                    key = ("expired" if expired else "fresh") + (
+                    case = ("expired" if expired else "fresh") + (
                         " new rate" if rate.provider_rate != rate.rate else ""
                     )
-                    tally.rate_cases[key] = tally.rate_cases.get(key, 0) + 1
+                    tally.rate_cases[case] = tally.rate_cases.get(case, 0) + 1
             cases: list[tuple[int, int, int, int]] = []  # kind, i, j, amount
             for q in range(IN_QUOTES_PER_STATE + OUT_QUOTES_PER_STATE):
                 i, j = rng.sample(range(len(swap_tokens)), 2)
@@ -422,7 +433,8 @@ async def test_quotes_equal_query_batch_swap_on_random_states(snap: Env) -> None
                     (name, label),
                     got == expected,
                     expected is None,
-                    f"{name} state {n_state} block {block} given_{label} {i}->{j} {amount}: venue {got} vault {expected}",
+                    f"{name} state {n_state} block {block} given_{label} {i}->{j} {amount}: "
+                    f"venue {got} vault {expected}",
                 )
             await random_moves(env, rng, pool, state)
     for key in sorted(tally.compared):
