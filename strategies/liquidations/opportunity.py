@@ -108,21 +108,7 @@ class Opportunity:
         (`outcome` from one of `pairs`); valuation fields are cleared."""
         return replace(
             self,
-            id=f"{self.protocol}:{self.user}:{outcome.collateral_asset}:{outcome.debt_asset}",
-            collateral_asset=outcome.collateral_asset,
-            debt_asset=outcome.debt_asset,
-            debt_to_cover=outcome.debt_to_cover,
-            collateral_out=outcome.collateral_to_liquidator,
-            protocol_fee=outcome.protocol_fee,
-            liquidation_bonus=outcome.liquidation_bonus,
-            close_factor=outcome.close_factor,
-            collateral_value_base=outcome.collateral_value_base,
-            debt_value_base=outcome.debt_value_base,
-            bonus_value_base=outcome.bonus_value_base,
-            debt_price=outcome.debt_price,
-            debt_unit=outcome.debt_unit,
-            debt_repaid=outcome.actual_debt_to_cover,
-            collateral_exhausted=outcome.collateral_exhausted,
+            **_sized_fields(self, outcome),
             flash_premium=0,
             swap_out=None,
             route=None,
@@ -144,12 +130,18 @@ class Opportunity:
         to_wei: tuple[int, int] | None = None,
         gas_cost_wei: int = 0,
         builder_share_bps: int = 0,
+        outcome: LiquidationOutcome | None = None,
     ) -> Opportunity:
         """With the venue quote for selling `collateral_out` into the debt asset, and, given `to_wei`, the
         profit in wei after the flash premium (`profit_wei`) and after gas and the builder's share
-        (`net_profit_wei`; the share is taken from the gross profit as the action builder prices it)."""
-        gross = swap_out - self.repaid - flash_premium
-        magnitude = abs(gross) * self.debt_price // self.debt_unit  # rounded towards zero
+        (`net_profit_wei`; the share is taken from the gross profit as the action builder prices it).
+        `outcome`: another liquidation of the same position (as `sized`) that the quote is for."""
+        fields: dict[str, Any] = {} if outcome is None else _sized_fields(self, outcome)
+        repaid = outcome.actual_debt_to_cover if outcome is not None else self.repaid
+        debt_price = outcome.debt_price if outcome is not None else self.debt_price
+        debt_unit = outcome.debt_unit if outcome is not None else self.debt_unit
+        gross = swap_out - repaid - flash_premium
+        magnitude = abs(gross) * debt_price // debt_unit  # rounded towards zero
         profit_wei = net = None
         share = 0
         if to_wei is not None:
@@ -158,6 +150,7 @@ class Opportunity:
             net = profit_wei - share - gas_cost_wei
         return replace(
             self,
+            **fields,
             swap_out=swap_out,
             route=route,
             flash_premium=flash_premium,
@@ -169,6 +162,26 @@ class Opportunity:
             gas_cost_wei=gas_cost_wei if to_wei is not None else 0,
             net_profit_wei=net,
         )
+
+
+def _sized_fields(opp: Opportunity, outcome: LiquidationOutcome) -> dict[str, Any]:
+    return {
+        "id": f"{opp.protocol}:{opp.user}:{outcome.collateral_asset}:{outcome.debt_asset}",
+        "collateral_asset": outcome.collateral_asset,
+        "debt_asset": outcome.debt_asset,
+        "debt_to_cover": outcome.debt_to_cover,
+        "collateral_out": outcome.collateral_to_liquidator,
+        "protocol_fee": outcome.protocol_fee,
+        "liquidation_bonus": outcome.liquidation_bonus,
+        "close_factor": outcome.close_factor,
+        "collateral_value_base": outcome.collateral_value_base,
+        "debt_value_base": outcome.debt_value_base,
+        "bonus_value_base": outcome.bonus_value_base,
+        "debt_price": outcome.debt_price,
+        "debt_unit": outcome.debt_unit,
+        "debt_repaid": outcome.actual_debt_to_cover,
+        "collateral_exhausted": outcome.collateral_exhausted,
+    }
 
 
 def _convert(amount: int, to_wei: tuple[int, int]) -> int:

@@ -29,7 +29,7 @@ from strategies.liquidations.common import LiquidationOutcome, LiquidationTerms,
 from strategies.venues.base import Venue
 from strategies.venues.router import Route, best_route, candidate_routes, requote
 
-__all__ = ["Execution", "Sizer", "maximize_unimodal"]
+__all__ = ["UNBOUNDED", "Execution", "PlanCache", "Sizer", "maximize_unimodal"]
 
 FULL_SIZE_CHECK = 1000
 """The largest size D is kept when gross(D) >= gross(D - D / FULL_SIZE_CHECK)."""
@@ -115,6 +115,12 @@ def maximize_unimodal(f: Callable[[int], int | None], lo: int, hi: int, *, windo
     return lo if best is None else best[1]
 
 
+Plans = tuple[LiquidationOutcome, list[tuple[int, int, "Route"]], dict[int, Execution]] | None
+"""(outcome at the largest size, [(profit bound, -index, path)], executions already quoted by index)."""
+PlanCache = dict[tuple[int, int], tuple[LiquidationTerms, Plans]]
+"""(id(terms), state version) -> (terms, plans)."""
+
+
 class Sizer:
     """Sizes liquidations on one pool state (`venues`, by name; not modified)."""
 
@@ -125,8 +131,16 @@ class Sizer:
         connectors: Sequence[str] = (),
         flash_premium_bps: int = 0,
         paths: dict[tuple[str, str], list[Route]] | None = None,
+        tops: dict[int, tuple[LiquidationTerms, LiquidationOutcome | None]] | None = None,
+        planned: PlanCache | None = None,
+        version: int = 0,
     ) -> None:
         self.venues = venues
+        self.tops = {} if tops is None else tops
+        self.version = version
+        """Which pool state `venues` holds (the caller's counter): `_plans` results are kept per state."""
+        self.planned: PlanCache = {} if planned is None else planned
+        """id(terms) -> (terms, `top(terms)`): the largest size's outcome does not depend on the pools."""
         self.paths = {} if paths is None else paths
         """(collateral, debt) -> the paths found for it (on any state: a path's tokens and pools do not
         change), shared across sizers of one block so that a pair valued again can be bounded first."""
@@ -158,14 +172,22 @@ class Sizer:
             skip_errors=True,
         )
 
-    def execute(self, terms: LiquidationTerms, route: Route, debt_to_cover: int) -> Execution | None:
+    def execute(
+        self,
+        terms: LiquidationTerms,
+        route: Route,
+        debt_to_cover: int,
+        *,
+        outcome: LiquidationOutcome | None = None,
+    ) -> Execution | None:
         """The execution of the smallest request seizing what `debt_to_cover` seizes
         (`terms.smallest_request`) on the path of `route`, or None where the Pool reverts (dust) or the
-        path cannot take the collateral."""
-        try:
-            outcome = terms.outcome(terms.smallest_request(debt_to_cover))
-        except NotLiquidatable:
-            return None
+        path cannot take the collateral. `outcome`: that request's outcome, when known."""
+        if outcome is None:
+            try:
+                outcome = terms.outcome(terms.smallest_request(debt_to_cover))
+            except NotLiquidatable:
+                return None
         if outcome.collateral_to_liquidator <= 0:
             return None
         self.quotes += 1
@@ -312,11 +334,65 @@ class Sizer:
         builder's share and the minimum); paths whose bound is below it are not sized, and None is returned
         when no path can reach it (`self.below_floor` is then True)."""
         self.below_floor = False
-        largest = terms.max_cover()
-        if largest <= 0:
+        found = self._plans(terms)
+        if found is None:
             return None
+        top, plans, seeds = found
+        self.planned.pop((id(terms), self.version), None)  # the seeds are used once
+        sale = top.collateral_to_liquidator
+        if floor is not None and plans and plans[0][0] < floor:
+            self.below_floor = True
+            return None
+        best: Execution | None = None
+        for bound, neg_i, route in plans:
+            if best is not None and bound <= best.gross_profit:
+                break
+            if floor is not None and bound < floor:
+                break
+            seed = seeds.get(-neg_i) or self.execute(terms, route, top.debt_to_cover, outcome=top)
+            if seed is None:
+                continue
+            rising = None
+            marginal = self._path_rate(seed.route, marginal=True)
+            if marginal is not None:
+                # d(sale)/d(request) ~ sale / request along the non-capped branch (through the origin).
+                lhs = marginal[0] * sale * BPS
+                rising = lhs >= marginal[1] * top.debt_to_cover * (BPS + self.flash_premium_bps)
+            ex = self.on_route(terms, seed.route, top.debt_to_cover, rising=rising, seed=seed)
+            if ex is not None and (best is None or ex.gross_profit > best.gross_profit):
+                best = ex
+        return best
+
+    def bound(self, terms: LiquidationTerms) -> int | None:
+        """An upper bound of the pair's gross profit (debt-asset units) at any size on the current state,
+        from the paths' spot rates (no quote once the pair's paths are known); None: no path, or the Pool
+        reverts at the largest size. UNBOUNDED when a path's venue gives no rate."""
+        found = self._plans(terms)
+        if found is None:
+            return None
+        return max(bound for bound, _, _ in found[1])
+
+    def _plans(self, terms: LiquidationTerms) -> Plans:
+        """(outcome of the largest size, [(profit bound, -index, path)] best bound first, executions at the
+        largest size already quoted by index), or None when there is no path or the Pool reverts. Kept for
+        the state `version` (`bound` then `best_for_pair` on one state compute it once)."""
+        key = (id(terms), self.version)
+        hit = self.planned.get(key)
+        if hit is not None and hit[0] is terms:
+            return hit[1]
+        found = self._plans_now(terms)
+        self.planned[key] = (terms, found)
+        return found
+
+    def _plans_now(self, terms: LiquidationTerms) -> Plans:
         try:
-            top = terms.outcome(terms.smallest_request(largest))
+            top = self.top(terms)
+        except NotLiquidatable:
+            return None
+        if top is None:
+            return None
+        largest = top.debt_to_cover
+        try:
             known = self.paths.get((terms.collateral_asset.lower(), terms.debt_asset.lower()))
             routes = known or self.routes_at(terms, top.collateral_to_liquidator)
             divisor = 16
@@ -351,28 +427,19 @@ class Sizer:
                     bound = (at_probe.amount_out + 1) * sale // (probe - 1) - cost_top
             plans.append((bound, -i, route))
         plans.sort(reverse=True, key=lambda t: (t[0], t[1]))
-        if floor is not None and plans and plans[0][0] < floor:
-            self.below_floor = True
-            return None
-        best: Execution | None = None
-        for bound, neg_i, route in plans:
-            if best is not None and bound <= best.gross_profit:
-                break
-            if floor is not None and bound < floor:
-                break
-            seed = seeds.get(-neg_i) or self.execute(terms, route, top.debt_to_cover)
-            if seed is None:
-                continue
-            rising = None
-            marginal = self._path_rate(seed.route, marginal=True)
-            if marginal is not None:
-                # d(sale)/d(request) ~ sale / request along the non-capped branch (through the origin).
-                lhs = marginal[0] * sale * BPS
-                rising = lhs >= marginal[1] * top.debt_to_cover * (BPS + self.flash_premium_bps)
-            ex = self.on_route(terms, seed.route, top.debt_to_cover, rising=rising, seed=seed)
-            if ex is not None and (best is None or ex.gross_profit > best.gross_profit):
-                best = ex
-        return best
+        return top, plans, seeds
+
+    def top(self, terms: LiquidationTerms) -> LiquidationOutcome | None:
+        """The outcome of the pair's largest useful request (`max_cover`, lowered to the first request of
+        its collateral step); None when it is 0. Kept in `tops` (shared, like `paths`)."""
+        key = id(terms)
+        hit = self.tops.get(key)
+        if hit is not None and hit[0] is terms:
+            return hit[1]
+        largest = terms.max_cover()
+        top = terms.outcome(terms.smallest_request(largest)) if largest > 0 else None
+        self.tops[key] = (terms, top)
+        return top
 
     def _path_rate(self, route: Route, *, marginal: bool) -> tuple[int, int] | None:
         """The path's output per unit input: at the current state (spot) or after its quoted sale

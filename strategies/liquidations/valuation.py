@@ -32,10 +32,10 @@ from keeper.chain.rpc import RpcClient
 from keeper.chain.units import percent_mul
 from keeper.errors import KeeperError
 from keeper.logs import kv
-from strategies.liquidations.common import LiquidationTerms
+from strategies.liquidations.common import LiquidationOutcome, LiquidationTerms
 from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
-from strategies.liquidations.sizing import Execution, Sizer
+from strategies.liquidations.sizing import UNBOUNDED, Execution, PlanCache, Sizer
 from strategies.venues.base import Pair, Venue, pair_key
 from strategies.venues.router import Route, best_route
 
@@ -114,6 +114,11 @@ class VenueValuer:
         """WETH's address: its oracle price converts V3 amounts to wei when `eth_prices` does not."""
         self._prefetch: tuple[int, asyncio.Task[None]] | None = None
         self._paths: dict[tuple[str, str], list[Route]] = {}
+        self._tops: dict[int, tuple[LiquidationTerms, LiquidationOutcome | None]] = {}
+        self._used: dict[str, set[Pair]] = {}
+        self._planned: PlanCache = {}
+        self._version = 0
+        """How many sales the working pool state holds (keys the sizers' per-state caches)."""
         self.last_quotes = 0
         """Route quotes the last valuation made."""
 
@@ -176,56 +181,60 @@ class VenueValuer:
         """
         working = {v.name: v for v in self.venues}
         self._paths = {}
+        self._tops = {}
+        self._used = {}
+        self._planned = {}
+        self._version = 0
         dropped: dict[str, str] = {}
-        alone: list[tuple[Opportunity, Opportunity]] = []
         quotes = 0
-        for opp in opportunities:
-            valued, n = self._value_one(opp, working, costs, eth_prices)
+        # Lazy greedy on net profit in wei. Every position starts with an upper bound of its net profit
+        # (the paths' spot rates: no slippage; no quote once a pair's paths are known); the entry on top is
+        # valued exactly on the current state (the state the sales sent so far leave) and put back, and is
+        # sent when it is on top with an exact value no sent sale has touched since (a sale only lowers
+        # what a later one in the same direction gets, so bounds and older values are upper bounds).
+        heap: list[tuple[int, str, int, int, Opportunity, Opportunity | None]] = []
+        for i, opp in enumerate(opportunities):
+            key, n = self._upper_bound(opp, working, costs, eth_prices)
             quotes += n
-            if isinstance(valued, str):
-                dropped[opp.id] = valued
+            if isinstance(key, str):
+                dropped[opp.id] = key
+            elif key < costs.min_profit_wei:
+                dropped[opp.id] = f"below minimum: at most {key} wei net at any size < {costs.min_profit_wei}"
             else:
-                alone.append((opp, valued))
-        # Lazy greedy: the best remaining by net profit, valued again first when a sale sent before it
-        # traded a token pair its routes use (a sale only lowers what the next one in the same direction
-        # gets, so a value not yet refreshed is an upper bound and the first fresh one on top is the best).
-        heap = [
-            (-_net(valued), valued.id, i, 0, original, valued) for i, (original, valued) in enumerate(alone)
-        ]
+                heap.append((-key, opp.id, i, 0, opp, None))
         heapq.heapify(heap)
         out: list[Opportunity] = []
         sent_pairs: list[frozenset[Pair]] = []
         gas_used = 0
         while heap:
+            if costs.gas_budget is not None and gas_used + costs.gas_per_liquidation > costs.gas_budget:
+                for neg_key, _, _, _, rest_original, rest in heap:
+                    if rest is not None and self._below(rest, costs) is not None:
+                        dropped[rest_original.id] = f"{self._below(rest, costs)}"
+                    else:
+                        dropped[rest_original.id] = (
+                            f"beyond the block's gas budget ({gas_used} of {costs.gas_budget} gas used; "
+                            f"at most {-neg_key} wei net)"
+                        )
+                break
             _, _, i, seen, original, valued = heapq.heappop(heap)
+            if valued is None or any(self._pairs_used(original) & pairs for pairs in sent_pairs[seen:]):
+                fresh, n = self._value_one(original, working, costs, eth_prices)
+                quotes += n
+                if isinstance(fresh, str):
+                    dropped[original.id] = f"after the sales ranked before it: {fresh}" if out else fresh
+                else:
+                    heapq.heappush(heap, (-_net(fresh), fresh.id, i, len(sent_pairs), original, fresh))
+                continue
             reason = self._below(valued, costs)
             if reason is not None:  # the best remaining is below the minimum: so is everything after it
-                prefix = "after the sales ranked before it: " if seen else ""
+                prefix = "after the sales ranked before it: " if out else ""
                 dropped[original.id] = prefix + reason
-                for *_, rest_original, rest in heap:
-                    rest_reason = self._below(rest, costs)
-                    if rest_reason is None:
-                        rest_reason = (
-                            f"below minimum after the sales ranked before it (at most {_net(rest)} wei)"
-                        )
-                    dropped[rest_original.id] = rest_reason
+                for neg_key, _, _, _, rest_original, _rest in heap:
+                    dropped[rest_original.id] = (
+                        f"{prefix}below minimum: at most {-neg_key} wei net < {costs.min_profit_wei}"
+                    )
                 break
-            if costs.gas_budget is not None and gas_used + costs.gas_per_liquidation > costs.gas_budget:
-                dropped[original.id] = (
-                    f"beyond the block's gas budget ({gas_used} of {costs.gas_budget} gas used)"
-                )
-                for *_, rest_original, rest in heap:
-                    dropped[rest_original.id] = self._below(rest, costs) or dropped[original.id]
-                break
-            used = self._pairs_used(original)
-            if any(used & pairs for pairs in sent_pairs[seen:]):
-                revalued, n = self._value_one(original, working, costs, eth_prices)
-                quotes += n
-                if isinstance(revalued, str):
-                    dropped[original.id] = f"after the sales ranked before it: {revalued}"
-                    continue
-                heapq.heappush(heap, (-_net(revalued), revalued.id, i, len(sent_pairs), original, revalued))
-                continue
             out.append(valued)
             gas_used += costs.gas_per_liquidation
             touched: set[Pair] = set()
@@ -233,6 +242,7 @@ class VenueValuer:
                 working[hop.venue] = working[hop.venue].apply(hop)
                 touched.add(pair_key(hop.token_in, hop.token_out))
             sent_pairs.append(frozenset(touched))
+            self._version = len(sent_pairs)
         self.last_quotes = quotes
         return Valuation(out, dropped)
 
@@ -256,6 +266,9 @@ class VenueValuer:
 
     def _pairs_used(self, opp: Opportunity) -> set[Pair]:
         """Token pairs any route of any of the position's pairs may trade (direct or via a connector)."""
+        cached = self._used.get(opp.id)
+        if cached is not None:
+            return cached
         used: set[Pair] = set()
         assets = [(t.collateral_asset, t.debt_asset) for t in opp.pairs] or [
             (opp.collateral_asset, opp.debt_asset)
@@ -265,6 +278,7 @@ class VenueValuer:
             for x in self.connectors:
                 used.add(pair_key(c, x))
                 used.add(pair_key(x, d))
+        self._used[opp.id] = used
         return used
 
     def _eth_price(
@@ -294,6 +308,50 @@ class VenueValuer:
             return None
         return (price * WAD, terms.debt_unit * eth)
 
+    def _upper_bound(
+        self,
+        opp: Opportunity,
+        venues: Mapping[str, Venue],
+        costs: ValuationCosts,
+        eth_prices: Mapping[str, int] | None,
+    ) -> tuple[int | str, int]:
+        """An upper bound of the position's net profit in wei on `venues` (any pair, any size), or why it
+        cannot be valued; with the quotes made."""
+        if not opp.pairs:
+            return UNBOUNDED, 0  # valued exactly when it reaches the top
+        sizer = self._sizer(venues)
+        best: int | None = None
+        reason = "no valid (collateral, debt) pair"
+        try:
+            for terms in opp.pairs:
+                to_wei = self._to_wei(opp, terms, eth_prices)
+                if to_wei is None:
+                    reason = f"no ETH price to convert {terms.debt_asset} amounts to wei"
+                    continue
+                bound = sizer.bound(terms)
+                if bound is None:
+                    reason = f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
+                    continue
+                if bound >= UNBOUNDED:
+                    return UNBOUNDED, sizer.quotes
+                wei = -(-bound * to_wei[0] // to_wei[1])  # rounded up: still a bound
+                net = wei - max(0, wei) * costs.builder_share_bps // BPS - costs.gas_cost_wei
+                best = net if best is None else max(best, net)
+        except (KeeperError, ValueError) as exc:
+            return f"cannot value: {exc}", sizer.quotes
+        return (reason if best is None else best), sizer.quotes
+
+    def _sizer(self, venues: Mapping[str, Venue]) -> Sizer:
+        return Sizer(
+            venues,
+            connectors=self.connectors,
+            flash_premium_bps=self.flash_premium_bps,
+            paths=self._paths,
+            tops=self._tops,
+            planned=self._planned,
+            version=self._version,
+        )
+
     def _value_one(
         self,
         opp: Opportunity,
@@ -302,9 +360,7 @@ class VenueValuer:
         eth_prices: Mapping[str, int] | None,
     ) -> tuple[Opportunity | str, int]:
         """The best (pair, size, route) of one position on `venues`, valued; or why there is none."""
-        sizer = Sizer(
-            venues, connectors=self.connectors, flash_premium_bps=self.flash_premium_bps, paths=self._paths
-        )
+        sizer = self._sizer(venues)
         best: tuple[int, Execution, tuple[int, int]] | None = None
         reason = "no valid (collateral, debt) pair"
         try:
@@ -333,7 +389,8 @@ class VenueValuer:
         if best is None:
             return reason, sizer.quotes
         _, ex, to_wei = best
-        valued = opp.sized(ex.outcome).valued(
+        valued = opp.valued(
+            outcome=ex.outcome,
             swap_out=ex.swap_out,
             route=ex.route,
             flash_premium=ex.flash_premium,

@@ -89,20 +89,21 @@ def _v3_pool(
     return V3Pool(address, addr(t0), addr(t1), fee, spacing), state
 
 
-def venues(eth_usd: float) -> list[Venue]:
-    """The pools at an ETH price of `eth_usd` (both venues already hold their state)."""
+def venues(eth_usd: float, depth: float = 1.0) -> list[Venue]:
+    """The pools at an ETH price of `eth_usd`, `depth` times as deep as listed (both venues already hold
+    their state)."""
     pools, states = [], {}
-    for i, (a, b, fee, depth) in enumerate(V3_POOLS):
-        pool, state = _v3_pool(a, b, fee, depth, eth_usd, 0x30 + i)
+    for i, (a, b, fee, usd) in enumerate(V3_POOLS):
+        pool, state = _v3_pool(a, b, fee, usd * depth, eth_usd, 0x30 + i)
         pools.append(pool)
         states[pool.address] = state
     uv3 = UniswapV3Venue(pools, words_each_side=None).with_states(states, block=1)
     pairs, reserves = [], {}
-    for i, (a, b, depth) in enumerate(V2_PAIRS):
+    for i, (a, b, usd) in enumerate(V2_PAIRS):
         t0, t1 = sorted((a, b), key=lambda s: addr(s))
         address = "0x" + f"{0x60 + i:02x}" * 20
         pairs.append(V2Pair(address, addr(t0), addr(t1)))
-        reserves[address] = (_units(t0, depth / 2, eth_usd), _units(t1, depth / 2, eth_usd))
+        reserves[address] = (_units(t0, usd * depth / 2, eth_usd), _units(t1, usd * depth / 2, eth_usd))
     uv2 = UniswapV2Venue(pairs).with_reserves(reserves, block=1)
     return [uv3, uv2]
 
@@ -145,8 +146,11 @@ class Crash:
     eth_prices: dict[str, int]
 
 
-def crash_block(n: int, *, seed: int = 1, eth_before: float = 2500.0, crash: float = 0.8) -> Crash:
-    """N liquidatable positions (about 60% on V3) after ETH falls from `eth_before` by `crash`."""
+def crash_block(
+    n: int, *, seed: int = 1, eth_before: float = 2500.0, crash: float = 0.8, depth: float = 1.0
+) -> Crash:
+    """N liquidatable positions (about 60% on V3) after ETH falls from `eth_before` to `crash` times it,
+    with pools `depth` times as deep as listed."""
     rng = random.Random(seed)
     eth_after = eth_before * crash
     m3, m2 = market(eth_after), market(eth_after, v2=True)
@@ -184,7 +188,7 @@ def crash_block(n: int, *, seed: int = 1, eth_before: float = 2500.0, crash: flo
         name = "aave-v3" if is_v3 else "aave-v2"
         opps.append(Opportunity.from_outcome(name, "0x" + "9a" * 20, position.user, outcome, 1, T0))
     return Crash(
-        venues(eth_after),
+        venues(eth_after, depth),
         {"aave-v3": m3, "aave-v2": m2},
         opps,
         {"aave-v3": m3.reserves[addr("WETH")].price, "aave-v2": 10**18},
