@@ -1,9 +1,11 @@
 """Pending transactions from `newPendingTransactions` with full tx objects (`eth_subscribe(..., true)`).
 
-Addresses in the decoded `PendingTx` are lowercase 0x-hex (cheap to compare; checksumming costs ~70 us
-per address with eth_utils, too much for a firehose). A malformed tx object is logged, counted
-(`malformed`, and the `keeper_pending_tx_malformed_total` metric) and skipped: the collector never dies
-of bad input. Nodes that ignore the `true` flag send bare hashes; those count as malformed too.
+Txs that pass the filter carry their signed bytes (`raw`, rebuilt from the fields and checked against
+the hash: `keeper.chain.rawtx`), so a backrun bundle can include them. Addresses in the decoded
+`PendingTx` are lowercase 0x-hex (cheap to compare; checksumming costs ~70 us per address with eth_utils,
+too much for a firehose). A malformed tx object is logged, counted (`malformed`, and the
+`keeper_pending_tx_malformed_total` metric) and skipped: the collector never dies of bad input. Nodes
+that ignore the `true` flag send bare hashes; those count as malformed too.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncGenerator, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from prometheus_client import Counter
 
+from keeper.chain.rawtx import rebuild_raw
 from keeper.chain.redact import redact_url
 from keeper.chain.ws import Subscribed, subscribe_forever
 from keeper.core.events import PendingTx
@@ -160,4 +164,7 @@ class PendingTxCollector:
                 if self.filter is not None and not self.filter(tx):
                     self.filtered += 1
                     continue
-                yield tx
+                # Only for the txs we keep: the signed bytes a backrun bundle carries (None if the node's
+                # fields do not rebuild to the tx's hash).
+                raw = rebuild_raw(item.result) if isinstance(item.result, dict) else None
+                yield tx if raw is None else replace(tx, raw=raw)
