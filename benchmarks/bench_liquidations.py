@@ -19,6 +19,14 @@
    `LiquidationStrategy.detect()` after a price change, and the memory held for the positions.
 4. The naive way: `contract.functions.getUserAccountData(user).call()` through web3.py (AsyncWeb3 +
    AsyncHTTPProvider) for every borrower, one by one, on the same state; ratio naive / ours per block.
+5. Sizing and routing (no RPC; `--sizing-only` runs just this part):
+   a. the size the Sizer picks against brute force (400 sizes + a dense window around the best, each on
+      its own best route) over `--sizing-cases` random positions and pool states (V3/V2 terms, 6/8/18
+      decimals, collateral that runs out, Uniswap V3 and V2 pools from much too shallow to deep);
+   b. a crash block with `--crash-positions` liquidatable positions on an Aave V3 and an Aave V2 market
+      and devnet-shaped pools (tests/unit/liquidations/crash_block.py): the valuer's time (sizing, routing,
+      ranking in wei, each valued on the state the sent ones leave; the venues already read) with the
+      pools as listed (a crash that drains them) and 20x and 100x deeper.
 
 Targets (from the issue) are printed next to each figure with PASS / MISS.
 """
@@ -856,6 +864,111 @@ def print_synthetic(r: dict[str, Any], misses: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------ main
 
 
+# ------------------------------------------------------------------ part 5: sizing and valuation (no RPC)
+
+
+def sizing_run(cases: int, positions: int, runs: int, seed: int) -> dict[str, Any]:
+    from typing import cast
+
+    from strategies.liquidations.sizing import Sizer
+    from strategies.liquidations.valuation import ValuationCosts, VenueValuer
+    from tests.unit.liquidations.crash_block import addr, crash_block
+    from tests.unit.liquidations.sizing_cases import PREMIUM_BPS, brute_force, random_case, tolerance
+
+    rng = random.Random(seed)
+    profitable = strict = within = 0
+    gaps: list[float] = []
+    times: list[float] = []
+    interior = 0
+    for _ in range(cases):
+        case = random_case(rng)
+        sizer = Sizer(case.venues, flash_premium_bps=PREMIUM_BPS)
+        t0 = time.perf_counter()
+        chosen = sizer.best_for_pair(case.terms)
+        times.append(time.perf_counter() - t0)
+        brute = brute_force(case)
+        if brute is None or brute.gross_profit <= 0:
+            continue
+        profitable += 1
+        got = chosen.gross_profit if chosen is not None else None
+        gap = 1.0 if got is None else max(0.0, (brute.gross_profit - got) / brute.gross_profit)
+        strict += gap <= 0.001
+        # Material: the profit is worth more than 1000x the sizing grain (2 collateral units), so whole
+        # units cannot explain a 0.1% gap.
+        if brute.gross_profit >= 1000 * tolerance(case.terms, 0):
+            gaps.append(gap)
+        within += got is not None and got >= brute.gross_profit - tolerance(case.terms, brute.gross_profit)
+        interior += chosen is not None and chosen.debt_to_cover < case.terms.max_cover()
+    costs = ValuationCosts(base_fee=20 * 10**9, gas_per_liquidation=900_000, builder_share_bps=5_000)
+    crash: dict[str, Any] = {}
+    for depth in (1.0, 20.0, 100.0):
+        block = crash_block(positions, seed=seed, depth=depth)
+        valuer = VenueValuer(
+            cast(Any, None), block.venues, connectors=[addr("WETH"), addr("USDC")], flash_premium_bps=5
+        )
+        samples = []
+        result: Any = None
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            result = valuer.value(block.opportunities, costs, eth_prices=block.eth_prices)
+            samples.append(time.perf_counter() - t0)
+        crash[f"x{depth:g}"] = {
+            "samples": samples,
+            "sent": len(result),
+            "dropped": len(result.dropped),
+            "quotes": valuer.last_quotes,
+            "sized_below_max": sum(
+                1 for o in result if o.debt_to_cover < max(t.max_cover() for t in o.pairs)
+            ),
+        }
+    return {
+        "cases": cases,
+        "profitable": profitable,
+        "strict": strict,
+        "within": within,
+        "worst_gap": max(gaps, default=0.0),
+        "material": len(gaps),
+        "material_strict": sum(1 for g in gaps if g <= 0.001),
+        "interior": interior,
+        "sizing_times": times,
+        "crash": crash,
+        "positions": positions,
+    }
+
+
+def print_sizing(r: dict[str, Any], misses: list[str]) -> None:
+    header("5. Sizing and routing (exact, no RPC)")
+    n = r["profitable"]
+    print(
+        f"  a. {r['cases']} random positions and pool states, {n} profitable at some size "
+        f"({r['interior']} best below the largest size):"
+    )
+    print(
+        f"     chosen size within 0.1% of brute force: {r['strict']} of {n} "
+        f"({100 * r['strict'] / max(1, n):.1f}%); within max(0.1%, 2 collateral units' worth): "
+        f"{r['within']} of {n} {verdict(r['within'] == n)}"
+    )
+    print(
+        f"     profit above 1000x that grain: {r['material_strict']} of {r['material']} within 0.1%, "
+        f"worst gap {r['worst_gap']:.2e} {verdict(r['material_strict'] == r['material'])}"
+    )
+    times = r["sizing_times"]
+    print(f"     sizing one pair: p50 {pct(times, 50) * 1e6:.0f} us, p99 {pct(times, 99) * 1e6:.0f} us")
+    if r["within"] != n or r["material_strict"] != r["material"]:
+        misses.append("5a sizing vs brute force")
+    print(f"  b. crash block, {r['positions']} liquidatable positions (Aave V3 + V2), valuer time per block:")
+    for name, c in r["crash"].items():
+        p50 = pct(c["samples"], 50)
+        ok = p50 <= 0.010
+        print(
+            f"     pools {name:>4}: p50 {ms(p50)} (min {ms(min(c['samples']))}) [<= 10 ms] {verdict(ok)}; "
+            f"{c['sent']} sent, {c['dropped']} dropped, {c['sized_below_max']} sized below the largest, "
+            f"{c['quotes']} route quotes"
+        )
+        if not ok:
+            misses.append(f"5b crash block valuation, pools {name}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--borrowers", type=int, default=10_000)
@@ -864,9 +977,19 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=100, help="price moves timed in part 3")
     ap.add_argument("--quick", action="store_true", help="small numbers for a smoke run")
     ap.add_argument("--asyncio", action="store_true", help="plain asyncio loop instead of uvloop")
+    ap.add_argument("--sizing-cases", type=int, default=1000, help="random cases for part 5a")
+    ap.add_argument("--crash-positions", type=int, default=100, help="liquidatable positions for part 5b")
+    ap.add_argument("--sizing-only", action="store_true", help="run only part 5 (no devnet)")
     args = ap.parse_args()
     if args.quick:
         args.borrowers, args.blocks, args.synthetic, args.iterations = 300, 10, 10_000, 10
+        args.sizing_cases = 200
+    if args.sizing_only:
+        sizing = sizing_run(args.sizing_cases, args.crash_positions, 15, 1)
+        sizing_misses: list[str] = []
+        print_sizing(sizing, sizing_misses)
+        print("  targets missed: " + ("; ".join(sizing_misses) if sizing_misses else "none"))
+        return 0
 
     started = time.perf_counter()
     print(
@@ -880,6 +1003,8 @@ def main() -> int:
     runner = asyncio.run if args.asyncio else uvloop.run
     result = runner(devnet_parts(args, synthetic))
     misses: list[str] = list(result["misses"])
+    sizing = sizing_run(args.sizing_cases, args.crash_positions, 15, 1)
+    print_sizing(sizing, misses)
 
     header("Summary")
     print(f"  1. initial sync, {result['tracked']} positions: {result['sync_s']:.2f} s [<= 30 s]")
@@ -895,6 +1020,12 @@ def main() -> int:
     print(
         f"  4. naive web3 per block {result['naive_s']:.1f} s -> "
         f"{result['naive_s'] / result['ours_p50']:,.0f}x ours (p50, price-only blocks)"
+    )
+    drained, deep = sizing["crash"]["x1"], sizing["crash"]["x100"]
+    print(
+        f"  5. sizing vs brute force: {sizing['within']}/{sizing['profitable']} within max(0.1%, 2 units); "
+        f"crash block of {sizing['positions']}: {pct(drained['samples'], 50) * 1e3:.1f} ms "
+        f"(devnet-shaped pools), {pct(deep['samples'], 50) * 1e3:.1f} ms (100x deeper) [<= 10 ms]"
     )
     print("  targets missed: " + ("; ".join(misses) if misses else "none"))
     print(f"  (benchmark wall time {time.perf_counter() - started:.0f} s)")

@@ -36,6 +36,8 @@ FULL_SIZE_CHECK = 1000
 WINDOW = 20_000
 """The golden-section search stops at a window of (upper end) / WINDOW sizes."""
 MAX_STEPS = 120
+ROOT_WINDOW = 2000
+"""The slope search stops at a bracket of (its lower end) / ROOT_WINDOW: the size within 0.05% of the peak."""
 PROBE_FRACTION = 256
 """The probe for a path's rate bound sells (largest sale) / PROBE_FRACTION ..."""
 MIN_PROBE = 1000
@@ -272,9 +274,9 @@ class Sizer:
         top: int,
     ) -> bool:
         """Where the profit's slope (`_slope`, from the path's marginal rate) crosses zero on [1, top], by
-        the Illinois variant of regula falsi on the knob (one quote a step, superlinear), down to a window of
-        top / WINDOW; the sizes tried are left in `runs`. False when the slope is unknown or does not change
-        sign (the caller then searches without it)."""
+        the Illinois variant of regula falsi on the knob (one quote a step, superlinear), down to a bracket of
+        (lower end) / ROOT_WINDOW; the sizes tried are left in `runs`. False when the slope is unknown or
+        does not change sign (the caller then searches without it)."""
 
         def slope(k: int) -> int | None:
             knob(k)
@@ -294,7 +296,7 @@ class Sizer:
                 return s_lo is not None
         side = 0
         for _ in range(40):
-            if hi - lo <= max(2, hi // WINDOW):
+            if hi - lo <= max(2, lo // ROOT_WINDOW):
                 break
             # Secant point, kept strictly inside and at least 1/64 of the bracket from its ends.
             x = lo + (hi - lo) * s_lo // (s_lo - s_hi)

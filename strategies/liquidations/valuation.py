@@ -217,8 +217,27 @@ class VenueValuer:
                             f"at most {-neg_key} wei net)"
                         )
                 break
-            _, _, i, seen, original, valued = heapq.heappop(heap)
-            if valued is None or any(self._pairs_used(original) & pairs for pairs in sent_pairs[seen:]):
+            neg_key, _, i, seen, original, valued = heapq.heappop(heap)
+            stale = any(self._pairs_used(original) & pairs for pairs in sent_pairs[seen:])
+            if stale:
+                # Tighten the key with the bound on the current state first (no quote): only a position
+                # still in the lead is valued again.
+                bound, n = self._upper_bound(original, working, costs, eth_prices)
+                quotes += n
+                if isinstance(bound, str):
+                    dropped[original.id] = f"after the sales ranked before it: {bound}"
+                    continue
+                key = min(-neg_key, bound)
+                if key < costs.min_profit_wei:
+                    dropped[original.id] = (
+                        f"after the sales ranked before it: below minimum: at most {key} wei net "
+                        f"< {costs.min_profit_wei}"
+                    )
+                    continue
+                if heap and key < -heap[0][0]:
+                    heapq.heappush(heap, (-key, original.id, i, len(sent_pairs), original, None))
+                    continue
+            if valued is None or stale:
                 fresh, n = self._value_one(original, working, costs, eth_prices)
                 quotes += n
                 if isinstance(fresh, str):

@@ -182,9 +182,21 @@ class UniswapV2Venue:
         """(num, den): the output per unit of input of an infinitesimal further swap in the same direction
         on the pair, after `quote` (the derivative of the exact output at quote.amount_in)."""
         p = self._pairs.get(quote.pool.lower())
-        if p is None or not isinstance(quote.state_after, V2Reserves):
+        after = quote.state_after
+        if p is None or not isinstance(after, V2Reserves):
             return None
-        return self._rate(p, quote.token_in, quote.state_after)
+        zero_for_one = quote.token_in.lower() == p.token0.lower()
+        r_in_after, r_out_after = (
+            (after.reserve0, after.reserve1) if zero_for_one else (after.reserve1, after.reserve0)
+        )
+        # d/dx of x*g*Rout / (Rin*1e4 + x*g) at the quote's x, with the reserves before it: the fee stays in
+        # the pair, so the spot rate at the reserves after is lower than this swap's own slope.
+        r_in, r_out = r_in_after - quote.amount_in, r_out_after + quote.amount_out
+        gamma = v2.FEE_DENOMINATOR - p.fee_bps
+        if r_in <= 0:
+            return None
+        denominator = r_in * v2.FEE_DENOMINATOR + quote.amount_in * gamma
+        return (gamma * r_out * r_in * v2.FEE_DENOMINATOR, denominator * denominator)
 
     @staticmethod
     def _rate(p: V2Pair, token_in: str, r: V2Reserves) -> tuple[int, int] | None:

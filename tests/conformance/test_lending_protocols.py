@@ -137,7 +137,15 @@ async def test_predicted_liquidation_equals_execution(adapter: AaveAdapter, cras
                         adapter.pool,
                         "liquidationCall(address,address,address,uint256,bool)",
                         ["address", "address", "address", "uint256", "bool"],
-                        [predicted.collateral_asset, predicted.debt_asset, user, UINT256_MAX, False],
+                        # The request detection says to pass (the whole collateral when the close
+                        # factor allows it), not uint256.max: what we send is what was predicted.
+                        [
+                            predicted.collateral_asset,
+                            predicted.debt_asset,
+                            user,
+                            predicted.debt_to_cover,
+                            False,
+                        ],
                         1_500_000,
                     )
                 ]
