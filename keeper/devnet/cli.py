@@ -369,6 +369,14 @@ def scenario_crash(
             "devnet's arbitrageur, one block behind, or where they are without it)."
         ),
     ] = True,
+    private: Annotated[
+        bool,
+        typer.Option(
+            "--private/--public",
+            help="Send the oracle updates privately to the devnet relay with MEV-Share hints (the Chainlink "
+            "SVR path: searchers see hints on the relay's stream, not the txs in the mempool).",
+        ),
+    ] = False,
 ) -> None:
     """ETH price path down `drop_bps` over `blocks` blocks, sent as pending oracle transactions."""
     from keeper.devnet.scenarios.crash import CrashStep, run_crash
@@ -381,8 +389,20 @@ def scenario_crash(
                 f"({len(step.oracle_txs)} oracle txs, {step.swap_txs} swaps)"
             )
 
+        if private:
+            if not isinstance(miner, RelayMiner):
+                raise DevnetError("--private needs the devnet relay; this devnet runs without one")
+            typer.echo(f"oracle updates go privately to {miner.relay_url}; hints on its stream (GET /)")
         res = await run_crash(
-            rpc, dep, drop_bps=drop_bps, blocks=blocks, mine=mine, move_amms=amms, on_step=show
+            rpc,
+            dep,
+            drop_bps=drop_bps,
+            blocks=blocks,
+            mine=mine,
+            move_amms=amms,
+            on_step=show,
+            miner=miner,
+            private=private,
         )
         borrowings = list((await discover(rpc, dep)).values())
         await read_health_factors(rpc, dep, borrowings)

@@ -4,7 +4,10 @@ It speaks the builder JSON-RPC API described in /work/shared/facts/flashbots.md 
 "advanced/rpc-endpoint", flashbots/builder `internal/ethapi/api.go`, flashbots/go-utils signature):
 `eth_sendBundle`, `eth_callBundle`, `eth_cancelBundle`, `eth_sendPrivateTransaction` (and
 `eth_cancelPrivateTransaction`), each request authenticated by `X-Flashbots-Signature` over the exact body
-bytes. Bundles are kept in memory and included by `keeper.devnet.builder.assemble.Builder`, which produces the
+bytes. MEV-Share (`keeper.devnet.mevshare` has the spec and the auction rule): `mev_sendBundle` (v0.1),
+private transactions with `preferences.privacy.hints`, the hint stream (Server-Sent Events on GET `/`,
+`stream_url`) and the history API (GET `/api/v1/history`, `/api/v1/history/info`).
+Bundles are kept in memory and included by `keeper.devnet.builder.assemble.Builder`, which produces the
 blocks of an anvil node started with automine off (`no_mining=True`, `--order fifo`).
 
 Errors are JSON-RPC error objects:
@@ -50,6 +53,7 @@ from keeper.devnet.builder import (
     bundle_hash,
     decode_raw_tx,
 )
+from keeper.devnet.mevshare import HINTS, MAX_INCLUSION_BLOCKS, MevShare
 from keeper.devnet.miner import mine_forever
 from keeper.errors import KeeperError
 
@@ -187,6 +191,70 @@ async def _decode_txs(value: Any) -> list[SignedTx]:
     return _decode_all(raws)
 
 
+def _hint_list(value: Any, name: str) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise ParamsError(f"{name} must be a list of hint names")
+    unknown = sorted(set(value) - HINTS)
+    if unknown:
+        raise ParamsError(f"{name}: unknown hints {unknown}; known: {sorted(HINTS)}")
+    return frozenset(value)
+
+
+def _private_tx_hints(preferences: Any) -> frozenset[str]:
+    """`eth_sendPrivateTransaction` `preferences.privacy.hints` (Flashbots Protect / MEV-Share)."""
+    if preferences is None:
+        return frozenset()
+    if not isinstance(preferences, dict):
+        raise ParamsError("preferences must be an object {fast?, privacy?, validity?}")
+    privacy = preferences.get("privacy")
+    if privacy is None:
+        return frozenset()
+    if not isinstance(privacy, dict):
+        raise ParamsError("preferences.privacy must be an object {hints?, builders?}")
+    return _hint_list(privacy.get("hints"), "preferences.privacy.hints")
+
+
+def _percent(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise ParamsError(f"{name} must be an integer percent 0..100, got {_short(value)}")
+    return value
+
+
+def _refund_percent(validity: Any, body_len: int) -> int | None:
+    """`validity.refund` [{bodyIdx, percent}] -> the percent for bodyIdx 0 (None when not given);
+    `validity.refundConfig` [{address, percent}] is checked and otherwise ignored."""
+    if validity is None:
+        return None
+    if not isinstance(validity, dict):
+        raise ParamsError("validity must be an object {refund?, refundConfig?}")
+    refund = validity.get("refund") or []
+    config = validity.get("refundConfig") or []
+    if not isinstance(refund, list) or not isinstance(config, list):
+        raise ParamsError("validity.refund and validity.refundConfig must be lists")
+    out: int | None = None
+    total = 0
+    for i, r in enumerate(refund):
+        if not isinstance(r, dict):
+            raise ParamsError(f"validity.refund[{i}] must be an object {{bodyIdx, percent}}")
+        idx = r.get("bodyIdx")
+        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < body_len:
+            raise ParamsError(f"validity.refund[{i}].bodyIdx must index the body, got {_short(idx)}")
+        pct = _percent(r.get("percent"), f"validity.refund[{i}].percent")
+        total += pct
+        if idx == 0:
+            out = pct
+    if total > 100:
+        raise ParamsError("validity.refund percents add up to more than 100")
+    for i, c in enumerate(config):
+        if not isinstance(c, dict):
+            raise ParamsError(f"validity.refundConfig[{i}] must be an object {{address, percent}}")
+        _address(c.get("address"), f"validity.refundConfig[{i}].address")
+        _percent(c.get("percent"), f"validity.refundConfig[{i}].percent")
+    return out
+
+
 def _response(
     req_id: Any, *, result: Any = None, error: tuple[int, str] | None = None, status: int = 200
 ) -> web.Response:
@@ -212,12 +280,15 @@ class RelayServer:
         port: int = 0,
         coinbase: str = BUILDER_COINBASE,
         max_records: int = 100_000,
+        stream_ping_interval: float = 5.0,
     ) -> None:
         self.anvil_url = anvil_url
         self.host = host
         self.port = port
         self.rpc = RpcClient(anvil_url, retries=1, timeout=30.0)
         self.builder = Builder(self.rpc, coinbase=coinbase)
+        self.mevshare = MevShare(self.builder, ping_interval=stream_ping_interval)
+        """MEV-Share: shared items, backruns, auctions, refunds, the hint stream and history."""
         self.received: deque[Received] = deque(maxlen=max_records)
         """The last `max_records` requests, oldest first."""
         self._runner: web.AppRunner | None = None
@@ -227,6 +298,7 @@ class RelayServer:
             "eth_cancelBundle": self._cancel_bundle,
             "eth_sendPrivateTransaction": self._send_private,
             "eth_cancelPrivateTransaction": self._cancel_private,
+            "mev_sendBundle": self._mev_send_bundle,
             "devnet_buildBlock": self._build_block,
         }
 
@@ -238,6 +310,11 @@ class RelayServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def stream_url(self) -> str:
+        """The MEV-Share hint stream (Server-Sent Events, HTTP GET)."""
+        return f"{self.url}/"
+
+    @property
     def included(self) -> dict[int, list[str]]:
         return self.builder.included
 
@@ -247,6 +324,9 @@ class RelayServer:
         await self.builder.setup()
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/", self._handle)
+        app.router.add_get("/", self.mevshare.handle_stream)
+        app.router.add_get("/api/v1/history", self.mevshare.handle_history)
+        app.router.add_get("/api/v1/history/info", self.mevshare.handle_history_info)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
@@ -261,6 +341,7 @@ class RelayServer:
         log.info("devnet relay listening on %s (builder for %s)", self.url, redact_url(self.anvil_url))
 
     async def stop(self) -> None:
+        self.mevshare.close_streams()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -408,8 +489,107 @@ class RelayServer:
             limit = latest + PRIVATE_TX_BLOCKS
         else:
             limit = _quantity(max_block, "maxBlockNumber")
+        hints = _private_tx_hints(obj.get("preferences"))
         self.builder.add_private_tx(PrivateTx(tx, limit, signer, time.time()))
+        if hints:
+            latest = await self.rpc.block_number()
+            await self.mevshare.share(
+                "tx", [tx], hints=hints, first_block=latest + 1, max_block=limit, signer=signer
+            )
         return tx.hash
+
+    async def _mev_send_bundle(self, params: Any, signer: str) -> Any:
+        """`mev_sendBundle` (MEV-Share v0.1): a backrun `[{hash}, {tx, canRevert}...]` of a shared item,
+        or a bundle of `{tx}` items (shared when `privacy.hints` is given, else an ordinary bundle for
+        each block of `inclusion`). Returns `{bundleHash}`."""
+        obj = _single_object(params)
+        version = obj.get("version", "v0.1")
+        if version != "v0.1":
+            raise ParamsError(f"unsupported version {_short(version)} (only v0.1)")
+        inclusion = obj.get("inclusion")
+        if not isinstance(inclusion, dict):
+            raise ParamsError("missing inclusion: {block, maxBlock?}")
+        block = _quantity(inclusion.get("block"), "inclusion.block")
+        max_block = (
+            block
+            if inclusion.get("maxBlock") is None
+            else _quantity(inclusion["maxBlock"], "inclusion.maxBlock")
+        )
+        if not block <= max_block <= block + MAX_INCLUSION_BLOCKS:
+            raise ParamsError(f"inclusion: need block <= maxBlock <= block + {MAX_INCLUSION_BLOCKS}")
+        body = obj.get("body")
+        if not isinstance(body, list) or not body:
+            raise ParamsError("body must be a non-empty list of {hash} | {tx, canRevert} items")
+        if len(body) > MAX_BUNDLE_TXS:
+            raise ParamsError(f"too many body items: {len(body)} > {MAX_BUNDLE_TXS}")
+        target: str | None = None
+        raws: list[Any] = []
+        can_revert_idx: list[int] = []
+        for i, item in enumerate(body):
+            if not isinstance(item, dict):
+                raise ParamsError(f"body[{i}] must be an object")
+            if "bundle" in item:
+                raise ParamsError(f"body[{i}]: nested bundles are not supported by the devnet relay")
+            if "hash" in item:
+                if i != 0:
+                    raise ParamsError(f"body[{i}]: a {{hash}} item must come first (a backrun)")
+                target = _tx_hash(item["hash"], "body[0].hash")
+                continue
+            if "tx" not in item:
+                raise ParamsError(f"body[{i}] must hold hash or tx")
+            can_revert = item.get("canRevert", False)
+            if not isinstance(can_revert, bool):
+                raise ParamsError(f"body[{i}].canRevert must be a boolean")
+            if can_revert:
+                can_revert_idx.append(len(raws))
+            raws.append(item["tx"])
+        if not raws:
+            raise ParamsError("body holds no transaction")
+        txs = await _decode_txs(raws)
+        reverting = [txs[k].hash for k in can_revert_idx]
+        refund = _refund_percent(obj.get("validity"), len(body))
+        privacy = obj.get("privacy")
+        hints = _hint_list(privacy.get("hints") if isinstance(privacy, dict) else None, "privacy.hints")
+        if privacy is not None and not isinstance(privacy, dict):
+            raise ParamsError("privacy must be an object {hints?, builders?}")
+        if target is not None:
+            try:
+                backrun = self.mevshare.add_backrun(
+                    target,
+                    txs,
+                    block=block,
+                    max_block=max_block,
+                    can_revert=reverting,
+                    refund_percent=refund,
+                    signer=signer,
+                )
+            except KeyError:
+                raise ParamsError(f"unknown or already included hash {target}") from None
+            return {"bundleHash": backrun.bundle_hash}
+        if hints:
+            item = await self.mevshare.share(
+                "bundle",
+                txs,
+                hints=hints,
+                first_block=block,
+                max_block=max_block,
+                can_revert=reverting,
+                signer=signer,
+            )
+            return {"bundleHash": item.hash}
+        h = bundle_hash(txs)
+        for n in range(block, max_block + 1):
+            self.builder.add_bundle(
+                Bundle(
+                    txs=tuple(txs),
+                    block_number=n,
+                    bundle_hash=h,
+                    reverting_tx_hashes=frozenset(reverting),
+                    signer=signer,
+                    received_at=time.time(),
+                )
+            )
+        return {"bundleHash": h}
 
     async def _build_block(self, params: Any, signer: str) -> Any:
         """Devnet extension (not part of any builder API): build and mine the next block(s) now.
@@ -441,6 +621,7 @@ class RelayServer:
     async def _cancel_private(self, params: Any, signer: str) -> Any:
         obj = _single_object(params)
         h = _tx_hash(obj.get("txHash"), "txHash")
+        self.mevshare.cancel(h)
         return self.builder.cancel_private_tx(h)
 
 

@@ -39,6 +39,7 @@ from keeper.devnet.builder.assemble import (
     Builder,
     BuiltBlock,
     Bundle,
+    PostBuildHook,
     PreBuildHook,
     PrivateTx,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "Builder",
     "BuiltBlock",
     "Bundle",
+    "PostBuildHook",
     "PreBuildHook",
     "PrivateTx",
     "SignedTx",

@@ -39,6 +39,9 @@ PreBuildHook = Callable[[], Awaitable[object]]
 """Runs before each block is built, under the builder's lock: sends public transactions that should
 compete for that block (the devnet's background arbitrageur). A failing hook is logged; the block is
 built anyway."""
+PostBuildHook = Callable[["BuiltBlock"], Awaitable[object]]
+"""Runs after each block is mined, under the builder's lock, with that block (the devnet's MEV-Share
+matchmaker settles its auctions). A failing hook is logged."""
 
 # keccak256 of a label, so it collides with nothing deployed on the devnet.
 BUILDER_COINBASE: Final = "0x02e3D45EB271b46817fBCf94e1C2174a212F8b76"  # "keeper devnet builder coinbase"
@@ -127,6 +130,8 @@ class Builder:
         self.chain_id = 0
         self.pre_build: list[PreBuildHook] = []
         """Called in order before every block build (see `PreBuildHook`)."""
+        self.post_build: list[PostBuildHook] = []
+        """Called in order after every block build (see `PostBuildHook`)."""
         self._bundles: dict[tuple[str, str, str], Bundle] = {}
         self._private: dict[str, PrivateTx] = {}
         self._seq = 0
@@ -367,7 +372,13 @@ class Builder:
                     await hook()
                 except Exception as exc:  # an arbitrageur's failure must not stop block production
                     log.warning("pre-build hook %r failed: %s", hook, exc)
-            return await self._build_block()
+            built = await self._build_block()
+            for post in self.post_build:
+                try:
+                    await post(built)
+                except Exception as exc:  # settlement must not stop block production
+                    log.warning("post-build hook %r failed: %s", post, exc)
+            return built
 
     async def _build_block(self) -> BuiltBlock:
         t0 = time.perf_counter()

@@ -10,6 +10,12 @@ path. For each step the scenario:
    block, or mines it when `mine=True` (on-demand devnets in tests).
 Prices are integers; the path is exact and deterministic.
 
+With `private=True` (`--private`) the oracle updates take the Chainlink SVR path instead of the public
+mempool: each `transmit` is signed with the transmitter's (public devnet) key and sent to the devnet
+relay with `eth_sendPrivateTransaction` and MEV-Share hints (`contract_address`, `function_selector`,
+`calldata`, `hash`), so it never enters anvil's pool; searchers see it on the relay's hint stream and may
+back-run it by hash (`mev_sendBundle`). The relay's builder includes it in the next block.
+
 With the devnet's background arbitrageur on (`keeper devnet up` turns it on; `Devnet(arbitrageur=True)`),
 the two agree: the scenario's swaps move the pools in the same block as the oracle update (on mainnet DEX
 prices lead the oracle), so before the next block the arbitrageur finds the pools on the oracle price and
@@ -23,15 +29,90 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from eth_account import Account
+
+from keeper.chain.dev_accounts import DEV_ACCOUNTS
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.devnet.deploy import WHALE, DevnetDeployment
 from keeper.devnet.scenarios.amm import fund_trader_txs, move_all_txs
-from keeper.devnet.scenarios.common import AnvilMiner, BulkSender, Miner, eth_call_decode, wait_blocks
-from keeper.devnet.tokens import next_epoch_round, send_price_update
+from keeper.devnet.scenarios.common import (
+    AnvilMiner,
+    BulkSender,
+    Miner,
+    RelayMiner,
+    eth_call_decode,
+    wait_blocks,
+)
+from keeper.devnet.tokens import latest_block_timestamp, next_epoch_round, price_update_tx, send_price_update
 from keeper.errors import DevnetError
+from keeper.executors.builder_client import BundleClient
 
 ETH_SYMBOLS = ("WETH", "wstETH")
+ORACLE_HINTS = ("calldata", "contract_address", "function_selector", "hash")
+"""What an SVR-style private oracle update shares on the MEV-Share stream: enough to price it."""
+PRIVATE_TIP_WEI = 10**9
+
+
+class PrivateOracleSender:
+    """Signs `transmit` txs with the transmitter's devnet key and sends them to the relay privately
+    (`eth_sendPrivateTransaction` with `preferences.privacy.hints` = `hints`), as Chainlink SVR does.
+
+    Nonces are the transmitter's confirmed count at each `start_step()` plus the txs sent since: the
+    scenario waits for every step's updates to land before the next step.
+    """
+
+    def __init__(
+        self, rpc: RpcClient, relay_url: str, transmitter: str, *, hints: tuple[str, ...] = ORACLE_HINTS
+    ) -> None:
+        keys = {a.lower(): k for a, k in DEV_ACCOUNTS}
+        key = keys.get(transmitter.lower())
+        if key is None:
+            raise DevnetError(f"no devnet key for the transmitter {transmitter}: cannot sign privately")
+        self.rpc = rpc
+        self.transmitter = transmitter
+        self.hints = hints
+        self._key = key
+        self._client = BundleClient(relay_url, Account.create().key, name="devnet-relay", timeout=60.0)
+        self._nonce = 0
+        self._chain_id = 0
+        self.sent: list[str] = []
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def start_step(self) -> None:
+        if not self._chain_id:
+            self._chain_id = await self.rpc.chain_id()
+        count = await self.rpc.call("eth_getTransactionCount", [self.transmitter, "latest"])
+        self._nonce = hex_to_int(count)
+
+    async def send(self, tx: Mapping[str, Any]) -> str:
+        """Signs the eth_sendTransaction-shaped `tx` (to, data, gas) and sends it privately."""
+        pending = await self.rpc.call("eth_getBlockByNumber", ["pending", False])
+        base_fee = hex_to_int(pending.get("baseFeePerGas") or "0x0")
+        signed = Account.sign_transaction(
+            {
+                "chainId": self._chain_id,
+                "type": 2,
+                "nonce": self._nonce,
+                "to": tx["to"],
+                "data": tx["data"],
+                "gas": hex_to_int(tx["gas"]),
+                "value": 0,
+                "maxFeePerGas": 2 * base_fee + PRIVATE_TIP_WEI,
+                "maxPriorityFeePerGas": PRIVATE_TIP_WEI,
+            },
+            self._key,
+        )
+        raw = bytes(signed.raw_transaction)
+        tx_hash = await self._client.send_private_transaction(
+            raw, preferences={"privacy": {"hints": list(self.hints)}}
+        )
+        self._nonce += 1
+        self.sent.append(tx_hash.lower())
+        return tx_hash.lower()
 
 
 @dataclass
@@ -69,20 +150,38 @@ def price_path(start: int, drop_bps: int, blocks: int) -> list[int]:
 
 
 async def send_oracle_updates(
-    rpc: RpcClient, dep: DevnetDeployment, old: Mapping[str, int], new: Mapping[str, int]
+    rpc: RpcClient,
+    dep: DevnetDeployment,
+    old: Mapping[str, int],
+    new: Mapping[str, int],
+    *,
+    private: PrivateOracleSender | None = None,
 ) -> list[str]:
-    """Pending `transmit` txs for every feed whose answer changes between `old` and `new` USD prices."""
+    """Pending `transmit` txs for every feed whose answer changes between `old` and `new` USD prices:
+    public (the mempool), or private through the relay with hints when `private` is given."""
     before = dep.feeds.answers(old)
     after = dep.feeds.answers(new)
     hashes = []
+    if private is not None:
+        await private.start_step()
     for feed, answer in after.items():
         if before.get(feed) != answer:
             epoch_round = await next_epoch_round(rpc, feed)
-            hashes.append(
-                await send_price_update(
-                    rpc, feed, answer, transmitter=dep.feeds.transmitter, epoch_round=epoch_round
+            if private is None:
+                hashes.append(
+                    await send_price_update(
+                        rpc, feed, answer, transmitter=dep.feeds.transmitter, epoch_round=epoch_round
+                    )
                 )
-            )
+            else:
+                tx = price_update_tx(
+                    feed,
+                    answer,
+                    transmitter=dep.feeds.transmitter,
+                    epoch_round=epoch_round,
+                    observations_timestamp=await latest_block_timestamp(rpc),
+                )
+                hashes.append(await private.send(tx))
     return hashes
 
 
@@ -96,15 +195,28 @@ async def run_crash(
     move_amms: bool = True,
     on_step: Callable[[CrashStep], Awaitable[None]] | None = None,
     miner: Miner | None = None,
+    private: bool = False,
+    relay_url: str | None = None,
 ) -> CrashResult:
     """`mine=True` mines each step's block here (with `miner`, default evm_mine); otherwise waits for
-    the devnet's own block production."""
+    the devnet's own block production.
+
+    `private=True`: oracle updates go to the devnet relay at `relay_url` (default: the `RelayMiner`'s)
+    with `eth_sendPrivateTransaction` and MEV-Share hints (`ORACLE_HINTS`), never to the public mempool.
+    """
     started = time.perf_counter()
+    if private and relay_url is None and isinstance(miner, RelayMiner):
+        relay_url = miner.relay_url
+    if private and relay_url is None:
+        raise DevnetError("crash --private needs the devnet relay (relay_url): private txs go through it")
     prices = await current_usd_prices(rpc, dep)
     eth0 = prices["WETH"]
     result = CrashResult(start_eth_usd=eth0, end_eth_usd=eth0)
     miner = miner or AnvilMiner(rpc)
     sender = BulkSender(rpc, miner=miner)
+    oracle_sender = (
+        PrivateOracleSender(rpc, relay_url, dep.feeds.transmitter) if private and relay_url else None
+    )
     if move_amms:
         await sender.impersonate_all(True)
         await sender.run(fund_trader_txs(dep, WHALE, set(dep.tokens)))
@@ -119,7 +231,7 @@ async def run_crash(
             )
             for tx in swaps:
                 await rpc.call("eth_sendTransaction", [tx.to_rpc()])
-            oracle = await send_oracle_updates(rpc, dep, prices, new)
+            oracle = await send_oracle_updates(rpc, dep, prices, new, private=oracle_sender)
             head = await (miner.mine() if mine else wait_blocks(rpc, 1))
             await _check_mined(rpc, oracle)
             prices = new
@@ -129,6 +241,8 @@ async def run_crash(
             if on_step is not None:
                 await on_step(step)
     finally:
+        if oracle_sender is not None:
+            await oracle_sender.close()
         if move_amms:
             await sender.impersonate_all(False)
     result.seconds = time.perf_counter() - started
