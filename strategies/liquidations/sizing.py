@@ -244,7 +244,10 @@ class Sizer:
         if not rising:
             to_request = (lambda k: min(largest, terms.request_for(k))) if coarse else (lambda k: k)
             # The slope test needs sales large enough for whole units not to matter at top / 1024.
-            if sale < MIN_ROOT_SALE or not self._root_search(runs, knob, to_request, top):
+            if sale < MIN_ROOT_SALE or not (
+                self._closed_form(runs, knob, to_request, route, top, largest)
+                or self._root_search(runs, knob, to_request, top)
+            ):
                 maximize_unimodal(knob, 1, top)
         best = None
         for ex in runs.values():  # the best size evaluated
@@ -265,6 +268,41 @@ class Sizer:
         c, d = ex.outcome.collateral_to_liquidator, ex.outcome.debt_to_cover
         num = rate[0] * c * BPS - rate[1] * d * (BPS + self.flash_premium_bps)
         return num * 10**18 // (rate[1] * d * BPS)
+
+    def _closed_form(
+        self,
+        runs: dict[int, Execution | None],
+        knob: Callable[[int], int | None],
+        to_request: Callable[[int], int],
+        route: Route,
+        top: int,
+        largest: int,
+    ) -> bool:
+        """A one-pool path: the venue says where its marginal rate falls to the break-even one
+        (`amount_in_for_rate`), the size is that sale's (three sizes tried: it and 1/2000 either side) and
+        the slopes there must change sign, else False (the caller searches)."""
+        if len(route.hops) != 1:
+            return False
+        hop = route.hops[0]
+        venue = self.venues.get(hop.venue)
+        fn = getattr(venue, "amount_in_for_rate", None)
+        at_top = runs.get(largest)
+        if fn is None or at_top is None:
+            return False
+        c_top, d_top = at_top.outcome.collateral_to_liquidator, at_top.outcome.debt_to_cover
+        if c_top <= 0:
+            return False
+        x = fn(hop.token_in, hop.token_out, hop.pool, ((BPS + self.flash_premium_bps) * d_top, BPS * c_top))
+        if not x:
+            return False
+        k = max(1, min(top, x * top // c_top))
+        width = max(1, k // ROOT_WINDOW)
+        below, above = max(1, k - width), min(top, k + width)
+        for point in (below, k, above):
+            knob(point)
+        s_below = self._slope(runs.get(to_request(below)))
+        s_above = self._slope(runs.get(to_request(above)))
+        return s_below is not None and s_above is not None and s_below >= 0 >= s_above
 
     def _root_search(
         self,

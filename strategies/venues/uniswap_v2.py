@@ -11,6 +11,7 @@ its factory, so a two-hop route only executes if both pairs are that factory's.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
@@ -197,6 +198,24 @@ class UniswapV2Venue:
             return None
         denominator = r_in * v2.FEE_DENOMINATOR + quote.amount_in * gamma
         return (gamma * r_out * r_in * v2.FEE_DENOMINATOR, denominator * denominator)
+
+    def amount_in_for_rate(
+        self, token_in: str, token_out: str, pool: str, rate: tuple[int, int]
+    ) -> int | None:
+        """The input at which the marginal output rate of one swap on the pair falls to `rate` (num, den):
+        x with g*Rout*Rin*1e4 / (Rin*1e4 + g*x)^2 = rate, rounded down; 0 when the spot rate is already at or
+        below it. Where selling more stops paying `rate` per unit. None if unknown."""
+        p = self._pairs.get(pool.lower())
+        r = self._reserves.get(pool.lower())
+        num, den = rate
+        if p is None or r is None or num <= 0 or den <= 0:
+            return None
+        zero_for_one = token_in.lower() == p.token0.lower()
+        r_in, r_out = (r.reserve0, r.reserve1) if zero_for_one else (r.reserve1, r.reserve0)
+        gamma = v2.FEE_DENOMINATOR - p.fee_bps
+        root = math.isqrt(gamma * r_out * r_in * v2.FEE_DENOMINATOR * den // num)
+        base = r_in * v2.FEE_DENOMINATOR
+        return max(0, (root - base) // gamma)
 
     @staticmethod
     def _rate(p: V2Pair, token_in: str, r: V2Reserves) -> tuple[int, int] | None:

@@ -20,6 +20,7 @@ what SwapRouter.exactInputSingle pays, to the wei.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -340,6 +341,39 @@ class UniswapV3Venue:
         if info is None or not isinstance(quote.state_after, v3.PoolState):
             return None
         return _rate(info, quote.token_in.lower() == info.token0.lower(), quote.state_after.sqrt_price_x96)
+
+    def amount_in_for_rate(
+        self, token_in: str, token_out: str, pool: str, rate: tuple[int, int]
+    ) -> int | None:
+        """The input at which the marginal output rate of one swap on the pool falls to `rate` (num, den):
+        what the pool's own swap takes to move the price to (rate / (1 - fee)); 0 when the spot rate is
+        already at or below it. None if unknown or beyond the part of the pool read."""
+        info = self._pools.get(pool.lower())
+        state = self._states.get(pool.lower())
+        num, den = rate
+        if info is None or state is None or num <= 0 or den <= 0 or state.sqrt_price_x96 <= 0:
+            return None
+        zero_for_one = token_in.lower() == info.token0.lower()
+        keep = 1_000_000 - info.fee
+        # token1/token0 price P = sqrtP^2 / 2^192; out per in = keep/1e6 * P (0 -> 1) or keep/1e6 / P (1 -> 0)
+        if zero_for_one:
+            target = math.isqrt((num * 1_000_000 << 192) // (den * keep))
+            if target >= state.sqrt_price_x96:
+                return 0
+        else:
+            target = math.isqrt((keep << 192) * den // (num * 1_000_000))
+            if target <= state.sqrt_price_x96:
+                return 0
+        target = max(v3.MIN_SQRT_RATIO + 1, min(v3.MAX_SQRT_RATIO - 1, target))
+        limits = self._limits.get(info.key, _Limits(None, None))
+        edge = limits.down if zero_for_one else limits.up
+        if edge is not None and (target <= edge if zero_for_one else target >= edge):
+            return None
+        try:
+            result = v3.swap(state, zero_for_one, 2**255 - 1, target)
+        except v3.UniswapV3MathError:
+            return None
+        return result.amount0 if zero_for_one else result.amount1
 
     def with_states(self, states: Mapping[str, v3.PoolState], block: int | None = None) -> Self:
         """A copy whose pools hold the given states by pool address (others unchanged): a state known

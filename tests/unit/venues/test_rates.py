@@ -69,3 +69,30 @@ def test_candidate_routes_hold_every_path_and_requote_pins_them() -> None:
     # Every pool of a pair is its own path (both WETH/USDC fee tiers on V3, and V2).
     direct = candidate_routes(vs, weth, usdc, amount)
     assert len({r.hops[0].pool for r in direct}) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=400),
+    st.sampled_from([("WETH", "USDC"), ("USDC", "WETH"), ("WBTC", "WETH"), ("WETH", "WBTC")]),
+)
+def test_amount_in_for_rate_is_where_the_marginal_rate_crosses_it(
+    permille_below: int, pair: tuple[str, str]
+) -> None:
+    a, b = addr(pair[0]), addr(pair[1])
+    for venue in venues(2000.0):
+        for pool in venue.pools(a, b):
+            spot = venue.spot_rate(a, b, pool)  # type: ignore[attr-defined]
+            assert spot is not None
+            rate = (spot[0] * (1000 - permille_below), spot[1] * 1000)  # up to 40% below the spot rate
+            x = venue.amount_in_for_rate(a, b, pool, rate)  # type: ignore[attr-defined]
+            assert x is not None and x > 0
+            at = venue.quote_exact_in(a, b, x, pool=pool)
+            beyond = venue.quote_exact_in(a, b, x + max(2, x // 10**6), pool=pool)
+            assert at is not None and beyond is not None
+            m_at = venue.marginal_rate(at)  # type: ignore[attr-defined]
+            m_beyond = venue.marginal_rate(beyond)  # type: ignore[attr-defined]
+            # At x the swap still pays at least `rate` at the margin (up to rounding), just beyond it less.
+            assert m_at[0] * rate[1] * 10**6 >= rate[0] * m_at[1] * (10**6 - 1)
+            assert m_beyond[0] * rate[1] <= rate[0] * m_beyond[1]
+            assert venue.amount_in_for_rate(a, b, pool, (spot[0] * 2, spot[1])) == 0  # type: ignore[attr-defined]
