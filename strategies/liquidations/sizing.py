@@ -8,14 +8,21 @@ collateral from the venues' exact quotes at the given pool state, and
 
 with the Aave V3 flash premium `percentMul(d, premium)` on the flash-borrowed amount d.
 
-Search. The largest useful request D is `terms.max_cover()` (the whole collateral when the close factor
-allows it, else the close-factor maximum; beyond it nothing more is seized and only the premium grows).
-On one route the sale is concave in its input and the collateral linear in d, so gross(d) is unimodal on
-[1, D] up to the protocol's 1-wei roundings: the search checks D against D - D/1000 first (the common case,
-a pool deep enough that the largest size is best: two quotes), otherwise runs an integer golden-section
-search (one quote per step) down to a window of D/4000, and returns the best size it evaluated. The route
-is the best one (`best_route`, over every venue and connector) at D; at the chosen size the best route is
-asked again and, if another route pays more there, the size is searched on that one too.
+Search, per pair. The largest useful request D is `terms.max_cover()` (the whole collateral when the
+close factor allows it, else the close-factor maximum; beyond it nothing more is seized and only the
+premium grows). Every path that sells the collateral into the debt asset (`candidate_routes`: each pool of
+each venue, and two hops through each connector) is a candidate. On one path the sale is concave in its
+input and the collateral linear in d, so gross(d) is unimodal on [1, D] (up to the protocol's roundings,
+which `terms.smallest_request` removes: each size is taken at the first request of its collateral step):
+- paths are sized in the order of an upper bound of their profit (sale at the spot rate, no slippage),
+  and a path whose bound cannot beat the best found so far, or the caller's floor, is not quoted at all;
+- on a path, D is kept when the profit still rises there (the path's marginal rate after the sale, times
+  collateral per request, covers 1 + premium): one quote;
+- otherwise the peak is where that slope crosses zero: in closed form for a one-pool path (the venue's
+  `amount_in_for_rate`, checked by the slopes either side: four quotes), else by regula falsi (Illinois)
+  on the slope, else (venues that give no rates, or whole-unit sales) by golden-section search; the best
+  size evaluated wins.
+Measured against brute force on 1000 random positions and pool states: `benchmarks/bench_liquidations.py`.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from strategies.venues.router import Route, best_route, candidate_routes, requot
 __all__ = ["UNBOUNDED", "Execution", "PlanCache", "Sizer", "maximize_unimodal"]
 
 FULL_SIZE_CHECK = 1000
-"""The largest size D is kept when gross(D) >= gross(D - D / FULL_SIZE_CHECK)."""
+"""Without rates: D is kept when gross(D - D / FULL_SIZE_CHECK) >= gross(D - 2 D / FULL_SIZE_CHECK)."""
 WINDOW = 20_000
 """The golden-section search stops at a window of (upper end) / WINDOW sizes."""
 MAX_STEPS = 120
@@ -139,10 +146,11 @@ class Sizer:
     ) -> None:
         self.venues = venues
         self.tops = {} if tops is None else tops
+        """id(terms) -> (terms, `top(terms)`): the largest size's outcome does not depend on the pools."""
         self.version = version
         """Which pool state `venues` holds (the caller's counter): `_plans` results are kept per state."""
         self.planned: PlanCache = {} if planned is None else planned
-        """id(terms) -> (terms, `top(terms)`): the largest size's outcome does not depend on the pools."""
+        """(id(terms), version) -> the pair's paths and bounds on that state (`_plans`)."""
         self.paths = {} if paths is None else paths
         """(collateral, debt) -> the paths found for it (on any state: a path's tokens and pools do not
         change), shared across sizers of one block so that a pair valued again can be bounded first."""
