@@ -11,7 +11,10 @@ Quotes run `strategies.venues.balancer_math` (an exact port of the pool's swap p
 from the amount in first, balances and amount upscaled by the scaling factors (decimals and token
 rates), the StableSwap invariant of the non-BPT balances, the out balance solved for and downscaled
 rounding down. Only swaps between the pool's listed tokens are quoted (not its BPT, which is a
-join/exit). A quote raises QuoteError where the pool or the Vault would revert.
+join/exit). A quote raises QuoteError where the pool or the Vault would revert (dust whose solved
+balance is not below the current one, a balance past the Vault's 112 bits, a paused pool, an expired
+rate whose provider reverts); an amount the pool swaps for nothing is a Quote with amount_out 0 (the
+Vault does not revert on it). `quote_exact_out` is the GIVEN_OUT swap (fee added on top, rounded up).
 
 Token rates, as the pool uses them: before a swap the pool re-reads a provider's rate when the cache has
 expired (`block.timestamp > expires`), so the rate a swap uses depends on the timestamp it executes at.
@@ -24,7 +27,8 @@ progress (`StablePoolState.amp_updating`; the amp read is the value at the block
 
 Executor: the executor contract has no Balancer route format yet, so `kind` is a placeholder until
 `keeper.executors.executor_contract.Venue` gains `BALANCER_V2` (see `balancer_route_kind`); quotes are
-exact and meant for pricing (peg detection) until then.
+exact and meant for pricing (peg detection) until then. Do not hand this venue to `router.best_route`
+before that: its `executor_route` encodes every kind other than UNISWAP_V3 as a Uniswap V2 path.
 """
 
 from __future__ import annotations
