@@ -104,6 +104,7 @@ EXAMPLES: dict[str, str] = {
     "devnet_file": "deployments/devnet.json",
     "block_gas_budget": "20000000",
     "swap_tolerance_bps": "50",
+    "oracle_backruns": "true",
 }
 
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("keeper_toml_data", default=None)
@@ -227,6 +228,9 @@ class Settings(BaseSettings):
     a third of the block gas limit."""
     swap_tolerance_bps: int = Field(default=50, ge=0, le=5_000)
     """amountOutMinimum of each sale = the exact quote minus this tolerance (basis points)."""
+    oracle_backruns: bool = True
+    """Watch the mempool for price updates of the tracked markets and backrun them in the same block
+    (needs a node that streams full pending transactions; bundle mode only)."""
 
     @classmethod
     def settings_customise_sources(

@@ -379,7 +379,7 @@ async def run_keeper(
             head_watch = HeadWatch(settings.head_max_age_seconds)
             collector = Supervised(BlockCollector(settings.ws_url, rpc, head_watch=head_watch))
             engine = Engine(
-                [collector],
+                [collector, *(Supervised(c) for c in components.collectors)],
                 [*components.strategies, *extra_strategies],
                 components.executors,
                 sync_on_start=False,
@@ -393,6 +393,7 @@ async def run_keeper(
                     ws=redact_url(settings.ws_url),
                     strategies=",".join(settings.strategies),
                     executors=",".join(e.name for e in components.executors) or None,
+                    collectors=",".join(["blocks", *(c.name for c in components.collectors)]),
                     submit=settings.submit,
                     dry_run=settings.dry_run,
                     devnet=str(plan.devnet.path) if plan.devnet is not None else None,

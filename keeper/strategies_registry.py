@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from keeper.config import Settings
     from keeper.core.actions import SendMode
     from keeper.core.health import SendWatch
-    from keeper.core.interfaces import Executor, Strategy
+    from keeper.core.interfaces import Collector, Executor, Strategy
     from keeper.executors.builders import MultiBuilderClient
     from keeper.executors.public import PublicSender
     from keeper.ledger import Ledger
@@ -92,6 +92,8 @@ class Components:
 
     strategies: list[Strategy] = field(default_factory=list)
     executors: list[Executor] = field(default_factory=list)
+    collectors: list[Collector] = field(default_factory=list)
+    """Event sources a strategy needs besides new blocks (e.g. a filtered mempool subscription)."""
 
 
 StrategyFactory = Callable[[StrategyContext], Any]
@@ -116,6 +118,7 @@ def _merge(into: Components, result: object, name: str) -> None:
     if isinstance(result, Components):
         into.strategies.extend(result.strategies)
         into.executors.extend(result.executors)
+        into.collectors.extend(result.collectors)
     elif hasattr(result, "process_event") and hasattr(result, "name"):
         into.strategies.append(cast("Strategy", result))
     else:

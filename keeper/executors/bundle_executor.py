@@ -42,7 +42,7 @@ from eth_abi.abi import decode
 
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
-from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
+from keeper.core.actions import Action, ForeignTx, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.core.health import SendWatch
 from keeper.errors import JsonRpcError, KeeperError, RelayError
@@ -58,7 +58,16 @@ from keeper.executors.executor_contract import (
     liquidated_events,
 )
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
-from keeper.executors.packing import MAX_TX_GAS, BlockSlots, TxPlan, gas_limit_for, item_gas, pack
+from keeper.executors.packing import (
+    BATCH_OVERHEAD_GAS,
+    MAX_TX_GAS,
+    BlockSlots,
+    TxPlan,
+    gas_limit_for,
+    item_gas,
+    pack,
+)
+from keeper.executors.relay_types import RelayRejected, TxResult
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
@@ -270,8 +279,8 @@ class BundleExecutor:
             self._emit("not_packed", id=s.action.opportunity_id, reason=s.reason, block=s.action.target_block)
         written: list[float] = []
         async with asyncio.TaskGroup() as tg:
-            for plan in plans:
-                tg.create_task(self._run_plan_guarded(plan, written), name=f"bundle:{plan.target_block}")
+            for job in bundle_jobs(plans):
+                tg.create_task(self._run_bundle_guarded(job, written), name=f"bundle:{job[0].target_block}")
         if plans:
             last = max(written) if written else 0.0
             self.last_group = {
@@ -282,32 +291,36 @@ class BundleExecutor:
                 "written_ns": time.monotonic_ns() - int((time.perf_counter() - last) * 1e9) if written else 0,
             }
 
-    async def _run_plan_guarded(self, plan: TxPlan, written: list[float]) -> None:
+    async def _run_bundle_guarded(self, plans: list[TxPlan], written: list[float]) -> None:
         try:
-            await self._run_plan(plan, written)
+            await self._run_bundle(plans, written)
         except (KeeperError, OSError) as exc:
-            # One transaction's failure (RPC, ledger) never cancels the block's other transactions.
+            # One bundle's failure (RPC, ledger) never cancels the block's other bundles.
             self.stats.count_reason(f"error: {type(exc).__name__}")
             log.warning(
-                "bundle transaction failed",
+                "bundle failed",
                 extra=kv(
-                    block=plan.target_block, items=len(plan.items), error=f"{type(exc).__name__}: {exc}"
+                    block=plans[0].target_block,
+                    items=sum(len(p.items) for p in plans),
+                    error=f"{type(exc).__name__}: {exc}",
                 ),
             )
 
-    async def _prepare(self, plan: TxPlan, signer: TxSigner) -> tuple[int, int] | None:
-        """(nonce, base fee) for the plan's transaction, or None when its target block is already mined."""
-        parent_block = self._headers.get(plan.target_block - 1)
+    async def _prepare(self, target_block: int, signers: Sequence[TxSigner]) -> tuple[list[int], int] | None:
+        """(nonce per signer, base fee) for the target block, in one round trip; None when the target
+        block is already mined."""
+        parent_block = self._headers.get(target_block - 1)
         calls: list[tuple[str, Any]] = []
         if parent_block is None:
-            calls.append(("eth_getBlockByNumber", [hex(plan.target_block - 1), False]))
-        calls.append(("eth_getTransactionCount", [signer.address, "latest"]))
+            calls.append(("eth_getBlockByNumber", [hex(target_block - 1), False]))
+        calls += [("eth_getTransactionCount", [s.address, "latest"]) for s in signers]
         calls.append(("eth_blockNumber", []))
         replies = await self.rpc.batch(calls, raise_errors=False)
-        counted, head = replies[-2], replies[-1]
+        head = replies[-1]
+        counted = replies[-1 - len(signers) : -1]
         if isinstance(head, JsonRpcError):
             raise head
-        if hex_to_int(head) >= plan.target_block:
+        if hex_to_int(head) >= target_block:
             return None
         if parent_block is None:
             parent = replies[0]
@@ -320,13 +333,15 @@ class BundleExecutor:
             base_fee = next_base_fee(
                 parent_block.base_fee_per_gas, parent_block.gas_used, parent_block.gas_limit
             )
-        if isinstance(counted, JsonRpcError):
-            raise counted
-        return hex_to_int(counted), base_fee
+        nonces = []
+        for c in counted:
+            if isinstance(c, JsonRpcError):
+                raise c
+            nonces.append(hex_to_int(c))
+        return nonces, base_fee
 
     def _sign(self, signer: TxSigner, nonce: int, base_fee: int, plan: TxPlan) -> SignedTx:
-        first = plan.items[0].txs[0]
-        assert isinstance(first, TxIntent)
+        first = _intent(plan.items[0])
         if plan.batched:
             data = encode_batch([_intent(a).data for a in plan.items])
             value = 0
@@ -345,104 +360,158 @@ class BundleExecutor:
             )
         )
 
-    async def _run_plan(self, plan: TxPlan, written: list[float]) -> None:
-        if any(len(a.txs) != 1 or not isinstance(a.txs[0], TxIntent) for a in plan.items):
-            for a in plan.items:
+    def _shrunk(self, plan: TxPlan, kept: Sequence[ItemResult]) -> TxPlan:
+        estimate = sum(item_gas(r.action) for r in kept)
+        estimate += 0 if len(kept) == 1 else BATCH_OVERHEAD_GAS
+        return replace(
+            plan,
+            items=tuple(r.action for r in kept),
+            gas_estimate=estimate,
+            gas_limit=gas_limit_for(estimate, self.max_tx_gas),
+        )
+
+    async def _run_bundle(self, plans: list[TxPlan], written: list[float]) -> None:
+        """One bundle: the plans' common foreign transactions (what they backrun, if any), then one
+        transaction of ours per plan, each from its own sender."""
+        target, prefix = plans[0].target_block, plans[0].prefix
+        items = [a for p in plans for a in p.items]
+        if any(a.txs != (*prefix, _last_intent(a)) for a in items):
+            for a in items:
                 await self._sim_failed(
-                    a, "bundles with foreign transactions are not supported by this executor"
+                    a, "unsupported bundle shape: someone else's transactions, then one call of ours"
                 )
             return
-        signer = self.signers[plan.sender_index % len(self.signers)]
+        signers = [self.signers[p.sender_index % len(self.signers)] for p in plans]
         t0 = time.perf_counter()
-        prepared = await self._prepare(plan, signer)
+        prepared = await self._prepare(target, signers)
         if prepared is None:
             # The target block is already mined: a bundle for it can never land (and a relay simulates
             # "as if in the target block", so it would not say so). The strategy acts on the new block.
-            for a in plan.items:
+            for a in items:
                 self.stats.stale += 1
                 self.stats.count_reason("stale: the target block was already mined")
-                self._emit("stale", id=a.opportunity_id, block=plan.target_block)
+                self._emit("stale", id=a.opportunity_id, block=target)
             return
-        nonce, base_fee = prepared
+        nonces, base_fee = prepared
         t1 = time.perf_counter()
         self.last_timings = {"prepare": t1 - t0, "sign": 0.0, "simulate": 0.0}
+        jobs = list(zip(plans, signers, nonces, strict=True))
         for _attempt in range(MAX_RESIMULATIONS + 1):
             ts = time.perf_counter()
-            signed = self._sign(signer, nonce, base_fee, plan)
+            signed = [self._sign(signer, nonce, base_fee, plan) for plan, signer, nonce in jobs]
             tsim = time.perf_counter()
             self.last_timings["sign"] += tsim - ts
-            outcome = await self._simulate(plan, signed, base_fee)
+            outcome = await self._simulate([j[0] for j in jobs], prefix, signed, base_fee)
             self.last_timings["simulate"] += time.perf_counter() - tsim
             if outcome is None:
                 return
-            kept, gas_used = outcome
-            if len(kept) == len(plan.items):
+            if all(
+                len(kept) == len(plan.items) for (kept, _), (plan, _, _) in zip(outcome, jobs, strict=True)
+            ):
                 break
-            if not kept:
+            # Drop what failed or fell below the minimum and simulate the rest again: what is sent is
+            # exactly what passed. A transaction left empty is not sent (its sender's nonce is unused).
+            jobs = [
+                (self._shrunk(plan, kept), signer, nonce)
+                for (kept, _), (plan, signer, nonce) in zip(outcome, jobs, strict=True)
+                if kept
+            ]
+            if not jobs:
                 return
-            estimate = sum(item_gas(r.action) for r in kept)
-            estimate += 0 if len(kept) == 1 else plan.gas_estimate - sum(item_gas(a) for a in plan.items)
-            plan = replace(
-                plan,
-                items=tuple(r.action for r in kept),
-                gas_estimate=estimate,
-                gas_limit=gas_limit_for(estimate, self.max_tx_gas),
-            )
         else:
-            for a in plan.items:
-                await self._sim_failed(a, "items kept failing after re-simulation")
+            for plan, _, _ in jobs:
+                for a in plan.items:
+                    await self._sim_failed(a, "items kept failing after re-simulation")
             return
+        kept_all = [r for kept, _ in outcome for r in kept]
         if self.dry_run:
-            for r in kept:
-                self._emit("dry_run", id=r.action.opportunity_id, net_wei=r.net_wei, block=plan.target_block)
+            for r in kept_all:
+                self._emit("dry_run", id=r.action.opportunity_id, net_wei=r.net_wei, block=target)
             return
         tc = time.perf_counter()
         if self.ledger is not None:
             claims = await asyncio.gather(
-                *(self.ledger.claim_send(r.action.opportunity_id, plan.target_block) for r in kept)
+                *(self.ledger.claim_send(r.action.opportunity_id, target) for r in kept_all)
             )
             if not all(claims):
                 # Claimed before (a restart within the same block): never send any of it twice.
-                self.stats.duplicate += len(kept)
+                self.stats.duplicate += len(kept_all)
                 return
         self.last_timings["claim"] = time.perf_counter() - tc
-        await self._send(plan, signed, tuple(kept), gas_used, written)
+        sent = [
+            (plan, tx, tuple(kept), gas)
+            for (plan, _, _), tx, (kept, gas) in zip(jobs, signed, outcome, strict=True)
+        ]
+        await self._send(prefix, target, sent, written)
 
     async def _simulate(
-        self, plan: TxPlan, signed: SignedTx, base_fee: int
-    ) -> tuple[list[ItemResult], int] | None:
-        """Simulates at the relay; returns the items to send and the transaction's gas used, or None when
-        nothing is to be sent. Failed and below-minimum items are recorded and left out."""
+        self,
+        plans: Sequence[TxPlan],
+        prefix: tuple[ForeignTx, ...],
+        signed: Sequence[SignedTx],
+        base_fee: int,
+    ) -> list[tuple[list[ItemResult], int]] | None:
+        """Simulates the bundle at a relay; per plan, the items to send and its transaction's gas used.
+        None when nothing is to be sent. Failed and below-minimum items are recorded and left out."""
+        items = [a for p in plans for a in p.items]
+        target = plans[0].target_block
+        raws = [f.raw for f in prefix] + [t.raw for t in signed]
         try:
-            outcome = await self.builders.simulate([signed.raw], plan.target_block)
+            outcome = await self.builders.simulate(raws, target)
+        except RelayRejected as exc:
+            # The builder ran it and refused the bundle itself (e.g. the backrun target already landed:
+            # its nonce is used): a result, not a relay failure.
+            for a in items:
+                await self._sim_failed(a, f"bundle refused: {exc}")
+            return None
         except RelayError as exc:
             self.relay_failures += 1
             self.send_watch.failed(f"eth_callBundle: {exc}")
-            for a in plan.items:
+            for a in items:
                 await self._sim_failed(a, f"eth_callBundle failed: {exc}")
             return None
         self.stats.simulated += 1
         self.send_watch.ok()
         self.simulated_by = outcome.builder
-        result = outcome.result.results[0]
+        results = outcome.result.results
+        if len(results) != len(raws):
+            for a in items:
+                await self._sim_failed(a, "simulation returned the wrong number of results")
+            return None
+        for foreign, r in zip(prefix, results, strict=False):
+            if not r.success:
+                for a in items:
+                    await self._sim_failed(
+                        a,
+                        f"the transaction it backruns (0x{foreign.hash.hex()}) fails: "
+                        f"{r.error or 'reverted'}",
+                    )
+                return None
+        return [
+            (await self._items_of(plan, result, base_fee), result.gas_used)
+            for plan, result in zip(plans, results[len(prefix) :], strict=True)
+        ]
+
+    async def _items_of(self, plan: TxPlan, result: TxResult, base_fee: int) -> list[ItemResult]:
+        """One transaction's simulated items: the ones to send (failed and below-minimum ones recorded)."""
         if not result.success or result.value is None:
             reason = revert_reason(result.revert or b"", result.error or "")
             for a in plan.items:
                 await self._sim_failed(a, reason)
-            return None
+            return []
         if plan.batched:
             try:
                 outcomes = decode_batch_result(result.value)
             except (KeeperError, ValueError) as exc:
                 for a in plan.items:
                     await self._sim_failed(a, f"undecodable batch result: {exc}")
-                return None
+                return []
         else:
             outcomes = [(True, result.value)]
         if len(outcomes) != len(plan.items):
             for a in plan.items:
                 await self._sim_failed(a, "batch result has the wrong number of items")
-            return None
+            return []
         ok_items = [(a, data) for a, (ok, data) in zip(plan.items, outcomes, strict=True) if ok]
         for a, (ok, data) in zip(plan.items, outcomes, strict=True):
             if not ok:
@@ -470,28 +539,34 @@ class BundleExecutor:
                 )
                 continue
             kept.append(ItemResult(a, profit, builder_paid, profit_wei, gas_share, net))
-        return kept, result.gas_used
+        return kept
 
     async def _send(
         self,
-        plan: TxPlan,
-        signed: SignedTx,
-        items: tuple[ItemResult, ...],
-        gas_used: int,
+        prefix: tuple[ForeignTx, ...],
+        target: int,
+        txs: Sequence[tuple[TxPlan, SignedTx, tuple[ItemResult, ...], int]],
         written: list[float],
     ) -> None:
         started = time.perf_counter()
-        key = f"{plan.sender_index}:{plan.target_block}:{items[0].action.opportunity_id}"
+        items = tuple(r for _, _, kept, _ in txs for r in kept)
+        key = f"{txs[0][0].sender_index}:{target}:{items[0].action.opportunity_id}"
         replacement = uuid.uuid5(uuid.NAMESPACE_URL, key)
-        pending = Pending(plan, signed, items, gas_used, started)
-        self.pending[signed.hash_hex] = pending
+        pendings = []
+        for plan, signed, kept, gas_used in txs:
+            pending = Pending(plan, signed, kept, gas_used, started)
+            self.pending[signed.hash_hex] = pending
+            pendings.append(pending)
+            self.stats.transactions_sent += 1
         self.stats.sent += len(items)
-        self.stats.transactions_sent += 1
         results: list[BuilderResult] = []
         accepted: list[str] = []
         try:
             stream = self.builders.stream_bundle_for_blocks(
-                [signed.raw], plan.target_block, 1, replacement_uuid=replacement
+                [*(f.raw for f in prefix), *(signed.raw for _, signed, _, _ in txs)],
+                target,
+                1,
+                replacement_uuid=replacement,
             )
             async with contextlib.aclosing(stream) as answers:
                 async for _block, b in answers:
@@ -502,8 +577,9 @@ class BundleExecutor:
                             written.append(time.perf_counter())
                             self.last_timings["send"] = time.perf_counter() - started
                         accepted.append(b.name)
-                        pending.accepted_by = tuple(accepted)
-                    await self._record_submissions(plan, items, b, str(replacement))
+                        for pending in pendings:
+                            pending.accepted_by = tuple(accepted)
+                    await self._record_submissions(target, items, b, str(replacement))
         except asyncio.CancelledError:
             # Shutting down mid-send: what was claimed is recorded as sent with an unknown outcome, so the
             # next start reconciles it with the chain.
@@ -511,7 +587,7 @@ class BundleExecutor:
             for name in self.builders.names:
                 if name not in answered:
                     await self._record_submissions(
-                        plan,
+                        target,
                         items,
                         BuilderResult(name, name, False, None, None, time.perf_counter() - started),
                         str(replacement),
@@ -524,27 +600,29 @@ class BundleExecutor:
             self._emit(
                 "sent",
                 id=r.action.opportunity_id,
-                block=plan.target_block,
+                block=target,
                 net_wei=r.net_wei,
                 builder_paid_wei=r.builder_paid,
                 builders=len(accepted),
                 batch=len(items),
+                backrun=bool(prefix),
                 ms=(time.perf_counter() - started) * 1000,
             )
         log.info(
             "bundle sent",
             extra=kv(
-                block=plan.target_block,
+                block=target,
                 items=len(items),
+                transactions=len(txs),
+                backrun="0x" + prefix[0].hash.hex() if prefix else None,
                 net_wei=sum(r.net_wei for r in items),
                 builders=len(accepted),
-                tx=signed.hash_hex,
             ),
         )
 
     async def _record_submissions(
         self,
-        plan: TxPlan,
+        target_block: int,
         items: tuple[ItemResult, ...],
         b: BuilderResult,
         replacement: str,
@@ -556,7 +634,7 @@ class BundleExecutor:
             await self.ledger.record_submission(
                 Submission(
                     opportunity_id=r.action.opportunity_id,
-                    target_block=plan.target_block,
+                    target_block=target_block,
                     builder=b.name,
                     ok=b.ok,
                     bundle_hash=b.bundle_hash,
@@ -720,6 +798,7 @@ class BundleExecutor:
                 profit_wei=profit_wei,
                 gas_wei=gas * price,
                 builder_paid_wei=builder_paid,
+                backrun=bool(action.meta.get("backrun")),
             )
             if self.ledger is not None:
                 await self.ledger.record_inclusion(
@@ -841,10 +920,34 @@ class BundleExecutor:
         return settled
 
 
+def bundle_jobs(plans: Sequence[TxPlan]) -> list[list[TxPlan]]:
+    """Plans that must travel in one bundle: those backrunning the same foreign transactions (a second
+    bundle carrying the same transaction could never land next to the first); every other plan is a
+    bundle of its own."""
+    jobs: list[list[TxPlan]] = []
+    by_prefix: dict[tuple[int, tuple[bytes, ...]], list[TxPlan]] = {}
+    for plan in plans:
+        if not plan.prefix:
+            jobs.append([plan])
+            continue
+        key = (plan.target_block, tuple(f.hash for f in plan.prefix))
+        if key not in by_prefix:
+            by_prefix[key] = []
+            jobs.append(by_prefix[key])
+        by_prefix[key].append(plan)
+    return jobs
+
+
+def _last_intent(action: SubmitBundle) -> TxIntent | None:
+    tx = action.txs[-1] if action.txs else None
+    return tx if isinstance(tx, TxIntent) else None
+
+
 def _intent(action: SubmitBundle) -> TxIntent:
-    tx = action.txs[0]
+    """The action's own call (the last transaction of its bundle; what comes before it is foreign)."""
+    tx = action.txs[-1] if action.txs else None
     if not isinstance(tx, TxIntent):
-        raise KeeperError("not one of our transactions")
+        raise KeeperError("the bundle does not end with one of our transactions")
     return tx
 
 

@@ -10,8 +10,12 @@ block's total stops at the gas budget. Inside a batch each item fails alone (the
 skip), so a position a competitor took first does not sink the others.
 
 Each transaction gets its own sender (its own nonce), so two bundles of ours never conflict on a nonce
-and each lands or fails on its own. Actions that cannot be batched (a bundle with someone else's
-transaction, several transactions) get a transaction plan of their own.
+and each lands or fails on its own. A backrun (someone else's signed transactions first, then one
+batchable call of ours: e.g. a pending oracle update and the liquidations it makes possible) is packed
+the same way with the other backruns of the same transactions; the executor then sends all the
+transactions of one backrun as ONE bundle, right after the foreign ones (a second bundle carrying the
+same foreign transaction could never land next to the first).
+Actions that cannot be batched otherwise get a transaction plan of their own.
 
 Pure: no I/O, no clock. `BlockSlots` remembers, per target block, the senders and gas already used by
 earlier groups for the same block.
@@ -22,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from keeper.core.actions import SubmitBundle, TxIntent
+from keeper.core.actions import ForeignTx, SubmitBundle, TxIntent
 
 MAX_TX_GAS = 16_000_000
 """Per-transaction gas cap (EIP-7825 caps a transaction at 2**24 = 16,777,216)."""
@@ -47,6 +51,8 @@ class TxPlan:
     gas_estimate: int
     """Expected gas used (the sum of the items' estimates, plus the batch overhead when batched)."""
     gas_limit: int
+    prefix: tuple[ForeignTx, ...] = ()
+    """Someone else's transactions the bundle carries before ours (what the items backrun)."""
 
     @property
     def batched(self) -> bool:
@@ -76,9 +82,23 @@ class BlockSlots:
             del self.used_gas[b]
 
 
+def prefix_of(action: SubmitBundle) -> tuple[ForeignTx, ...]:
+    """The foreign transactions an action's bundle starts with (what it backruns)."""
+    out = []
+    for tx in action.txs:
+        if not isinstance(tx, ForeignTx):
+            break
+        out.append(tx)
+    return tuple(out)
+
+
 def _batchable(action: SubmitBundle) -> TxIntent | None:
-    if len(action.txs) == 1 and isinstance(action.txs[0], TxIntent) and action.txs[0].batchable:
-        return action.txs[0]
+    """The action's one call of ours when it can share a batch: a batchable intent, alone or after the
+    foreign transactions it backruns."""
+    prefix = prefix_of(action)
+    rest = action.txs[len(prefix) :]
+    if len(rest) == 1 and isinstance(rest[0], TxIntent) and rest[0].batchable:
+        return rest[0]
     return None
 
 
@@ -120,6 +140,7 @@ class _BlockPacker:
     current: list[SubmitBundle] = field(default_factory=list)
     current_gas: int = 0
     current_to: str = ""
+    current_prefix: tuple[ForeignTx, ...] = ()
 
     def close(self) -> None:
         if self.current:
@@ -132,21 +153,20 @@ class _BlockPacker:
                     self.current_to,
                     estimate,
                     gas_limit_for(estimate, self.max_tx_gas),
+                    self.current_prefix,
                 )
             )
             self.next_sender += 1
             self.used += estimate
-        self.current, self.current_gas = [], 0
+        self.current, self.current_gas, self.current_prefix = [], 0, ()
 
     def add(self, action: SubmitBundle) -> None:
         gas = item_gas(action)
         intent = _batchable(action)
-        if (
-            intent is not None
-            and self.current
-            and intent.to == self.current_to
-            and _fits_one_tx(self.current_gas + gas + BATCH_OVERHEAD_GAS, self.max_tx_gas)
-        ):
+        prefix = prefix_of(action)
+        joins = intent is not None and self.current and intent.to == self.current_to
+        joins = joins and prefix == self.current_prefix
+        if joins and _fits_one_tx(self.current_gas + gas + BATCH_OVERHEAD_GAS, self.max_tx_gas):
             if self.used + _estimate(len(self.current) + 1, self.current_gas + gas) > self.gas_budget:
                 self.skipped.append(Skipped(action, OVER_BUDGET))
             else:
@@ -161,15 +181,24 @@ class _BlockPacker:
         elif not _fits_one_tx(gas, self.max_tx_gas):
             self.skipped.append(Skipped(action, TOO_BIG))
         elif intent is None:
-            first = action.txs[0]
-            to = first.to if isinstance(first, TxIntent) else ""
+            ours = [tx for tx in action.txs if isinstance(tx, TxIntent)]
+            to = ours[0].to if ours else ""
             self.plans.append(
-                TxPlan(self.block, self.next_sender, (action,), to, gas, gas_limit_for(gas, self.max_tx_gas))
+                TxPlan(
+                    self.block,
+                    self.next_sender,
+                    (action,),
+                    to,
+                    gas,
+                    gas_limit_for(gas, self.max_tx_gas),
+                    prefix,
+                )
             )
             self.next_sender += 1
             self.used += gas
         else:
             self.current, self.current_gas, self.current_to = [action], gas, intent.to
+            self.current_prefix = prefix
 
 
 def pack(

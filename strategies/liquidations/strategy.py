@@ -8,6 +8,13 @@ block (`self.opportunities`), valued at the block's pool state when a `valuer` i
 Time comes from the block (the market's timestamp), never from the wall clock, so a replay gives the same
 result. "Prices as they will be after pending tx X" is `detect(price_overrides=...)`.
 
+Backruns of pending price updates (`PendingTx` events): a `transmit` to an aggregator the markets read
+(`OracleWatch`) is decoded; the positions its new price makes liquidatable (not those already liquidatable
+at the last block: the next-block path has them) are detected under that price, valued at the last
+block's pool state and turned into one bundle for the next block: [the pending update's signed bytes,
+our liquidations]. If the update lands without us, the next block's ordinary path takes over; if it
+never lands, the bundle cannot land either and nothing is spent.
+
 Latency: each protocol's refresh is one round trip (the block's timestamp comes from the NewBlock), and
 when the block is likely to need valuation (the last block had opportunities, or a position within
 `prefetch_margin` of liquidation), the venues' state at the block is read concurrently with the
@@ -25,12 +32,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from keeper.core.actions import Action
-from keeper.core.events import Event, NewBlock
+from keeper.core.actions import Action, ForeignTx, SubmitBundle
+from keeper.core.events import Event, NewBlock, PendingTx
 from keeper.logs import kv
 from strategies.liquidations.common import LiquidationMathError
 from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
+from strategies.liquidations.oracle_watch import MarketOracle, OracleWatch
 from strategies.liquidations.protocols.aave_common import AaveAdapter
 from strategies.liquidations.screen import Screen
 from strategies.liquidations.valuation import ValuationCosts
@@ -91,6 +99,11 @@ class LiquidationStrategy:
         """Whether the last block's venue state was read ahead (concurrently with the refresh)."""
         self.synced = asyncio.Event()
         """Set once the initial sync from logs is done."""
+        self.oracle_watch = OracleWatch()
+        self.last_block: NewBlock | None = None
+        self.backrun_stats = {"updates": 0, "actions": 0, "no_raw": 0, "nothing_new": 0}
+        self._backrun_seen: set[bytes] = set()
+        self.backrun_timings: dict[str, float] = {}
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
 
     async def sync_state(self, head: int | None = None) -> None:
@@ -100,18 +113,87 @@ class LiquidationStrategy:
         for p in self.protocols:
             assert p.market is not None
             self.screens[p.name].rebuild(p.positions, p.market)
+        await self._refresh_oracle_watch(head)
         self.synced.set()
 
+    async def _refresh_oracle_watch(self, block: int) -> None:
+        markets = [
+            MarketOracle(p.name, p.reader.oracle, sorted(p.market.reserves))
+            for p in self.protocols
+            if p.market is not None
+        ]
+        await self.oracle_watch.refresh(self.protocols[0].rpc, markets, block)
+
     async def process_event(self, event: Event) -> list[Action]:
-        if not isinstance(event, NewBlock):
+        if isinstance(event, NewBlock):
+            return await self.on_block(event)
+        if isinstance(event, PendingTx):
+            return await self.on_pending(event)
+        return []
+
+    async def on_pending(self, tx: PendingTx) -> list[Action]:
+        """A pending price update -> one backrun bundle for the next block (see the module docstring)."""
+        block = self.last_block
+        if block is None or self.action_builder is None or tx.hash in self._backrun_seen:
             return []
-        return await self.on_block(event)
+        t0 = time.perf_counter()
+        pending = self.oracle_watch.prices(tx)
+        if pending is None:
+            return []
+        self._backrun_seen.add(tx.hash)
+        self.backrun_stats["updates"] += 1
+        if tx.raw is None:
+            self.backrun_stats["no_raw"] += 1
+            log.warning(
+                "price update without its signed bytes; not backrun", extra=kv(tx="0x" + tx.hash.hex())
+            )
+            return []
+        already = {o.id for o in self.liquidatable}
+        found = [o for o in self.detect(price_overrides=pending.overrides) if o.id not in already]
+        t1 = time.perf_counter()
+        if not found:
+            self.backrun_stats["nothing_new"] += 1
+            return []
+        if self.valuer is not None:
+            costs = self.costs(block) if self.costs is not None else None
+            found = list(await self.valuer(found, block.number, costs))
+        t2 = time.perf_counter()
+        actions = await self.action_builder(found, block)
+        foreign = ForeignTx(raw=tx.raw, hash=tx.hash)
+        backruns: list[Action] = []
+        for action in actions:
+            if isinstance(action, SubmitBundle):
+                backruns.append(
+                    replace(
+                        action,
+                        strategy=f"{self.name}-backrun",
+                        txs=(foreign, *action.txs),
+                        meta={**action.meta, "backrun": "0x" + tx.hash.hex()},
+                    )
+                )
+        self.backrun_stats["actions"] += len(backruns)
+        self.backrun_timings = {
+            "detect": t1 - t0,
+            "value": t2 - t1,
+            "build": time.perf_counter() - t2,
+            "total": time.perf_counter() - t0,
+        }
+        if backruns:
+            log.info(
+                "backrunning a price update",
+                extra=kv(tx="0x" + tx.hash.hex(), liquidations=len(backruns), target=block.number + 1),
+            )
+        return backruns
 
     def _needs_venues_soon(self) -> bool:
         return bool(self.opportunities) or self.lowest_health_factor < 1.0 + self.prefetch_margin
 
     async def on_block(self, block: NewBlock) -> list[Action]:
         t0 = time.perf_counter()
+        self.last_block = block
+        self._backrun_seen.clear()
+        if self.oracle_watch.due(block.number):
+            await self._refresh_oracle_watch(block.number)
         prefetch: Callable[[int | None], None] | None = getattr(self.valuer, "prefetch", None)
         self.prefetched = prefetch is not None and self._needs_venues_soon()
         if prefetch is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi.abi import decode
@@ -22,9 +22,10 @@ from eth_abi.abi import decode
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import TxSigner
+from keeper.collectors.mempool import PendingTxCollector
 from keeper.config import Settings, env_name
 from keeper.core.actions import SendMode
-from keeper.core.interfaces import Executor
+from keeper.core.interfaces import Collector, Executor
 from keeper.errors import ConfigError
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.single_tx import SingleTxExecutor
@@ -202,9 +203,11 @@ class LiquidationKeeper:
     executor: BundleExecutor | SingleTxExecutor
     setup: LiquidationSetup
 
+    collectors: list[Collector] = field(default_factory=list)
+
     def components(self) -> Components:
         executors: list[Executor] = [self.executor]
-        return Components([self.strategy], executors)
+        return Components([self.strategy], executors, list(self.collectors))
 
 
 async def build_strategy(
@@ -285,7 +288,13 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
             dry_run=settings.dry_run,
             channel="mempool" if settings.submit == "public" else "private",
         )
-    return LiquidationKeeper(strategy, actions, executor, setup)
+    collectors: list[Collector] = []
+    if settings.oracle_backruns and settings.submit == "bundle":
+        # Pending price updates of the tracked markets (the filter reads the watch live).
+        collectors.append(
+            PendingTxCollector(settings.ws_url, name="oracle-updates", filter=strategy.oracle_watch.wants)
+        )
+    return LiquidationKeeper(strategy, actions, executor, setup, collectors)
 
 
 async def create(ctx: StrategyContext) -> Components:

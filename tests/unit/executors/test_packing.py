@@ -1,4 +1,5 @@
 from keeper.core.actions import ForeignTx, SubmitBundle, TxIntent
+from keeper.executors.bundle_executor import bundle_jobs
 from keeper.executors.packing import (
     BATCH_OVERHEAD_GAS,
     NO_SENDER,
@@ -92,3 +93,40 @@ def test_items_for_another_contract_start_a_new_transaction() -> None:
     slots = BlockSlots(senders=3, gas_budget=30_000_000)
     plans, _ = pack([item("a"), item("b", to=OTHER), item("c")], slots, max_tx_gas=16_000_000)
     assert [ids(p) for p in plans] == [["a"], ["b"], ["c"]]
+
+
+def backrun(opp: str, oracle: ForeignTx, gas: int = 1_000_000) -> SubmitBundle:
+    return SubmitBundle(
+        opportunity_id=opp,
+        strategy="t",
+        target_block=10,
+        txs=(oracle, TxIntent(to=EXECUTOR, data=opp.encode(), gas_estimate=gas, batchable=True)),
+        expected_profit_wei=1,
+    )
+
+
+def test_backruns_of_one_update_share_one_transaction_right_after_it() -> None:
+    oracle = ForeignTx(raw=b"\x02oracle", hash=b"\x01" * 32)
+    other = ForeignTx(raw=b"\x02other", hash=b"\x02" * 32)
+    slots = BlockSlots(senders=4, gas_budget=60_000_000)
+    actions = [item("plain"), backrun("b1", oracle), backrun("b2", oracle), backrun("c1", other)]
+    plans, skipped = pack(actions, slots, max_tx_gas=16_000_000)
+    assert skipped == []
+    by_items = {tuple(ids(p)): p for p in plans}
+    assert set(by_items) == {("plain",), ("b1", "b2"), ("c1",)}
+    assert by_items[("b1", "b2")].prefix == (oracle,)
+    assert by_items[("b1", "b2")].batched
+    assert by_items[("c1",)].prefix == (other,)
+    assert by_items[("plain",)].prefix == ()
+    assert len({p.sender_index for p in plans}) == 3
+
+
+def test_a_backrun_bigger_than_one_transaction_spreads_over_senders_behind_the_same_update() -> None:
+    oracle = ForeignTx(raw=b"\x02oracle", hash=b"\x01" * 32)
+    slots = BlockSlots(senders=4, gas_budget=100_000_000)
+    plans, skipped = pack([backrun(str(i), oracle) for i in range(15)], slots, max_tx_gas=16_000_000)
+    assert skipped == []
+    assert [len(p.items) for p in plans] == [12, 3]
+    assert all(p.prefix == (oracle,) for p in plans)
+    assert [p.sender_index for p in plans] == [0, 1]
+    assert [[len(p.items) for p in job] for job in bundle_jobs(plans)] == [[12, 3]]
