@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from keeper import __version__
+from keeper.backtest.cli import backtest as backtest_command
 from keeper.chain.redact import redact_url
 from keeper.config import Settings, env_name, flashbots_account, funds_account, load_settings
 from keeper.contracts_cli import app as contracts_app
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(contracts_app, name="contracts")
+app.command("backtest")(backtest_command)
 
 ConfigOption = Annotated[
     Path | None,

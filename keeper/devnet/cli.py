@@ -449,3 +449,69 @@ def scenario_competitor(
         lambda rpc, dep, miner: run_competitor(rpc, dep, share_pct=share, seed=seed, miner=miner)
     )
     typer.echo(f"competitor liquidated {len(res.taken)} of {res.liquidatable} liquidatable positions")
+
+
+# ------------------------------------------------------------------------------------------ record
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option(help="The recording file to write (gzip).")],
+    blocks: Annotated[
+        int, typer.Option(help="Stop after this many blocks (0: until Ctrl-C). Ignored with --demo.")
+    ] = 0,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="Record a demo-like run in-process instead (borrowers, the live keeper, an ETH crash, a "
+            "competitor that backruns the oracle updates); takes seconds."
+        ),
+    ] = False,
+    borrowers: Annotated[int, typer.Option(help="Borrowers of the --demo run.")] = 150,
+    seed: Annotated[int, typer.Option(help="Seed of the --demo run.")] = 1,
+    ledger: Annotated[
+        Path | None, typer.Option(help="Keep the --demo run's live ledger here (to compare a replay with).")
+    ] = None,
+) -> None:
+    """Record the devnet's blocks (raw transactions, headers, the starting state) for `keeper backtest`."""
+    import shutil
+    import tempfile
+
+    from keeper.devnet.recorder import Recorder, record_demo
+
+    if demo:
+
+        async def run_demo() -> None:
+            with tempfile.TemporaryDirectory(prefix="keeper-record-") as tmp:
+                rec = await record_demo(out, Path(tmp), borrowers=borrowers, seed=seed)
+                if ledger is not None:
+                    shutil.copyfile(rec.ledger_path, ledger)
+                typer.echo(
+                    f"recorded blocks {rec.first_block}-{rec.last_block} to {out} "
+                    f"({len(rec.competitor_txs)} competitor liquidations sent)"
+                )
+
+        try:
+            asyncio.run(run_demo())
+        except KeeperError as exc:
+            _fail(str(exc))
+        return
+    url, _, dep = _target()
+
+    async def main() -> None:
+        async with RpcClient(url, timeout=120) as rpc:
+            recorder = await Recorder.start(rpc, out, deployment=dep.to_json(), meta={"scenario": "devnet"})
+            typer.echo(f"recording from block {recorder.next_block} to {out} (Ctrl-C stops)")
+            try:
+                while blocks == 0 or recorder.writer.blocks < blocks:
+                    await recorder.record_new()
+                    await asyncio.sleep(0.1)
+            finally:
+                recorder.close()
+                typer.echo(f"recorded {recorder.writer.blocks} blocks")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            asyncio.run(main())
+        except KeeperError as exc:
+            _fail(str(exc))
