@@ -30,7 +30,6 @@ from keeper.executors.builder_client import BundleClient
 from keeper.executors.builders import BuilderResult, MultiBuilderClient, SimulationOutcome
 from keeper.executors.relay_types import CallBundleResult, RawTx, RelayRejected, SignedRequest
 
-
 REPLAY_BUILDER: Final = "replay"
 PROBE_CONTRACT: Final = "0x94E65AFB8e11c110C98eFeaF2617448918A8aD61"
 PROBE_CALLER: Final = "0x6B0A12641BdCDf830E90c9C66a745368a61756De"

@@ -29,9 +29,13 @@ def backtest(
     recording: Annotated[
         Path | None, typer.Option(help="A recording to replay (`keeper devnet record --out FILE`).")
     ] = None,
-    fork_url: Annotated[str | None, typer.Option(help="An archive node to fork and replay blocks from.")] = None,
+    fork_url: Annotated[
+        str | None, typer.Option(help="An archive node to fork and replay blocks from.")
+    ] = None,
     from_block: Annotated[int | None, typer.Option(help="First block to replay (fork replay).")] = None,
-    to_block: Annotated[int | None, typer.Option(help="Last block to replay (default: the recording's last).")] = None,
+    to_block: Annotated[
+        int | None, typer.Option(help="Last block to replay (default: the recording's last).")
+    ] = None,
     strategies: Annotated[str, typer.Option(help="Comma-separated strategies (KEEPER_STRATEGIES names).")] = (
         "liquidations"
     ),
@@ -43,11 +47,15 @@ def backtest(
             "repeatable; a comma-separated list of values runs the grid: --set builder_share_bps=5000,7000",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Local worker processes for a sweep (0: one per run, up to the CPUs).")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Local worker processes for a sweep (0: one per run, up to the CPUs).")
+    ] = 0,
     ray_address: Annotated[
         str | None, typer.Option(help="Run the sweep on this Ray cluster (needs the extra keeper[ray]).")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Directory for report.json and report.html.")] = Path("backtest-report"),
+    out: Annotated[Path, typer.Option(help="Directory for report.json and report.html.")] = Path(
+        "backtest-report"
+    ),
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="The keeper's settings (TOML) for a fork replay.")
     ] = None,
@@ -65,7 +73,15 @@ def backtest(
     from keeper.backtest.recording import RecordingError
     from keeper.backtest.report import Timing, print_summary, write_outputs
     from keeper.backtest.sources import SourceError
-    from keeper.backtest.sweep import RunSpec, SourceSpec, check_specs, parse_sets, run_local, run_ray, run_spec_async
+    from keeper.backtest.sweep import (
+        RunSpec,
+        SourceSpec,
+        check_specs,
+        parse_sets,
+        run_local,
+        run_ray,
+        run_spec_async,
+    )
     from keeper.errors import ConfigError
     from keeper.logs import setup_logging
 
@@ -82,7 +98,9 @@ def backtest(
     if recording is not None:
         source = SourceSpec("recording", path=str(recording), first=from_block, last=to_block)
     else:
-        source = SourceSpec("fork", url=fork_url, first=from_block, last=to_block, config=str(config) if config else None)
+        source = SourceSpec(
+            "fork", url=fork_url, first=from_block, last=to_block, config=str(config) if config else None
+        )
     try:
         grid = parse_sets(set_ or [])
         specs = [RunSpec(source, names, tuple(sorted(g.items())), mempool) for g in grid]
@@ -92,7 +110,7 @@ def backtest(
     except (RecordingError, SourceError) as exc:
         raise _fail(str(exc)) from None
     console = Console(stderr=False)
-    show = progress and sys.stderr.isatty() or progress and os.environ.get("KEEPER_PROGRESS") == "1"
+    show = (progress and sys.stderr.isatty()) or (progress and os.environ.get("KEEPER_PROGRESS") == "1")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
@@ -108,9 +126,7 @@ def backtest(
         if len(specs) == 1 and ray_address is None:
             total = checked.last_block - checked.first_block + 1
             task = bar.add_task("replaying blocks", total=total)
-            outcomes = [
-                asyncio.run(run_spec_async(specs[0], on_block=lambda _n: bar.advance(task)))
-            ]
+            outcomes = [asyncio.run(run_spec_async(specs[0], on_block=lambda _n: bar.advance(task)))]
         elif ray_address is not None:
             try:
                 outcomes = run_ray(specs, ray_address)

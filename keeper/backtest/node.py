@@ -22,7 +22,12 @@ import aiohttp
 from keeper.errors import KeeperError
 
 NPM_ANVIL = (
-    Path(__file__).resolve().parents[2] / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+    Path(__file__).resolve().parents[2]
+    / "node_modules"
+    / "@foundry-rs"
+    / "anvil-linux-amd64"
+    / "bin"
+    / "anvil"
 )
 
 
@@ -41,7 +46,9 @@ def find_anvil() -> str:
     found = shutil.which("anvil")
     if found:
         return found
-    raise NodeError("anvil not found: run `npm ci` in the project root, put anvil on PATH, or set KEEPER_ANVIL_BIN")
+    raise NodeError(
+        "anvil not found: run `npm ci` in the project root, put anvil on PATH, or set KEEPER_ANVIL_BIN"
+    )
 
 
 def _free_port() -> int:
@@ -90,7 +97,9 @@ class ReplayNode:
                     err = b""
                     if self.proc.stderr is not None:
                         err = await self.proc.stderr.read()
-                    raise NodeError(f"anvil exited with {self.proc.returncode}: {err.decode(errors='replace')[-300:]}")
+                    raise NodeError(
+                        f"anvil exited with {self.proc.returncode}: {err.decode(errors='replace')[-300:]}"
+                    )
                 try:
                     async with session.post(
                         self.http_url,

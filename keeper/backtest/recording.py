@@ -173,7 +173,9 @@ def read_recording(path: Path) -> Recording:
         try:
             row = orjson.loads(line)
         except orjson.JSONDecodeError:
-            raise RecordingError(f"recording {path} is truncated or damaged (line {i + 1} is not JSON)") from None
+            raise RecordingError(
+                f"recording {path} is truncated or damaged (line {i + 1} is not JSON)"
+            ) from None
         if not isinstance(row, dict):
             raise RecordingError(f"recording {path}: line {i + 1} is not a JSON object")
         rows.append(row)
@@ -199,12 +201,15 @@ def read_recording(path: Path) -> Recording:
         raise RecordingError(f"recording {path} is truncated (it ends after block {last}, with no end line)")
     if int(end.get("blocks", -1)) != len(blocks):
         raise RecordingError(
-            f"recording {path} is damaged: its end line counts {end.get('blocks')} blocks, it holds {len(blocks)}"
+            f"recording {path} is damaged: its end line counts {end.get('blocks')} blocks, "
+            f"it holds {len(blocks)}"
         )
     start = int(header["start_block"])
     for i, b in enumerate(blocks):
         if b.number != start + 1 + i:
-            raise RecordingError(f"recording {path} is damaged: block {b.number} where {start + 1 + i} belongs")
+            raise RecordingError(
+                f"recording {path} is damaged: block {b.number} where {start + 1 + i} belongs"
+            )
     return Recording(
         path=path,
         chain_id=int(header["chain_id"]),
@@ -236,7 +241,7 @@ class RecordingWriter:
         self.blocks = 0
         self._next = start_block + 1
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._f: IO[bytes] = gzip.open(path, "wb", compresslevel=6)  # noqa: SIM115 - closed in close()
+        self._f: IO[bytes] = gzip.open(path, "wb", compresslevel=6)  # type: ignore[assignment]  # noqa: SIM115
         header = {
             "format": FORMAT,
             "version": VERSION,
@@ -252,7 +257,9 @@ class RecordingWriter:
 
     def add(self, block: ReplayBlock) -> None:
         if block.number != self._next:
-            raise RecordingError(f"recording {self.path}: block {block.number} given where {self._next} belongs")
+            raise RecordingError(
+                f"recording {self.path}: block {block.number} given where {self._next} belongs"
+            )
         self._f.write(orjson.dumps({"block": block.to_json()}) + b"\n")
         self.blocks += 1
         self._next += 1

@@ -62,8 +62,8 @@ from keeper.core.engine import action_routes
 from keeper.core.events import Event, NewBlock, PendingTx
 from keeper.core.interfaces import BlockAware, Executor, GroupExecutor, Strategy
 from keeper.errors import ConfigError, JsonRpcError, KeeperError
-from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.builders import MultiBuilderClient
+from keeper.executors.bundle_executor import BundleExecutor
 from keeper.runner import RunPlan, RunServices, plan_run
 from keeper.strategies_registry import StrategyContext, build_components
 
@@ -245,9 +245,9 @@ class Replayer:
     def _sink(self, kind: str, data: dict[str, Any]) -> None:
         self.events.append((kind, data))
 
-    async def run(self) -> ReplayResult:
+    def _new_result(self) -> ReplayResult:
         source = self.source
-        result = ReplayResult(
+        return ReplayResult(
             source={
                 "kind": source.kind,
                 "name": source.name,
@@ -261,27 +261,52 @@ class Replayer:
                 "mempool": self.mempool,
             },
         )
+
+    async def run(self) -> ReplayResult:
+        source = self.source
+        result = self._new_result()
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as tmp:
             workdir = Path(tmp)
-            node = ReplayNode(source.anvil_args(workdir), chain_id=source.chain_id, gas_limit=source.gas_limit)
-            async with node, RpcClient(node.http_url, timeout=60.0) as rpc:
-                head = await rpc.block_number()
-                if head != source.first_block - 1:
-                    raise ReplayError(source.first_block, f"the replay node starts at block {head}")
-                settings = replay_settings(
-                    source, workdir, (node.http_url, node.ws_url), self.strategies, self.overrides, self.base_settings
-                )
-                plan = replace(plan_run(settings), event_sink=self._sink)
-                builders = ReplayBuilders(rpc, REPLAY_IDENTITY)
-                services = BacktestServices(plan, rpc, source.chain_id, builders)
-                try:
-                    await self._run(rpc, settings, services, builders, result)
-                finally:
-                    await services.aclose()
-                    await builders.close()
+            node = ReplayNode(
+                source.anvil_args(workdir), chain_id=source.chain_id, gas_limit=source.gas_limit
+            )
+            async with node:
+                await self._run_on(node, workdir, result)
         result.seconds = time.perf_counter() - started
         return result
+
+    async def run_on(self, node: ReplayNode) -> ReplayResult:
+        """Replays onto a node already started on the source's state (it keeps the replayed chain)."""
+        result = self._new_result()
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as tmp:
+            await self._run_on(node, Path(tmp), result)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    async def _run_on(self, node: ReplayNode, workdir: Path, result: ReplayResult) -> None:
+        source = self.source
+        async with RpcClient(node.http_url, timeout=60.0) as rpc:
+            head = await rpc.block_number()
+            if head != source.first_block - 1:
+                raise ReplayError(source.first_block, f"the replay node starts at block {head}")
+            settings = replay_settings(
+                source,
+                workdir,
+                (node.http_url, node.ws_url),
+                self.strategies,
+                self.overrides,
+                self.base_settings,
+            )
+            plan = replace(plan_run(settings), event_sink=self._sink)
+            builders = ReplayBuilders(rpc, REPLAY_IDENTITY)
+            services = BacktestServices(plan, rpc, source.chain_id, builders)
+            try:
+                await self._run(rpc, settings, services, builders, result)
+            finally:
+                await services.aclose()
+                await builders.close()
 
     async def _run(
         self,
@@ -326,7 +351,9 @@ class Replayer:
             for s in strategies:
                 await route(await s.process_event(event))
 
-        parent = decode_header(await rpc.call("eth_getBlockByNumber", [hex(self.source.first_block - 1), False]))
+        parent = decode_header(
+            await rpc.call("eth_getBlockByNumber", [hex(self.source.first_block - 1), False])
+        )
         # anvil's clock after a state load or a fork runs from the wall clock: pin it to the chain's.
         await rpc.call("evm_setTime", [parent.timestamp])
         try:
@@ -336,8 +363,8 @@ class Replayer:
                 self.events.clear()
                 sent_before = len(builders.sent)
                 t0 = time.perf_counter()
-                for e in block_aware:
-                    await e.on_block(parent)
+                for follower in block_aware:
+                    await follower.on_block(parent)
                 await publish(parent)
                 for tx in block.txs if self.mempool else ():
                     event = pending_event(tx)
@@ -354,21 +381,21 @@ class Replayer:
         except ReplayError as exc:
             result.stopped = {"block": exc.block, "reason": exc.reason}
         finally:
-            for e in bundle_executors:
-                s = e.stats
+            for bx in bundle_executors:
+                st = bx.stats
                 result.executor = {
-                    "actions": s.actions,
-                    "simulated": s.simulated,
-                    "simulation_failed": s.simulation_failed,
-                    "below_minimum": s.below_minimum,
-                    "not_packed": s.not_packed,
-                    "sent": s.sent,
-                    "transactions_sent": s.transactions_sent,
-                    "included": s.included,
-                    "failed_in_batch": s.failed_in_batch,
-                    "realized_profit_wei": str(s.realized_profit_wei),
-                    "builder_paid_wei": str(s.builder_paid_wei),
-                    "gas_spent_wei": str(s.gas_spent_wei),
+                    "actions": st.actions,
+                    "simulated": st.simulated,
+                    "simulation_failed": st.simulation_failed,
+                    "below_minimum": st.below_minimum,
+                    "not_packed": st.not_packed,
+                    "sent": st.sent,
+                    "transactions_sent": st.transactions_sent,
+                    "included": st.included,
+                    "failed_in_batch": st.failed_in_batch,
+                    "realized_profit_wei": str(st.realized_profit_wei),
+                    "builder_paid_wei": str(st.builder_paid_wei),
+                    "gas_spent_wei": str(st.gas_spent_wei),
                 }
 
     def _collect(
@@ -381,7 +408,9 @@ class Replayer:
         result: ReplayResult,
     ) -> None:
         """What the keeper would have done for `block`: attempts (simulated, sent) and declines."""
-        position = {h: s.position for s in builders.sent if s.target_block == block.number for h in s.tx_hashes}
+        position = {
+            h: s.position for s in builders.sent if s.target_block == block.number for h in s.tx_hashes
+        }
         sent_users: set[str] = set()
         for e in executors:
             for tx_hash, p in sorted(e.pending.items()):
@@ -421,7 +450,11 @@ class Replayer:
         for kind, data in self.events:
             user = _user_of(str(data.get("id", "")))
             if kind == "below_minimum":
-                decline(user, UNPROFITABLE, f"net {data.get('net_wei')} wei below the minimum {data.get('minimum')}")
+                decline(
+                    user,
+                    UNPROFITABLE,
+                    f"net {data.get('net_wei')} wei below the minimum {data.get('minimum')}",
+                )
             elif kind in ("simulation_failed", "not_packed", "stale"):
                 decline(user, NOT_SENT, f"{kind.replace('_', ' ')}: {data.get('reason', '')}")
         for s in strategies:
@@ -450,7 +483,9 @@ class Replayer:
                 await rpc.call(method, params)
             except JsonRpcError as exc:
                 await self._drop_pool(rpc)
-                raise ReplayError(block.number, f"transaction {i} ({tx.hash}) refused: {exc.message}") from None
+                raise ReplayError(
+                    block.number, f"transaction {i} ({tx.hash}) refused: {exc.message}"
+                ) from None
         try:
             try:
                 await rpc.call("evm_setNextBlockTimestamp", [block.timestamp])
@@ -473,7 +508,8 @@ class Replayer:
         if len(got) != len(block.txs):
             await self._drop_pool(rpc)
             raise ReplayError(
-                block.number, f"{len(got)} of its {len(block.txs)} transactions were mined (out of gas or invalid)"
+                block.number,
+                f"{len(got)} of its {len(block.txs)} transactions were mined (out of gas or invalid)",
             )
         for i, tx in enumerate(block.txs):
             if tx.raw is not None and is_real_signature(tx.obj) and got[i] != tx.hash:
@@ -530,7 +566,11 @@ class Replayer:
             (
                 "eth_call",
                 [
-                    {"to": liq.pool, "data": "0x" + encode_call("getUserAccountData(address)", ["address"], [liq.user]).hex()},
+                    {
+                        "to": liq.pool,
+                        "data": "0x"
+                        + encode_call("getUserAccountData(address)", ["address"], [liq.user]).hex(),
+                    },
                     hex(block.number - 1),
                 ],
             )

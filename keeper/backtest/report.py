@@ -9,6 +9,7 @@ the HTML only.
 from __future__ import annotations
 
 import html
+import os
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class Timing:
     blocks: int = 0
     decision_ms: list[float] = field(default_factory=list)
     block_numbers: list[int] = field(default_factory=list)
+    pid: int = 0
+    """The process that ran it (a sweep's worker)."""
 
     @property
     def blocks_per_second(self) -> float:
@@ -51,6 +54,7 @@ class Timing:
             "blocks": self.blocks,
             "decision_ms": self.decision_ms,
             "block_numbers": self.block_numbers,
+            "pid": self.pid,
         }
 
     @classmethod
@@ -60,6 +64,7 @@ class Timing:
             int(data["blocks"]),
             [float(x) for x in data["decision_ms"]],
             [int(x) for x in data["block_numbers"]],
+            int(data.get("pid", 0)),
         )
 
 
@@ -69,6 +74,7 @@ def timing_of(result: ReplayResult) -> Timing:
         len(result.blocks),
         [b.decision_ms for b in result.blocks],
         [b.number for b in result.blocks],
+        os.getpid(),
     )
 
 
@@ -160,7 +166,16 @@ def print_summary(reports: Sequence[Mapping[str, Any]], timings: Sequence[Timing
 
     table = Table(title="backtest" if len(reports) == 1 else f"backtest sweep: {len(reports)} runs")
     table.add_column("run")
-    for col in ("blocks", "captured", "missed", "ours alone", "net (ETH)", "builder (ETH)", "blocks/s", "p50 ms"):
+    for col in (
+        "blocks",
+        "captured",
+        "missed",
+        "ours alone",
+        "net (ETH)",
+        "builder (ETH)",
+        "blocks/s",
+        "p50 ms",
+    ):
         table.add_column(col, justify="right")
     for rep, t in zip(reports, timings, strict=True):
         tot = rep["totals"]
@@ -195,17 +210,21 @@ def print_summary(reports: Sequence[Mapping[str, Any]], timings: Sequence[Timing
 
 
 def _figures(report: Mapping[str, Any], timing: Timing | None) -> list[tuple[str, Any]]:
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # type: ignore[import-untyped]
 
     figs: list[tuple[str, Any]] = []
     blocks = [b["number"] for b in report["blocks"]]
-    per_kind: dict[str, dict[int, int]] = {k: dict.fromkeys(blocks, 0) for k in (CAPTURED, MISSED, OURS_ALONE)}
+    per_kind: dict[str, dict[int, int]] = {
+        k: dict.fromkeys(blocks, 0) for k in (CAPTURED, MISSED, OURS_ALONE)
+    }
     for o in report["opportunities"]:
         if o["block"] in per_kind[o["kind"]]:
             per_kind[o["kind"]][o["block"]] += 1
     fig = go.Figure()
     for kind, color in ((CAPTURED, "#2ca02c"), (MISSED, "#d62728"), (OURS_ALONE, "#1f77b4")):
-        fig.add_bar(x=blocks, y=[per_kind[kind][b] for b in blocks], name=kind.replace("_", " "), marker_color=color)
+        fig.add_bar(
+            x=blocks, y=[per_kind[kind][b] for b in blocks], name=kind.replace("_", " "), marker_color=color
+        )
     cumulative, running = [], 0
     net_by_block = {b["number"]: int(b["net_wei"]) for b in report["blocks"]}
     captured_net: dict[int, int] = dict.fromkeys(blocks, 0)
@@ -215,7 +234,9 @@ def _figures(report: Mapping[str, Any], timing: Timing | None) -> list[tuple[str
     for b in blocks:
         running += captured_net[b]
         cumulative.append(_eth(running))
-    fig.add_scatter(x=blocks, y=cumulative, name="cumulative counterfactual net (ETH)", yaxis="y2", mode="lines+markers")
+    fig.add_scatter(
+        x=blocks, y=cumulative, name="cumulative counterfactual net (ETH)", yaxis="y2", mode="lines+markers"
+    )
     fig.update_layout(
         title="Opportunities and P&L over blocks",
         barmode="stack",
@@ -239,15 +260,23 @@ def _figures(report: Mapping[str, Any], timing: Timing | None) -> list[tuple[str
     figs.append(("missed", fig))
 
     fig = go.Figure()
-    fig.add_bar(x=blocks, y=[_eth(b["builder_paid_wei"]) for b in report["blocks"]], name="builder payments (ETH)")
+    fig.add_bar(
+        x=blocks, y=[_eth(b["builder_paid_wei"]) for b in report["blocks"]], name="builder payments (ETH)"
+    )
     fig.add_bar(x=blocks, y=[_eth(b["gas_wei"]) for b in report["blocks"]], name="gas (ETH)")
-    fig.add_scatter(x=blocks, y=[_eth(net_by_block[b]) for b in blocks], name="net of our bundles (ETH)", mode="lines")
-    fig.update_layout(title="Gas and builder payments of our simulated bundles", xaxis_title="block", yaxis_title="ETH")
+    fig.add_scatter(
+        x=blocks, y=[_eth(net_by_block[b]) for b in blocks], name="net of our bundles (ETH)", mode="lines"
+    )
+    fig.update_layout(
+        title="Gas and builder payments of our simulated bundles", xaxis_title="block", yaxis_title="ETH"
+    )
     figs.append(("payments", fig))
 
     if timing is not None and timing.decision_ms:
         fig = go.Figure()
-        fig.add_scatter(x=timing.block_numbers, y=timing.decision_ms, mode="lines+markers", name="decision ms")
+        fig.add_scatter(
+            x=timing.block_numbers, y=timing.decision_ms, mode="lines+markers", name="decision ms"
+        )
         fig.update_layout(
             title=(
                 f"Latency: block to decisions (strategy + simulation), p50 {timing.percentile(0.5):.1f} ms, "
@@ -281,7 +310,7 @@ def _sweep_figures(reports: Sequence[Mapping[str, Any]], timings: Sequence[Timin
 
 
 def render_html(reports: Sequence[Mapping[str, Any]], timings: Sequence[Timing]) -> str:
-    from plotly.offline import get_plotlyjs
+    from plotly.offline import get_plotlyjs  # type: ignore[import-untyped]
 
     sections: list[str] = []
     if len(reports) > 1:

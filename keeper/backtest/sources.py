@@ -123,7 +123,8 @@ class ForkSource:
                 await rpc.call("eth_getTransactionCount", [ZERO, hex(parent)])
             except RpcError as exc:
                 raise SourceError(
-                    f"--fork-url {self.name} is not an archive node: it has no state at block {parent} ({exc})"
+                    f"--fork-url {self.name} is not an archive node: "
+                    f"it has no state at block {parent} ({exc})"
                 ) from None
             self.gas_limit = hex_to_int(header["gasLimit"])
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keeper.backtest.report import build_report, timing_of
 from keeper.backtest.replay import Replayer, replay_settings
+from keeper.backtest.report import build_report, timing_of
 from keeper.backtest.sources import BlockSource, ForkSource, RecordingSource
 from keeper.config import Settings, load_settings
 from keeper.errors import ConfigError, KeeperError
@@ -81,9 +81,11 @@ def base_settings(spec: SourceSpec) -> Settings | None:
 
 async def open_source(spec: SourceSpec) -> BlockSource:
     if spec.kind == "recording":
-        assert spec.path is not None
+        if spec.path is None:
+            raise ConfigError(["--recording: missing the file"])
         return RecordingSource.open(Path(spec.path), spec.first, spec.last)
-    assert spec.url is not None and spec.first is not None and spec.last is not None
+    if spec.url is None or spec.first is None or spec.last is None:
+        raise ConfigError(["--fork-url needs --from-block and --to-block"])
     fork = ForkSource(spec.url, spec.first, spec.last)
     await fork.check()
     return fork
@@ -97,7 +99,12 @@ async def check_specs(specs: Sequence[RunSpec]) -> BlockSource:
     with tempfile.TemporaryDirectory(prefix="keeper-backtest-check-") as tmp:
         for spec in specs:
             replay_settings(
-                source, Path(tmp), ("http://127.0.0.1:1", "ws://127.0.0.1:1"), spec.strategies, dict(spec.overrides), base
+                source,
+                Path(tmp),
+                ("http://127.0.0.1:1", "ws://127.0.0.1:1"),
+                spec.strategies,
+                dict(spec.overrides),
+                base,
             )
     return source
 

@@ -29,7 +29,9 @@ from eth_abi.abi import decode
 from keeper.chain.flashbots_auth import keccak256
 from keeper.chain.rpc import hex_to_int
 
-LIQUIDATION_CALL = "0x" + keccak256(b"LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
+LIQUIDATION_CALL = (
+    "0x" + keccak256(b"LiquidationCall(address,address,address,uint256,uint256,address,bool)").hex()
+)
 ANSWER_UPDATED = "0x" + keccak256(b"AnswerUpdated(int256,uint256,uint256)").hex()
 
 CAPTURED = "captured"
@@ -204,8 +206,8 @@ def classify(
     for a in sorted(attempts, key=lambda a: (a.block, a.opportunity_id)):
         by_pos.setdefault((a.pool.lower(), a.user.lower()), []).append(a)
     declined: dict[tuple[str, int], Decline] = {}
-    for d in declines:
-        declined.setdefault((d.user.lower(), d.block), d)
+    for dec in declines:
+        declined.setdefault((dec.user.lower(), dec.block), dec)
     used: set[int] = set()
     last_block: dict[tuple[str, str], int] = {}
     ours_in_block: set[tuple[str, str, int]] = set()
@@ -213,11 +215,7 @@ def classify(
         key = (liq.pool.lower(), liq.user.lower())
         since = last_block.get(key, -1)
         last_block[key] = liq.block
-        candidates = [
-            a
-            for a in by_pos.get(key, [])
-            if id(a) not in used and since < a.block <= liq.block and not (a.block == since)
-        ]
+        candidates = [a for a in by_pos.get(key, []) if id(a) not in used and since < a.block <= liq.block]
         attempt = candidates[0] if candidates else None
         protocol = protocols.get(key[0], attempt.protocol if attempt is not None else "")
         strategy = attempt.strategy if attempt is not None else default_strategy
@@ -303,7 +301,10 @@ def block_logs_filter(block: int) -> dict[str, Any]:
 
 
 def liquidation_from_log(
-    log: Mapping[str, Any], tx: Mapping[str, Any] | None, receipt: Mapping[str, Any] | None, base_fee: int,
+    log: Mapping[str, Any],
+    tx: Mapping[str, Any] | None,
+    receipt: Mapping[str, Any] | None,
+    base_fee: int,
     ours: set[str],
 ) -> Liquidation:
     collateral, debt, user, covered, seized, liquidator = decode_liquidation(log)

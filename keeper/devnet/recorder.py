@@ -24,6 +24,7 @@ from eth_account import Account
 from keeper.backtest.recording import RecordingWriter
 from keeper.backtest.sources import fetch_block
 from keeper.chain.abi import encode_call
+from keeper.chain.flashbots_auth import keccak256
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.collectors.blocks import decode_header
 from keeper.config import Settings
@@ -103,7 +104,9 @@ class DemoRecording:
     keeper_addresses: list[str]
     competitor: str
     competitor_txs: list[str] = field(default_factory=list)
-    """Liquidation transactions the competitor sent (some revert: the keeper was first)."""
+    """Liquidation transactions the competitor sent."""
+    competitor_liquidations: list[str] = field(default_factory=list)
+    """Those of them that liquidated (receipt status 1)."""
 
 
 async def _competitor_setup(net: Devnet, rpc: RpcClient) -> None:
@@ -114,10 +117,24 @@ async def _competitor_setup(net: Devnet, rpc: RpcClient) -> None:
             if symbol == "WETH":
                 continue
             setup.append(
-                call_tx(COMPETITOR, token.address, "mint(address,uint256)", ["address", "uint256"], [COMPETITOR, 10**40], 200_000)
+                call_tx(
+                    COMPETITOR,
+                    token.address,
+                    "mint(address,uint256)",
+                    ["address", "uint256"],
+                    [COMPETITOR, 10**40],
+                    200_000,
+                )
             )
             setup.append(
-                call_tx(COMPETITOR, token.address, "approve(address,uint256)", ["address", "uint256"], [pool, UINT256_MAX], 100_000)
+                call_tx(
+                    COMPETITOR,
+                    token.address,
+                    "approve(address,uint256)",
+                    ["address", "uint256"],
+                    [pool, UINT256_MAX],
+                    100_000,
+                )
             )
     await BulkSender(rpc, miner=DevnetMiner(net)).run(setup)
 
@@ -172,6 +189,22 @@ async def _competitor_backrun(
     return hashes
 
 
+async def _filler(rpc: RpcClient, n: int, step: int) -> None:
+    """`n` small ETH transfers from the deployer and the whale (public, pending)."""
+    senders = (DEV_ACCOUNTS[0][0], DEV_ACCOUNTS[4][0])
+    calls: list[tuple[str, Any]] = []
+    for i in range(n):
+        to = "0x" + keccak256(f"filler {step} {i}".encode()).hex()[-40:]
+        calls.append(
+            (
+                "eth_sendTransaction",
+                [{"from": senders[i % 2], "to": to, "value": hex(10**15), "gas": "0x5208"}],
+            )
+        )
+    for call in calls:
+        await rpc.call(*call)
+
+
 async def record_demo(
     out: Path,
     workdir: Path,
@@ -183,9 +216,11 @@ async def record_demo(
     tail_blocks: int = 4,
     competitor_share: int = 50,
     arbitrageur: bool = True,
+    filler_per_block: int = 0,
 ) -> DemoRecording:
     """The demo-like run, recorded (see the module docstring). The live keeper's ledger is kept in
-    `workdir` (`DemoRecording.ledger_path`), to compare a replay's report with."""
+    `workdir` (`DemoRecording.ledger_path`), to compare a replay's report with. `filler_per_block`
+    adds that many plain ETH transfers to every block (busier blocks, for benchmarks)."""
     ledger_path = workdir / "live-ledger.sqlite"
     async with Devnet(block_time=None, arbitrageur=arbitrageur) as net:
         rpc, dep = net.require()
@@ -265,6 +300,7 @@ async def record_demo(
                         competitor_txs += await _competitor_backrun(
                             rpc, net, borrowings, oracle, rng, competitor_share
                         )
+                    await _filler(rpc, filler_per_block, step)
                     await net.mine()
                     await recorder.record_new()
                     await keeper_step()
@@ -275,6 +311,10 @@ async def record_demo(
                 recorder.writer.abandon()
                 raise
             recorder.close()
+            receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in competitor_txs])
+            succeeded = [
+                h for h, r in zip(competitor_txs, receipts, strict=True) if r and r["status"] == "0x1"
+            ]
             keeper_addresses = [s.address for s in plan.signers]
             executor = dep.to_json().get("executor")
             if executor:
@@ -289,6 +329,7 @@ async def record_demo(
         keeper_addresses=keeper_addresses,
         competitor=COMPETITOR,
         competitor_txs=competitor_txs,
+        competitor_liquidations=succeeded,
     )
 
 
