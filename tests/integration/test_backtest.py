@@ -157,7 +157,7 @@ def test_html_report_renders_in_headless_chromium(demo: DemoRecording, tmp_path:
     )
     assert done.returncode == 0, done.stderr
     html = out / "report.html"
-    assert "cdn.plot.ly" not in html.read_text(encoding="utf-8")[:2000]
+    assert re.search(r"<script[^>]*\bsrc=", html.read_text(encoding="utf-8")) is None  # offline
     flags = [
         "--headless",
         "--no-sandbox",
@@ -399,3 +399,29 @@ async def test_fork_replay_of_the_same_blocks(demo: DemoRecording, tmp_path: Pat
         )
         assert beyond.returncode == 2
         assert "beyond the head" in _one_error_line(beyond)
+
+
+async def test_fork_url_without_archive_state_is_one_line_and_exit_2(
+    demo: DemoRecording, tmp_path: Path
+) -> None:
+    """anvil with --prune-history keeps only the latest state, as a full (non-archive) node does."""
+    from keeper.backtest.node import ReplayNode
+
+    source = RecordingSource.open(demo.path)
+    args = [*source.anvil_args(tmp_path), "--prune-history"]
+    async with ReplayNode(args, chain_id=source.chain_id, gas_limit=source.gas_limit) as node:
+        replayed = await Replayer(source, mempool=False).run_on(node)
+        assert replayed.stopped is None
+        done = keeper_cli(
+            "backtest",
+            "--fork-url",
+            node.http_url,
+            "--from-block",
+            str(demo.first_block),
+            "--to-block",
+            str(demo.last_block),
+            cwd=tmp_path,
+        )
+    assert done.returncode == 2
+    line = _one_error_line(done)
+    assert "not an archive node" in line and f"block {demo.first_block - 1}" in line
