@@ -60,6 +60,8 @@ class DemoView:
     landed_blocks_after: Counter[int] = field(default_factory=Counter)
     """How many blocks after its first target block each liquidation landed (0 = in the first)."""
     received_ns: dict[int, int] = field(default_factory=dict)
+    backruns_landed: int = 0
+    """Liquidations included in the same block as the price update they backran."""
 
     def attach(self, components: Components) -> None:
         for s in components.strategies:
@@ -77,14 +79,17 @@ class DemoView:
             self.first_target.setdefault(base_id, int(data["block"]))
         if kind == "included" and data.get("success") and base_id in self.first_target:
             self.landed_blocks_after[int(data["block"]) - self.first_target.pop(base_id)] += 1
+        if kind == "included" and data.get("success") and data.get("backrun"):
+            self.backruns_landed += 1
         if kind == "included":
             ok = "landed" if data.get("success") else "reverted"
+            how = " (same block as its price update)" if data.get("backrun") else ""
             self.console.print(
-                f"    [green]{ok}[/] {str(data['id'])[:60]}… in block {data['block']}: "
+                f"    [green]{ok}[/]{how} {str(data['id'])[:60]}… in block {data['block']}: "
                 f"profit {format_units(int(data['profit_wei']), 18, 4)} ETH, "
                 f"builder {format_units(int(data['builder_paid_wei']), 18, 4)} ETH"
             )
-        elif kind in ("simulation_failed", "abandoned"):
+        elif kind in ("simulation_failed", "abandoned", "failed_in_batch"):
             self.missed[f"{kind}: {data.get('reason', '')}"[:90]] += 1
 
     def block_line(self, block: NewBlock) -> None:
@@ -247,7 +252,10 @@ def _summary(console: Console, view: DemoView, seconds: float) -> None:
         "  landed in the first block they were sent for",
         f"{first} of {landed}" + (f" (latest: {worst} blocks after)" if worst else ""),
     )
-    table.add_row("bundles sent (transactions; several liquidations each)", str(s.transactions_sent))
+    table.add_row(
+        "  backruns: landed in the same block as the price update, right after it", str(view.backruns_landed)
+    )
+    table.add_row("transactions sent (several liquidations each)", str(s.transactions_sent))
     table.add_row("  not included in their target block (retried)", str(s.not_included))
     table.add_row("  failed inside an included batch (taken first by someone else)", str(s.failed_in_batch))
     table.add_row("simulations at the relay", str(s.simulated))

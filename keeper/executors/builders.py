@@ -232,8 +232,9 @@ class MultiBuilderClient:
 
     @property
     def in_flight(self) -> int:
-        """Requests (one per builder) still running."""
-        return len(self._tasks)
+        """Requests (one per builder) still running (a finished task leaves the owned set only on the
+        loop's next turn: it is not counted)."""
+        return sum(1 for t in self._tasks if not t.done())
 
     def client(self, name: str) -> BundleClient:
         for c in self.clients:

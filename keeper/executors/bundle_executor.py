@@ -51,6 +51,7 @@ from keeper.executors.episodes import Episodes
 from keeper.executors.executor_contract import (
     LIQUIDATED_TOPIC,
     LiquidatedEvent,
+    batch_item_failures,
     decode_batch_result,
     decode_executor_error,
     decode_liquidated,
@@ -66,8 +67,9 @@ from keeper.executors.packing import (
     gas_limit_for,
     item_gas,
     pack,
+    prefix_of,
 )
-from keeper.executors.relay_types import RelayRejected, TxResult
+from keeper.executors.relay_types import RelayRejected, TxResult, decode_revert_reason
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
@@ -144,10 +146,17 @@ class ExecutorStats:
 
 
 def revert_reason(data: bytes, message: str) -> str:
+    """The executor's custom error, or an `Error(string)` / `Panic` (e.g. Aave's numbered errors), or
+    the message given."""
     decoded = decode_executor_error(data)
     if decoded is not None:
         name, args = decoded
         return f"{name}{args}" if args else name
+    text = decode_revert_reason(data)
+    if text is not None:
+        return f"reverted: {text}"
+    if data:
+        return f"reverted with 0x{data[:36].hex()}"
     return message or "execution reverted"
 
 
@@ -236,6 +245,14 @@ class BundleExecutor:
         self._final: set[str] = set()
         self._episodes = Episodes()
         self._failures: dict[str, int] = {}
+        self._claimed: set[tuple[str, int]] = set()
+        """(opportunity, target block) this process claimed in the ledger."""
+        self._sent_items: set[tuple[str, int]] = set()
+        self._submitted: set[tuple[str, int, str]] = set()
+        self._backrun_txs: dict[int, list[str]] = {}
+        """target block -> our transactions in the current version of its backrun bundle"""
+        self._backrun_slots: dict[int, tuple[int, int, int]] = {}
+        """target block -> (first sender index, next sender index, gas) its backrun version took"""
         self._headers: dict[int, NewBlock] = {}
         """Recent headers by number (from `on_block`): the parent of a target block, without a read."""
         self.last_timings: dict[str, float] = {}
@@ -272,7 +289,19 @@ class BundleExecutor:
             return
         if self._headers:
             self.slots.forget_before(max(self._headers))
+        backrun_targets = {a.target_block for a in bundles if prefix_of(a)}
+        for target in backrun_targets:
+            self._retire_backrun_version(target)
+        before = {
+            t: (self.slots.used_senders.get(t, 0), self.slots.used_gas.get(t, 0)) for t in backrun_targets
+        }
         plans, skipped = pack(bundles, self.slots, max_tx_gas=self.max_tx_gas)
+        for target, (senders, gas) in before.items():
+            self._backrun_slots[target] = (
+                senders,
+                self.slots.used_senders.get(target, 0),
+                self.slots.used_gas.get(target, 0) - gas,
+            )
         for s in skipped:
             self.stats.not_packed += 1
             self.stats.count_reason(f"not packed: {s.reason}")
@@ -290,6 +319,16 @@ class BundleExecutor:
                 "seconds": (last - started) if written else 0.0,
                 "written_ns": time.monotonic_ns() - int((time.perf_counter() - last) * 1e9) if written else 0,
             }
+
+    def _retire_backrun_version(self, target: int) -> None:
+        """A new version of the block's backrun will replace the previous one (same replacement uuid at
+        the builders): its senders and gas go back to the block (the new version signs with the same
+        senders' nonces, so at most one version can land). Its transactions stay tracked until the new
+        version is actually sent (`_send`)."""
+        slots = self._backrun_slots.pop(target, None)
+        if slots is not None and self.slots.used_senders.get(target, 0) == slots[1]:
+            self.slots.used_senders[target] = slots[0]
+            self.slots.used_gas[target] = self.slots.used_gas.get(target, 0) - slots[2]
 
     async def _run_bundle_guarded(self, plans: list[TxPlan], written: list[float]) -> None:
         try:
@@ -396,12 +435,25 @@ class BundleExecutor:
         t1 = time.perf_counter()
         self.last_timings = {"prepare": t1 - t0, "sign": 0.0, "simulate": 0.0}
         jobs = list(zip(plans, signers, nonces, strict=True))
-        for _attempt in range(MAX_RESIMULATIONS + 1):
+        # A backrun carries our transactions already sent for the same block (byte for byte, right after
+        # the foreign ones): the strategy valued the backrun on the pools those sales leave, and in one
+        # bundle the order is certain. Our earlier bundle stays live: if the foreign transaction never
+        # lands, it still can (the two conflict on nonces, so at most one of them lands).
+        companions = (
+            [c for c in self.pending.values() if not c.plan.prefix and c.target_block == target]
+            if prefix
+            else []
+        )
+        for _attempt in range(MAX_RESIMULATIONS + 2):
             ts = time.perf_counter()
             signed = [self._sign(signer, nonce, base_fee, plan) for plan, signer, nonce in jobs]
             tsim = time.perf_counter()
             self.last_timings["sign"] += tsim - ts
-            outcome = await self._simulate([j[0] for j in jobs], prefix, signed, base_fee)
+            try:
+                outcome = await self._simulate([j[0] for j in jobs], prefix, signed, base_fee, companions)
+            except _CompanionFailed:
+                companions = []  # carry only the backrun itself
+                continue
             self.last_timings["simulate"] += time.perf_counter() - tsim
             if outcome is None:
                 return
@@ -429,20 +481,24 @@ class BundleExecutor:
                 self._emit("dry_run", id=r.action.opportunity_id, net_wei=r.net_wei, block=target)
             return
         tc = time.perf_counter()
-        if self.ledger is not None:
+        new_claims = [r for r in kept_all if (r.action.opportunity_id, target) not in self._claimed]
+        if self.ledger is not None and new_claims:
             claims = await asyncio.gather(
-                *(self.ledger.claim_send(r.action.opportunity_id, target) for r in kept_all)
+                *(self.ledger.claim_send(r.action.opportunity_id, target) for r in new_claims)
             )
             if not all(claims):
-                # Claimed before (a restart within the same block): never send any of it twice.
+                # Claimed before by another process or run (a restart within the same block): never send
+                # any of it twice. (What this process claimed itself it may send again: a new version of
+                # a backrun bundle replaces the old one, and both sign with the same nonces.)
                 self.stats.duplicate += len(kept_all)
                 return
+        self._claimed |= {(r.action.opportunity_id, target) for r in new_claims}
         self.last_timings["claim"] = time.perf_counter() - tc
         sent = [
             (plan, tx, tuple(kept), gas)
             for (plan, _, _), tx, (kept, gas) in zip(jobs, signed, outcome, strict=True)
         ]
-        await self._send(prefix, target, sent, written)
+        await self._send(prefix, target, sent, written, companions)
 
     async def _simulate(
         self,
@@ -450,12 +506,13 @@ class BundleExecutor:
         prefix: tuple[ForeignTx, ...],
         signed: Sequence[SignedTx],
         base_fee: int,
+        companions: Sequence[Pending] = (),
     ) -> list[tuple[list[ItemResult], int]] | None:
         """Simulates the bundle at a relay; per plan, the items to send and its transaction's gas used.
         None when nothing is to be sent. Failed and below-minimum items are recorded and left out."""
         items = [a for p in plans for a in p.items]
         target = plans[0].target_block
-        raws = [f.raw for f in prefix] + [t.raw for t in signed]
+        raws = [f.raw for f in prefix] + [c.signed.raw for c in companions] + [t.raw for t in signed]
         try:
             outcome = await self.builders.simulate(raws, target)
         except RelayRejected as exc:
@@ -487,9 +544,13 @@ class BundleExecutor:
                         f"{r.error or 'reverted'}",
                     )
                 return None
+        ours_from = len(prefix) + len(companions)
+        for c, r in zip(companions, results[len(prefix) : ours_from], strict=True):
+            if not _all_items_succeed(c.plan, r):
+                raise _CompanionFailed
         return [
             (await self._items_of(plan, result, base_fee), result.gas_used)
-            for plan, result in zip(plans, results[len(prefix) :], strict=True)
+            for plan, result in zip(plans, results[ours_from:], strict=True)
         ]
 
     async def _items_of(self, plan: TxPlan, result: TxResult, base_fee: int) -> list[ItemResult]:
@@ -547,23 +608,40 @@ class BundleExecutor:
         target: int,
         txs: Sequence[tuple[TxPlan, SignedTx, tuple[ItemResult, ...], int]],
         written: list[float],
+        companions: Sequence[Pending] = (),
     ) -> None:
         started = time.perf_counter()
         items = tuple(r for _, _, kept, _ in txs for r in kept)
-        key = f"{txs[0][0].sender_index}:{target}:{items[0].action.opportunity_id}"
+        # A backrun bundle keeps one uuid per block: each new version replaces the last at the builders.
+        key = (
+            f"backrun:{target}"
+            if prefix
+            else f"{txs[0][0].sender_index}:{target}:{items[0].action.opportunity_id}"
+        )
         replacement = uuid.uuid5(uuid.NAMESPACE_URL, key)
+        if prefix:  # the previous version is replaced: forget it without counting it as not included
+            for tx_hash in self._backrun_txs.pop(target, []):
+                self.pending.pop(tx_hash, None)
         pendings = []
         for plan, signed, kept, gas_used in txs:
             pending = Pending(plan, signed, kept, gas_used, started)
             self.pending[signed.hash_hex] = pending
             pendings.append(pending)
             self.stats.transactions_sent += 1
-        self.stats.sent += len(items)
+            if prefix:
+                self._backrun_txs.setdefault(target, []).append(signed.hash_hex)
+        new_items = [r for r in items if (r.action.opportunity_id, target) not in self._sent_items]
+        self._sent_items |= {(r.action.opportunity_id, target) for r in new_items}
+        self.stats.sent += len(new_items)
         results: list[BuilderResult] = []
         accepted: list[str] = []
         try:
             stream = self.builders.stream_bundle_for_blocks(
-                [*(f.raw for f in prefix), *(signed.raw for _, signed, _, _ in txs)],
+                [
+                    *(f.raw for f in prefix),
+                    *(c.signed.raw for c in companions),
+                    *(signed.raw for _, signed, _, _ in txs),
+                ],
                 target,
                 1,
                 replacement_uuid=replacement,
@@ -631,6 +709,10 @@ class BundleExecutor:
         if self.ledger is None:
             return
         for r in items:
+            key = (r.action.opportunity_id, target_block, b.name)
+            if key in self._submitted:
+                continue  # a later version of a backrun bundle: the first submission row stands
+            self._submitted.add(key)
             await self.ledger.record_submission(
                 Submission(
                     opportunity_id=r.action.opportunity_id,
@@ -713,6 +795,14 @@ class BundleExecutor:
 
     async def on_block(self, block: NewBlock) -> None:
         self.note_block(block)
+        horizon = block.number - HEADER_MEMORY
+        self._claimed = {c for c in self._claimed if c[1] >= horizon}
+        self._sent_items = {c for c in self._sent_items if c[1] >= horizon}
+        self._submitted = {c for c in self._submitted if c[1] >= horizon}
+        for old in [t for t in self._backrun_slots if t < horizon]:
+            del self._backrun_slots[old]
+        for old in [t for t in self._backrun_txs if t < horizon]:
+            del self._backrun_txs[old]
         due = [(h, p) for h, p in self.pending.items() if block.number >= p.target_block]
         if due:
             receipts = await self.rpc.batch(
@@ -746,7 +836,8 @@ class BundleExecutor:
         success = receipt.get("status") == "0x1"
         events = liquidated_events(receipt, p.plan.to or None) if success else []
         matched: list[tuple[SubmitBundle, LiquidatedEvent | None]] = []
-        for r in p.items:
+        failures = {f.index: f for f in batch_item_failures(receipt, p.plan.to or None)} if success else {}
+        for index, r in enumerate(p.items):
             event = next((e for e in events if _matches(e, r.action.meta)), None)
             if event is not None:
                 events.remove(event)
@@ -754,8 +845,11 @@ class BundleExecutor:
             elif success:
                 # Ran inside the batch and failed alone (e.g. a competitor liquidated it first): it stays
                 # open; the strategy re-detects it or it goes away.
+                failure = failures.get(index)
+                reason = revert_reason(failure.reason, "reverted") if failure is not None else "no event"
                 self.stats.failed_in_batch += 1
-                self._emit("failed_in_batch", id=r.action.opportunity_id, block=p.target_block)
+                self.stats.count_reason(f"failed in an included batch: {reason}")
+                self._emit("failed_in_batch", id=r.action.opportunity_id, block=p.target_block, reason=reason)
             else:
                 matched.append((r.action, None))
         await self._record_inclusions(matched, receipt, block_timestamp, p.accepted_by)
@@ -918,6 +1012,21 @@ class BundleExecutor:
         if settled:
             log.info("ledger reconciled with the chain", extra=kv(settled=settled))
         return settled
+
+
+class _CompanionFailed(Exception):
+    """A transaction of ours already sent for the block fails when carried behind a backrun's target."""
+
+
+def _all_items_succeed(plan: TxPlan, result: TxResult) -> bool:
+    if not result.success or result.value is None:
+        return False
+    if not plan.batched:
+        return True
+    try:
+        return all(ok for ok, _ in decode_batch_result(result.value))
+    except (KeeperError, ValueError):
+        return False
 
 
 def bundle_jobs(plans: Sequence[TxPlan]) -> list[list[TxPlan]]:

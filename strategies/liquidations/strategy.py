@@ -9,11 +9,12 @@ Time comes from the block (the market's timestamp), never from the wall clock, s
 result. "Prices as they will be after pending tx X" is `detect(price_overrides=...)`.
 
 Backruns of pending price updates (`PendingTx` events): a `transmit` to an aggregator the markets read
-(`OracleWatch`) is decoded; the positions its new price makes liquidatable (not those already liquidatable
-at the last block: the next-block path has them) are detected under that price, valued at the last
-block's pool state and turned into one bundle for the next block: [the pending update's signed bytes,
-our liquidations]. If the update lands without us, the next block's ordinary path takes over; if it
-never lands, the bundle cannot land either and nothing is spent.
+(`OracleWatch`) is decoded; the positions the new prices make liquidatable (not those already
+liquidatable at the last block: the next-block path has them) are detected under those prices, valued on
+the pools the next-block path's sales leave, and turned into one bundle for the next block: [the pending
+updates' signed bytes, our transactions already sent for that block, our new liquidations]. If the
+updates land without us, the next block's ordinary path takes over; if they never land, the bundle
+cannot land either and nothing is spent.
 
 Latency: each protocol's refresh is one round trip (the block's timestamp comes from the NewBlock), and
 when the block is likely to need valuation (the last block had opportunities, or a position within
@@ -38,7 +39,7 @@ from keeper.logs import kv
 from strategies.liquidations.common import LiquidationMathError
 from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
-from strategies.liquidations.oracle_watch import MarketOracle, OracleWatch
+from strategies.liquidations.oracle_watch import MarketOracle, OracleWatch, PendingPrices
 from strategies.liquidations.protocols.aave_common import AaveAdapter
 from strategies.liquidations.screen import Screen
 from strategies.liquidations.valuation import ValuationCosts
@@ -51,7 +52,12 @@ class Valuer(Protocol):
     `costs` is what executing each one costs (see `VenueValuer`)."""
 
     async def __call__(
-        self, opportunities: Sequence[Opportunity], block: int, costs: ValuationCosts | None = None
+        self,
+        opportunities: Sequence[Opportunity],
+        block: int,
+        costs: ValuationCosts | None = None,
+        *,
+        after: Sequence[Opportunity] = (),
     ) -> list[Opportunity]: ...
 
 
@@ -103,6 +109,8 @@ class LiquidationStrategy:
         self.last_block: NewBlock | None = None
         self.backrun_stats = {"updates": 0, "actions": 0, "no_raw": 0, "nothing_new": 0}
         self._backrun_seen: set[bytes] = set()
+        self._pending_updates: dict[bytes, PendingPrices] = {}
+        """The price updates heard since the last block (what the block's backrun bundle carries)."""
         self.backrun_timings: dict[str, float] = {}
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
 
@@ -132,7 +140,13 @@ class LiquidationStrategy:
         return []
 
     async def on_pending(self, tx: PendingTx) -> list[Action]:
-        """A pending price update -> one backrun bundle for the next block (see the module docstring)."""
+        """A pending price update -> the block's backrun bundle (see the module docstring).
+
+        All the updates heard since the last block go into one bundle, in each sender's nonce order (an
+        oracle's transmitter sends several at once: a later one cannot land without the earlier ones),
+        followed by the liquidations their prices make possible together. Each new update rebuilds that
+        bundle; the executor replaces the previous version at the builders.
+        """
         block = self.last_block
         if block is None or self.action_builder is None or tx.hash in self._backrun_seen:
             return []
@@ -144,22 +158,37 @@ class LiquidationStrategy:
         self.backrun_stats["updates"] += 1
         if tx.raw is None:
             self.backrun_stats["no_raw"] += 1
-            log.warning(
-                "price update without its signed bytes; not backrun", extra=kv(tx="0x" + tx.hash.hex())
-            )
+            if self.backrun_stats["no_raw"] <= 3 or self.backrun_stats["no_raw"] % 100 == 0:
+                log.warning(
+                    "price update without its signed bytes (the node's fields do not rebuild to its hash); "
+                    "not backrun",
+                    extra=kv(tx="0x" + tx.hash.hex(), count=self.backrun_stats["no_raw"]),
+                )
             return []
-        already = {o.id for o in self.liquidatable}
-        found = [o for o in self.detect(price_overrides=pending.overrides) if o.id not in already]
+        self._pending_updates[tx.hash] = pending
+        chain = sorted(self._pending_updates.values(), key=lambda p: (p.tx.sender, p.tx.nonce))
+        overrides: dict[str, dict[str, int]] = {}
+        for update in chain:
+            for market, prices in update.overrides.items():
+                overrides.setdefault(market, {}).update(prices)
+        # Positions the next-block path already has are left to it (its bundle is carried in ours).
+        already = {(o.protocol, o.user) for o in self.liquidatable}
+        found = [o for o in self.detect(price_overrides=overrides) if (o.protocol, o.user) not in already]
         t1 = time.perf_counter()
         if not found:
             self.backrun_stats["nothing_new"] += 1
             return []
         if self.valuer is not None:
+            # The bundle carries the block's other liquidations (sent for the same block) before these:
+            # value these on the pools those sales leave, within what is left of the gas budget.
             costs = self.costs(block) if self.costs is not None else None
-            found = list(await self.valuer(found, block.number, costs))
+            if costs is not None and costs.gas_budget is not None:
+                used = len(self.opportunities) * costs.gas_per_liquidation
+                costs = replace(costs, gas_budget=max(costs.gas_budget - used, 0))
+            found = list(await self.valuer(found, block.number, costs, after=self.opportunities))
         t2 = time.perf_counter()
         actions = await self.action_builder(found, block)
-        foreign = ForeignTx(raw=tx.raw, hash=tx.hash)
+        prefix = tuple(ForeignTx(raw=u.tx.raw, hash=u.tx.hash) for u in chain if u.tx.raw is not None)
         backruns: list[Action] = []
         for action in actions:
             if isinstance(action, SubmitBundle):
@@ -167,7 +196,7 @@ class LiquidationStrategy:
                     replace(
                         action,
                         strategy=f"{self.name}-backrun",
-                        txs=(foreign, *action.txs),
+                        txs=(*prefix, *action.txs),
                         meta={**action.meta, "backrun": "0x" + tx.hash.hex()},
                     )
                 )
@@ -180,8 +209,8 @@ class LiquidationStrategy:
         }
         if backruns:
             log.info(
-                "backrunning a price update",
-                extra=kv(tx="0x" + tx.hash.hex(), liquidations=len(backruns), target=block.number + 1),
+                "backrunning price updates",
+                extra=kv(updates=len(prefix), liquidations=len(backruns), target=block.number + 1),
             )
         return backruns
 
@@ -192,6 +221,7 @@ class LiquidationStrategy:
         t0 = time.perf_counter()
         self.last_block = block
         self._backrun_seen.clear()
+        self._pending_updates.clear()
         if self.oracle_watch.due(block.number):
             await self._refresh_oracle_watch(block.number)
         prefetch: Callable[[int | None], None] | None = getattr(self.valuer, "prefetch", None)

@@ -161,10 +161,11 @@ class VenueValuer:
         costs: ValuationCosts | None = None,
         *,
         eth_prices: Mapping[str, int] | None = None,
+        after: Sequence[Opportunity] = (),
     ) -> Valuation:
         """Reads the venues at `block` (or uses the prefetched read) and values: see `value`."""
         await self.refresh_venues(block)
-        return self.value(opportunities, costs or NO_COSTS, eth_prices=eth_prices)
+        return self.value(opportunities, costs or NO_COSTS, eth_prices=eth_prices, after=after)
 
     def value(
         self,
@@ -172,14 +173,20 @@ class VenueValuer:
         costs: ValuationCosts,
         *,
         eth_prices: Mapping[str, int] | None = None,
+        after: Sequence[Opportunity] = (),
     ) -> Valuation:
         """The opportunities to send at the venues' current state, ranked, each sized and valued on the
         state the ones before it leave; the others in `dropped` with the reason.
 
         `eth_prices`: protocol name -> price of one ETH in that market's base currency (`eth_price_in_base`);
         for V3 markets missing there, the market's own WETH price (`weth`) is used. V2 needs none.
+        `after`: valued opportunities that execute before these in the same block (e.g. the block's
+        liquidations a backrun bundle carries ahead of its own): their sales are applied first, in order.
         """
         working = {v.name: v for v in self.venues}
+        for sent in after:
+            for hop in getattr(sent.route, "hops", ()):
+                working[hop.venue] = working[hop.venue].apply(hop)
         self._paths = {}
         self._tops = {}
         self._used = {}

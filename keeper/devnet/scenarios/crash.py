@@ -231,7 +231,13 @@ async def run_crash(
             )
             for tx in swaps:
                 await rpc.call("eth_sendTransaction", [tx.to_rpc()])
+            # Oracle updates are really signed (the transmitter is a dev account anvil holds the key of),
+            # not impersonated: a backrunner must be able to carry their raw bytes in its bundle.
+            if move_amms:
+                await sender.impersonate_all(False)
             oracle = await send_oracle_updates(rpc, dep, prices, new, private=oracle_sender)
+            if move_amms:
+                await sender.impersonate_all(True)
             head = await (miner.mine() if mine else wait_blocks(rpc, 1))
             await _check_mined(rpc, oracle)
             prices = new
