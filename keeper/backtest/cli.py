@@ -51,7 +51,7 @@ def backtest(
         int, typer.Option(help="Local worker processes for a sweep (0: one per run, up to the CPUs).")
     ] = 0,
     ray_address: Annotated[
-        str | None, typer.Option(help="Run the sweep on this Ray cluster (needs the extra keeper[ray]).")
+        str | None, typer.Option(help="Run the sweep on this Ray cluster (needs the extra keeper\\[ray]).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Directory for report.json and report.html.")] = Path(
         "backtest-report"
@@ -109,7 +109,9 @@ def backtest(
         raise _fail(exc.problems[0]) from None
     except (RecordingError, SourceError) as exc:
         raise _fail(str(exc)) from None
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the tables into 80 columns
+        console = Console(width=160)
     show = (progress and sys.stderr.isatty()) or (progress and os.environ.get("KEEPER_PROGRESS") == "1")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

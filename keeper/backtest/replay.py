@@ -22,6 +22,7 @@ so this driver calls the same methods in the engine's order (see the module docs
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
@@ -131,6 +132,8 @@ class ReplayResult:
     stopped: dict[str, Any] | None = None
     seconds: float = 0.0
     """Wall-clock: NOT in the JSON report."""
+    loop_seconds: float = 0.0
+    """Wall-clock of the block loop alone (without the node's start and the keeper's build and sync)."""
 
 
 # ---- the keeper, built as `keeper run` builds it --------------------------------------------------
@@ -351,11 +354,13 @@ class Replayer:
             for s in strategies:
                 await route(await s.process_event(event))
 
+        loop_started = time.perf_counter()
         parent = decode_header(
             await rpc.call("eth_getBlockByNumber", [hex(self.source.first_block - 1), False])
         )
         # anvil's clock after a state load or a fork runs from the wall clock: pin it to the chain's.
         await rpc.call("evm_setTime", [parent.timestamp])
+        truth: asyncio.Task[None] | None = None
         try:
             async for block in self.source.blocks():
                 stats = BlockStats(block.number, len(block.txs), block.gas_used, block.base_fee)
@@ -363,24 +368,39 @@ class Replayer:
                 self.events.clear()
                 sent_before = len(builders.sent)
                 t0 = time.perf_counter()
-                for follower in block_aware:
-                    await follower.on_block(parent)
-                await publish(parent)
-                for tx in block.txs if self.mempool else ():
-                    event = pending_event(tx)
-                    if event is not None:
-                        await publish(event)
-                stats.decision_ms = (time.perf_counter() - t0) * 1000
+                sending = asyncio.create_task(self._send(rpc, block), name=f"replay:send:{block.number}")
+                try:
+                    for follower in block_aware:
+                        await follower.on_block(parent)
+                    await publish(parent)
+                    for tx in block.txs if self.mempool else ():
+                        event = pending_event(tx)
+                        if event is not None:
+                            await publish(event)
+                    stats.decision_ms = (time.perf_counter() - t0) * 1000
+                finally:
+                    await sending  # never left running (its error, if any, stops the run here)
                 stats.bundles = len(builders.sent) - sent_before
                 self._collect(block, strategies, bundle_executors, builders, stats, result)
-                parent = await self._apply(rpc, block)
-                await self._truth(rpc, block, ours, stats, result)
+                if truth is not None:
+                    await truth
+                parent = await self._mine(rpc, block)
+                truth = asyncio.create_task(
+                    self._truth(rpc, block, ours, stats, result), name=f"replay:truth:{block.number}"
+                )
                 result.blocks.append(stats)
                 if self.on_block is not None:
                     self.on_block(block.number)
+            if truth is not None:
+                await truth
         except ReplayError as exc:
             result.stopped = {"block": exc.block, "reason": exc.reason}
         finally:
+            if truth is not None and not truth.done():
+                truth.cancel()
+                with contextlib.suppress(asyncio.CancelledError, KeeperError):
+                    await truth
+            result.loop_seconds = time.perf_counter() - loop_started
             for bx in bundle_executors:
                 st = bx.stats
                 result.executor = {
@@ -470,34 +490,38 @@ class Replayer:
                 decline(str(getattr(opp, "user", "")), NOT_SENT, "liquidatable, not sent")
         result.declines += sorted(declined.values(), key=lambda d: d.user)
 
-    async def _apply(self, rpc: RpcClient, block: ReplayBlock) -> NewBlock:
-        """Applies `block`'s transactions in order in its context; returns the mined header."""
+    async def _send(self, rpc: RpcClient, block: ReplayBlock) -> None:
+        """Puts `block`'s transactions into the node's pool, in order, in one batch (anvil adds a batch's
+        transactions in order and FIFO ordering keeps them so; the mined block is checked against the
+        recorded order). The pool is not state: this runs while the keeper decides on the parent."""
         calls: list[tuple[str, Any]] = []
         for tx in block.txs:
             if tx.raw is not None and is_real_signature(tx.obj):
                 calls.append(("eth_sendRawTransaction", ["0x" + tx.raw.hex()]))
             else:
                 calls.append(("eth_sendTransaction", [_unsigned_tx(tx.obj)]))
-        for i, (tx, (method, params)) in enumerate(zip(block.txs, calls, strict=True)):
-            try:
-                await rpc.call(method, params)
-            except JsonRpcError as exc:
+        replies = await rpc.batch(calls, raise_errors=False)
+        for i, (tx, reply) in enumerate(zip(block.txs, replies, strict=True)):
+            if isinstance(reply, JsonRpcError):
                 await self._drop_pool(rpc)
-                raise ReplayError(
-                    block.number, f"transaction {i} ({tx.hash}) refused: {exc.message}"
-                ) from None
+                raise ReplayError(block.number, f"transaction {i} ({tx.hash}) refused: {reply.message}")
+
+    async def _mine(self, rpc: RpcClient, block: ReplayBlock) -> NewBlock:
+        """Mines the pooled transactions as `block` (its timestamp, base fee and coinbase); returns the
+        mined header after checking it holds exactly the block's transactions, in order."""
+        context: list[tuple[str, Any]] = [
+            ("evm_setNextBlockTimestamp", [block.timestamp]),
+            ("anvil_setNextBlockBaseFeePerGas", [hex(block.base_fee)]),
+            ("anvil_setCoinbase", [block.coinbase]),
+        ]
+        replies = await rpc.batch(context, raise_errors=False)
+        if isinstance(replies[0], JsonRpcError):  # anvil's clock ran ahead of the chain's: pin it
+            await rpc.call("evm_setTime", [block.timestamp - 1])
+            replies = await rpc.batch(context[:1], raise_errors=False)
+        failed = next((r for r in replies if isinstance(r, JsonRpcError)), None)
+        if failed is not None:
+            raise ReplayError(block.number, f"could not set its context: {failed.message}")
         try:
-            try:
-                await rpc.call("evm_setNextBlockTimestamp", [block.timestamp])
-            except JsonRpcError:
-                await rpc.call("evm_setTime", [block.timestamp - 1])
-                await rpc.call("evm_setNextBlockTimestamp", [block.timestamp])
-            await rpc.batch(
-                [
-                    ("anvil_setNextBlockBaseFeePerGas", [hex(block.base_fee)]),
-                    ("anvil_setCoinbase", [block.coinbase]),
-                ]
-            )
             await rpc.call("evm_mine")
         except JsonRpcError as exc:
             raise ReplayError(block.number, f"could not mine it: {exc.message}") from None
@@ -514,7 +538,14 @@ class Replayer:
         for i, tx in enumerate(block.txs):
             if tx.raw is not None and is_real_signature(tx.obj) and got[i] != tx.hash:
                 raise ReplayError(block.number, f"transaction {i} is {got[i]}, the block had {tx.hash}")
-        return decode_header(mined)
+        header = decode_header(mined)
+        if header.timestamp != block.timestamp or header.base_fee_per_gas != block.base_fee:
+            raise ReplayError(
+                block.number,
+                f"mined with timestamp {header.timestamp} and base fee {header.base_fee_per_gas}, "
+                f"the block had {block.timestamp} and {block.base_fee}",
+            )
+        return header
 
     async def _drop_pool(self, rpc: RpcClient) -> None:
         with contextlib.suppress(KeeperError):

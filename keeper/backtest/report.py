@@ -37,10 +37,13 @@ class Timing:
     block_numbers: list[int] = field(default_factory=list)
     pid: int = 0
     """The process that ran it (a sweep's worker)."""
+    loop_seconds: float = 0.0
+    """The block loop alone (no node start, keeper build or sync)."""
 
     @property
     def blocks_per_second(self) -> float:
-        return self.blocks / self.seconds if self.seconds > 0 else 0.0
+        """Replay speed of the block loop."""
+        return self.blocks / self.loop_seconds if self.loop_seconds > 0 else 0.0
 
     def percentile(self, q: float) -> float:
         if not self.decision_ms:
@@ -55,6 +58,7 @@ class Timing:
             "decision_ms": self.decision_ms,
             "block_numbers": self.block_numbers,
             "pid": self.pid,
+            "loop_seconds": self.loop_seconds,
         }
 
     @classmethod
@@ -65,6 +69,7 @@ class Timing:
             [float(x) for x in data["decision_ms"]],
             [int(x) for x in data["block_numbers"]],
             int(data.get("pid", 0)),
+            float(data.get("loop_seconds", 0.0)),
         )
 
 
@@ -75,6 +80,7 @@ def timing_of(result: ReplayResult) -> Timing:
         [b.decision_ms for b in result.blocks],
         [b.number for b in result.blocks],
         os.getpid(),
+        result.loop_seconds,
     )
 
 

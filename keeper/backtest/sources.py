@@ -6,6 +6,8 @@ block (`anvil_args`), and yields the blocks in order (`blocks()`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,9 +134,19 @@ class ForkSource:
         return ["--fork-url", self.url, "--fork-block-number", str(self.first_block - 1)]
 
     async def blocks(self) -> AsyncIterator[ReplayBlock]:
-        async with RpcClient(self.url) as rpc:
-            for n in range(self.first_block, self.last_block + 1):
-                block = await fetch_block(rpc, n)
-                if block is None:
-                    raise SourceError(f"--fork-url {self.name} does not have block {n}")
-                yield block
+        """Each block is fetched while the one before it is replayed (one block ahead)."""
+        async with RpcClient(self.url, timeout=60.0) as rpc:
+            ahead = asyncio.create_task(fetch_block(rpc, self.first_block))
+            try:
+                for n in range(self.first_block, self.last_block + 1):
+                    block = await ahead
+                    if n < self.last_block:
+                        ahead = asyncio.create_task(fetch_block(rpc, n + 1))
+                    if block is None:
+                        raise SourceError(f"--fork-url {self.name} does not have block {n}")
+                    yield block
+            finally:
+                if not ahead.done():
+                    ahead.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, KeeperError):
+                        await ahead

@@ -425,3 +425,30 @@ async def test_fork_url_without_archive_state_is_one_line_and_exit_2(
     assert done.returncode == 2
     line = _one_error_line(done)
     assert "not an archive node" in line and f"block {demo.first_block - 1}" in line
+
+
+async def test_recorder_on_a_devnet_running_a_scenario(devnet_state: CachedState, tmp_path: Path) -> None:
+    """`Recorder` (what `keeper devnet record` runs) on a devnet while a crash scenario runs: the
+    recording replays to the end, and the replayed logs hold every oracle update the scenario sent."""
+    from keeper.devnet.recorder import Recorder
+    from keeper.devnet.scenarios.borrowers import create_borrowers
+    from keeper.devnet.scenarios.crash import run_crash
+    from keeper.devnet.stack import Devnet, DevnetMiner
+
+    path = tmp_path / "crash.rec.gz"
+    async with Devnet(block_time=None, arbitrageur=True) as net:
+        rpc, dep = net.require()
+        await create_borrowers(rpc, dep, 30, seed=3, miner=DevnetMiner(net))
+        recorder = await Recorder.start(rpc, path, deployment=dep.to_json(), meta={"scenario": "crash"})
+        crash = await run_crash(rpc, dep, drop_bps=2_000, blocks=4, mine=True, miner=DevnetMiner(net))
+        await recorder.record_new()
+        recorder.close()
+        head = await rpc.block_number()
+    rec = read_recording(path)
+    assert rec.last_block == head
+    assert rec.meta["scenario"] == "crash"
+    result = await Replayer(RecordingSource(rec)).run()
+    assert result.stopped is None
+    assert len(result.blocks) == len(rec.blocks)
+    sent = {h.lower() for step in crash.steps for h in step.oracle_txs}
+    assert {u.tx_hash for u in result.oracle_updates} == sent
