@@ -20,8 +20,6 @@ from keeper.executors.builder_client import BundleClient
 from keeper.executors.builders import MultiBuilderClient
 from keeper.executors.relay_types import (
     Bundle,
-    MevBundle,
-    MevTx,
     RelayRejected,
     RelayTransportError,
     block_replacement_uuid,
@@ -171,10 +169,6 @@ async def test_relay_errors_map_to_relay_rejected(client: BundleClient, rpc: Rpc
     assert (info.value.code, info.value.status) == (-32000, 400)
     assert "nonce too high" in str(info.value)
     assert h in str(info.value)
-    # the devnet relay does not speak MEV-Share
-    with pytest.raises(RelayRejected) as info:
-        await client.send_mev_bundle(MevBundle(block=n, body=(MevTx(raw),)))
-    assert (info.value.code, info.value.status) == (-32601, 400)
 
 
 async def test_private_transaction(client: BundleClient, relay: RelayServer, rpc: RpcClient) -> None:
