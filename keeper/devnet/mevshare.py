@@ -92,6 +92,7 @@ DEFAULT_REFUND_PERCENT: Final = 90
 MAX_INCLUSION_BLOCKS: Final = 30
 HISTORY_MAX_LIMIT: Final = 500
 REFUND_GAS: Final = 50_000
+"""Gas of a refund to a contract (a plain transfer to an account: 21,000)."""
 PING: Final = b":ping\n\n"
 
 SWAP_TOPICS: Final = frozenset(
@@ -192,7 +193,7 @@ class _Match:
     refund: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Subscriber:
     queue: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -680,15 +681,17 @@ class MevShare:
         tx_hash: str | None = None
         error: str | None = None
         if m.refund > 0:
-            tx = {
-                "from": self.builder.coinbase,
-                "to": recipient,
-                "value": hex(m.refund),
-                "gas": hex(REFUND_GAS),
-                "maxFeePerGas": hex(2 * built.base_fee + 1),
-                "maxPriorityFeePerGas": "0x0",
-            }
             try:
+                code = await self.rpc.call("eth_getCode", [recipient, "latest"])
+                tx = {
+                    "from": self.builder.coinbase,
+                    "to": recipient,
+                    "value": hex(m.refund),
+                    "gas": hex(REFUND_GAS if code not in (None, "0x") else 21_000),
+                    # the next block's base fee rises by at most an eighth
+                    "maxFeePerGas": hex(built.base_fee + built.base_fee // 8 + 1),
+                    "maxPriorityFeePerGas": "0x0",
+                }
                 await self.rpc.call("anvil_impersonateAccount", [self.builder.coinbase])
                 tx_hash = str(await self.rpc.call("eth_sendTransaction", [tx])).lower()
             except JsonRpcError as exc:
