@@ -5,10 +5,11 @@ which position, in which transaction) and every Chainlink-style `AnswerUpdated` 
 liquidation later in the same block backran it).
 
 Classification (`classify`), per position (lending pool, user), walking its liquidations in block order:
-- **captured**: we would have done it first. Either the liquidation is ours (our executor contract or one
-  of our senders: the run being replayed was our own), or our replayed keeper had a bundle for that
-  position that simulated successfully at or before that block, since the position's previous
-  liquidation, and the liquidator paid the builder no more than we would have;
+- **captured**: we would have done it first: our replayed keeper had a bundle for that position that
+  simulated successfully at or before that block (since the position's previous liquidation), and the
+  liquidation is our own (a recording of our keeper: the replayed one sent the same) or its liquidator
+  paid the builder no more than we would have. A liquidation our recorded keeper made that the replayed
+  configuration would not have sent is missed, with the replayed configuration's reason;
 - **missed**, with the reason: `outbid` (we had a bundle, the liquidator paid the block's builder more),
   `too slow` (the position was not liquidatable at the parent block: it became so inside the block,
   after an oracle update there, so only a backrun could take it; or it was liquidated again in the same
@@ -221,22 +222,26 @@ def classify(
         strategy = attempt.strategy if attempt is not None else default_strategy
         opp = Opportunity(MISSED, strategy, protocol, liq.pool, liq.user, liq.block, liquidation=liq)
         if liq.ours:
-            opp.kind = CAPTURED
             ours_in_block.add((*key, liq.block))
-            if attempt is not None:
-                used.add(id(attempt))
-                opp.attempt = attempt
-        elif attempt is not None:
+        if attempt is not None:
             used.add(id(attempt))
             opp.attempt = attempt
-            if liq.builder_tip_wei > attempt.builder_paid_wei:
+            if liq.ours or liq.builder_tip_wei <= attempt.builder_paid_wei:
+                opp.kind = CAPTURED
+            else:
                 opp.reason = OUTBID
                 opp.detail = (
                     f"the liquidator paid the builder {liq.builder_tip_wei} wei, we would have paid "
                     f"{attempt.builder_paid_wei}"
                 )
-            else:
-                opp.kind = CAPTURED
+        elif liq.ours:
+            # Our recorded keeper took it on chain; the replayed configuration would not have.
+            d = declined.get((liq.user.lower(), liq.block))
+            opp.reason = d.reason if d is not None else NOT_DETECTED
+            opp.detail = (
+                "taken on chain by our recorded keeper; this configuration would not have sent it"
+                + (f" ({d.detail})" if d is not None else "")
+            )
         elif (*key, liq.block) in ours_in_block:
             opp.reason = TOO_SLOW
             opp.detail = "liquidated again in the same block, right after our liquidation of it"

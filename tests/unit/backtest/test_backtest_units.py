@@ -145,6 +145,12 @@ def test_classification_rules() -> None:
     # Ours on chain: captured, matched with our attempt.
     c = classify([liq(10, ours=True)], [attempt(10)], [], protocols)
     assert [(o.kind, o.attempt is not None) for o in c.opportunities] == [(CAPTURED, True)]
+    # Ours on chain (a recording of our keeper), but this configuration would not have sent it: missed.
+    c = classify(
+        [liq(10, ours=True)], [], [Decline(10, USER, UNPROFITABLE, "net below the minimum")], protocols
+    )
+    assert [(o.kind, o.reason) for o in c.opportunities] == [(MISSED, UNPROFITABLE)]
+    assert "our recorded keeper" in (c.opportunities[0].detail or "")
     # Someone else, we had a successful bundle at that block and paid more: captured.
     c = classify([liq(10, tip=50)], [attempt(10, paid=100)], [], protocols)
     assert [o.kind for o in c.opportunities] == [CAPTURED]
