@@ -210,3 +210,17 @@ def test_html_embeds_plotly_and_every_plot() -> None:
         assert f'id="{div}"' in page
     assert "Plotly.newPlot" in page
     assert re.search(r"<script[^>]*\bsrc=", page) is None  # plotly.js is inline: it opens offline
+
+
+def test_backtest_runtime_imports_neither_the_devnet_nor_strategies() -> None:
+    """keeper/backtest is runtime code: strategies come through the registry, when a run builds them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, keeper.backtest.cli, keeper.backtest.replay, keeper.backtest.sweep, keeper.backtest.report;"
+        "print(sorted(m for m in sys.modules if m.startswith(('keeper.devnet', 'strategies'))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
