@@ -218,7 +218,8 @@ def test_backtest_runtime_imports_neither_the_devnet_nor_strategies() -> None:
     import sys
 
     script = (
-        "import sys, keeper.backtest.cli, keeper.backtest.replay, keeper.backtest.sweep, keeper.backtest.report;"
+        "import sys, keeper.backtest.cli, keeper.backtest.replay, keeper.backtest.sweep,"
+        " keeper.backtest.report;"
         "print(sorted(m for m in sys.modules if m.startswith(('keeper.devnet', 'strategies'))))"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
