@@ -89,6 +89,8 @@ def main() -> None:
                 f"  per block: decisions p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
                 f"{len(result.attempts)} simulated items, {len(result.liquidations)} liquidations on chain"
             )
+            per_block = ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in result.phase_seconds.items())
+            print(f"  ms per block: {per_block}")
 
         # -- sweep of 8 parameter sets ----------------------------------------------------------------
         source = SourceSpec("recording", path=str(path))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -134,6 +135,8 @@ class ReplayResult:
     """Wall-clock: NOT in the JSON report."""
     loop_seconds: float = 0.0
     """Wall-clock of the block loop alone (without the node's start and the keeper's build and sync)."""
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall-clock per phase of the block loop (decide, send wait, collect, truth wait, mine)."""
 
 
 # ---- the keeper, built as `keeper run` builds it --------------------------------------------------
@@ -269,7 +272,7 @@ class Replayer:
         source = self.source
         result = self._new_result()
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="keeper-backtest-", dir=_scratch_dir()) as tmp:
             workdir = Path(tmp)
             node = ReplayNode(
                 source.anvil_args(workdir), chain_id=source.chain_id, gas_limit=source.gas_limit
@@ -283,7 +286,7 @@ class Replayer:
         """Replays onto a node already started on the source's state (it keeps the replayed chain)."""
         result = self._new_result()
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="keeper-backtest-", dir=_scratch_dir()) as tmp:
             await self._run_on(node, Path(tmp), result)
         result.seconds = time.perf_counter() - started
         return result
@@ -380,11 +383,24 @@ class Replayer:
                     stats.decision_ms = (time.perf_counter() - t0) * 1000
                 finally:
                     await sending  # never left running (its error, if any, stops the run here)
+                t1 = time.perf_counter()
                 stats.bundles = len(builders.sent) - sent_before
                 self._collect(block, strategies, bundle_executors, builders, stats, result)
+                t2 = time.perf_counter()
                 if truth is not None:
                     await truth
+                t3 = time.perf_counter()
                 parent = await self._mine(rpc, block)
+                t4 = time.perf_counter()
+                phases = result.phase_seconds
+                for name, seconds in (
+                    ("decide", stats.decision_ms / 1000),
+                    ("send wait", t1 - t0 - stats.decision_ms / 1000),
+                    ("collect", t2 - t1),
+                    ("truth wait", t3 - t2),
+                    ("mine", t4 - t3),
+                ):
+                    phases[name] = phases.get(name, 0.0) + seconds
                 truth = asyncio.create_task(
                     self._truth(rpc, block, ours, stats, result), name=f"replay:truth:{block.number}"
                 )
@@ -616,6 +632,13 @@ class Replayer:
             result.liquidations.append(replace(liq, liquidatable_before=before))
             stats.liquidations += 1
             stats.liquidations_ours += int(liq.ours)
+
+
+def _scratch_dir() -> str | None:
+    """Memory-backed when the machine has one (/dev/shm): the replay's ledger is thrown away, so its
+    fsyncs need not reach a disk."""
+    shm = Path("/dev/shm")  # noqa: S108 - TemporaryDirectory makes a private directory inside
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def _user_of(opportunity_id: str) -> str:
