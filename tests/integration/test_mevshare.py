@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -518,3 +519,109 @@ async def test_crash_private_sends_oracle_updates_privately_and_they_land(devnet
         assert all(hint.to in feeds for hint in hints)
     finally:
         await rpc.call("evm_revert", [snap])
+
+
+async def test_cli_crash_private_flag(devnet: Devnet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keeper devnet scenario crash --private --mine` against this devnet (its description stands in
+    for deployments/devnet.json); the CLI runs in a thread with its own event loop."""
+    from typer.testing import CliRunner
+
+    import keeper.devnet.cli as devnet_cli
+    from keeper.cli import app
+
+    rpc, _ = devnet.require()
+    assert devnet.relay is not None
+    info = devnet.describe()
+    monkeypatch.setattr(devnet_cli, "read_deployments_file", lambda *a, **k: info)
+    hints_before = devnet.relay.mevshare.stats["hints"]
+    head = await rpc.block_number()
+    snap = await rpc.call("evm_snapshot")
+    try:
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["devnet", "scenario", "crash", "--private", "--mine", "--blocks", "1", "--drop-bps", "100"],
+        )
+        assert result.exit_code == 0, result.output
+        assert "oracle updates go privately to" in result.output
+        sent = devnet.relay.mevshare.stats["hints"] - hints_before
+        assert sent > 0
+        assert f"({sent} oracle txs, " in result.output
+        hinted = [e.hint["hash"] for e in list(devnet.relay.mevshare.history)[-sent:]]
+        receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in hinted])
+        assert [r["status"] for r in receipts] == ["0x1"] * sent
+        [block] = {int(r["blockNumber"], 16) for r in receipts}
+        assert block > head
+        assert set(hinted) == set(devnet.relay.builder.blocks[block].private_txs)
+    finally:
+        await rpc.call("evm_revert", [snap])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bad input never crashes the relay (fuzzed)
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    choices: list[Any] = [
+        None,
+        True,
+        0,
+        -1,
+        101,
+        "0x",
+        "0x1",
+        "0x" + "11" * 32,
+        "garbage",
+        SINK,
+        "v0.1",
+        "hash",
+        "calldata",
+    ]
+    if depth < 3:
+        keys = ["version", "inclusion", "block", "maxBlock", "body", "hash", "tx", "canRevert", "bundle"]
+        keys += ["validity", "refund", "bodyIdx", "percent", "refundConfig", "address", "privacy", "hints"]
+        choices.append([_random_json(rng, depth + 1) for _ in range(rng.randrange(4))])
+        choices.append({rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))})
+    return rng.choice(choices)
+
+
+async def test_fuzzed_mev_send_bundle_and_private_preferences_are_refused_cleanly(
+    relay: RelayServer, rpc: RpcClient, searcher: BundleClient
+) -> None:
+    raw, h = sign_tx(A_KEY, 0, SINK, value=1)
+    await private(searcher, raw, ["hash"])
+    back, _ = sign_tx(D_KEY, 0, SINK, value=1)
+    rng = random.Random(1234)
+    valid = {
+        "version": "v0.1",
+        "inclusion": {"block": "0x1"},
+        "body": [{"hash": h}, {"tx": back, "canRevert": False}],
+    }
+    outcomes: dict[str, int] = {}
+    for i in range(300):
+        params: Any
+        if i % 2:
+            params = _random_json(rng)
+        else:  # a valid request with one field replaced by garbage
+            params = orjson.loads(orjson.dumps(valid))
+            target = params if rng.random() < 0.5 else rng.choice([params["inclusion"], params["body"][1]])
+            target[rng.choice(["version", "inclusion", "body", "block", "tx", "canRevert", "validity"])] = (
+                _random_json(rng)
+            )
+        method = "mev_sendBundle" if i % 3 else "eth_sendPrivateTransaction"
+        if method == "eth_sendPrivateTransaction":
+            params = {"tx": raw, "preferences": params}
+        try:
+            await searcher.request(method, [params])
+            outcome = "ok"
+        except RelayRejected as exc:
+            outcome = f"HTTP {exc.status} {exc.code}"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    # every refusal is a clean "invalid params", never an internal error or a crash
+    assert set(outcomes) <= {"ok", "HTTP 400 -32602"}, outcomes
+    assert outcomes["HTTP 400 -32602"] > 100
+    assert all(r.error is None or "internal" not in r.error for r in relay.received)
+    # the relay still works: the backrun lands
+    await searcher.send_mev_bundle(MevBundle(block=1, body=(MevHash(h), MevTx(back))))
+    built = await relay.builder.build_block()
+    assert built.tx_hashes[0] == h
