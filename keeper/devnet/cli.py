@@ -154,6 +154,7 @@ def up(
             typer.echo(f"  RPC WS     {info['rpc_ws_url']}")
             if info.get("relay_url"):
                 typer.echo(f"  relay      {info['relay_url']}")
+                typer.echo(f"  mev-share  {info['relay_url']}/ (hint stream, GET), /api/v1/history")
             if block_time > 0:
                 typer.echo(f"  blocks     every {block_time} s")
             else:
