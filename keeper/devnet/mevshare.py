@@ -15,7 +15,8 @@ the history API, Protect's `eth_sendPrivateTransaction` preferences):
   `hash` is the bundle hash). Fields not allowed are `null` (`logs`, `txs`) or absent (txs entries).
 - **Stream.** HTTP GET on the relay's root (as on mainnet): `text/event-stream`, a `:ping` comment at
   connection and every `ping_interval` seconds, one `data: {json}` event per hint. A subscriber that
-  falls `max_backlog` events behind is disconnected (it reconnects and reads the history).
+  falls `max_backlog` events behind, or does not read for max(5 s, 4 pings), is disconnected (it
+  reconnects and reads the history).
 - **History.** GET `/api/v1/history` (`blockStart`, `blockEnd`, `timestampStart`, `timestampEnd`,
   `limit` <= 500, `offset`) -> `[{block, timestamp, hint}]`, oldest first; `/api/v1/history/info`.
   `block` is the chain head when the hint was published, `timestamp` the Unix time (seconds).
@@ -459,11 +460,12 @@ class MevShare:
         await resp.prepare(request)
         sub = _Subscriber()
         self._subscribers.add(sub)
+        write_timeout = max(5.0, 4 * self.ping_interval)
         try:
-            await resp.write(PING)
+            await asyncio.wait_for(resp.write(PING), write_timeout)
             while True:
                 while sub.queue:
-                    await resp.write(sub.queue.popleft())
+                    await asyncio.wait_for(resp.write(sub.queue.popleft()), write_timeout)
                 if sub.closed:
                     break
                 sub.wake.clear()
@@ -472,7 +474,9 @@ class MevShare:
                 try:
                     await asyncio.wait_for(sub.wake.wait(), self.ping_interval)
                 except TimeoutError:
-                    await resp.write(PING)
+                    await asyncio.wait_for(resp.write(PING), write_timeout)
+        except TimeoutError:
+            self.stats["subscribers_dropped_slow"] += 1  # a client that does not read
         except (ConnectionError, RuntimeError):
             pass  # the client went away
         finally:

@@ -625,3 +625,20 @@ async def test_fuzzed_mev_send_bundle_and_private_preferences_are_refused_cleanl
     await searcher.send_mev_bundle(MevBundle(block=1, body=(MevHash(h), MevTx(back))))
     built = await relay.builder.build_block()
     assert built.tx_hashes[0] == h
+
+
+async def test_a_subscriber_that_falls_behind_is_disconnected(relay: RelayServer) -> None:
+    relay.mevshare.max_backlog = 3
+    async with aiohttp.ClientSession() as session, session.get(relay.stream_url) as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        assert await resp.content.readline() == b":ping\n"
+        while relay.mevshare.subscribers < 1:
+            await asyncio.sleep(0.01)
+        for i in range(10):  # published back to back: the handler cannot drain in between
+            relay.mevshare.publish({"hash": "0x" + f"{i:064x}", "logs": None, "txs": None}, 0)
+        assert relay.mevshare.subscribers == 0
+        assert relay.mevshare.stats["subscribers_dropped_slow"] == 1
+        rest = await resp.content.read()  # the stream ends after what was queued
+    events = [line for line in rest.split(b"\n") if line.startswith(b"data: ")]
+    assert len(events) == 3
+    assert len(relay.mevshare.history) == 10
