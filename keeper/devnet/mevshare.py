@@ -32,9 +32,13 @@ builder's lock), for every shared item includable in N that has backruns valid f
    reverts without `canRevert`, or when it pays the coinbase nothing;
 2. its **bid** = the coinbase balance increase caused by its own transactions (priority fees plus direct
    payments: the simulation's `coinbaseDiff` of those transactions);
-3. its **refund percent** p = its `validity.refund` entry for `bodyIdx` 0 (the hinted item), else
-   `default_refund_percent` (90, MEV-Share's default), 0..100; the **refund** = bid * p // 100 (integer
-   wei), paid to the sender of the item's first transaction;
+3. its **refund percent** p = max(r, o): r is the item's required minimum, from the shared bundle's
+   own `validity.refund` (its entry for `bodyIdx` 0: "minimum refund percentage required for this bundle
+   to be used by another searcher", as the spec defines it), else `default_refund_percent` (90, the
+   default of Flashbots Protect / MEV-Share; private transactions always use it); o is what the backrun
+   offers in its `validity.refund` entry for `bodyIdx` 0 (its `{hash}` item), 0 when absent. An offer
+   below the minimum is raised to it. The **refund** = bid * p // 100 (integer wei), paid to the sender
+   of the item's first transaction (`refundConfig` is checked and ignored);
 4. the winner has the highest refund (what the hinted transaction's sender gets back: the Chainlink SVR
    view, where the protocol recaptures the backrun's value); ties go to the higher bid, then to the
    earlier backrun. Losers are not included and pay nothing.
@@ -121,6 +125,8 @@ class SharedItem:
     hint: dict[str, Any]
     signer: str | None
     received_at: float
+    refund_percent: int = DEFAULT_REFUND_PERCENT
+    """The minimum refund (percent of a backrun's bid) the item requires."""
 
     @property
     def refund_recipient(self) -> str:
@@ -136,7 +142,8 @@ class Backrun:
     can_revert: frozenset[str]
     block: int
     max_block: int
-    refund_percent: int
+    refund_percent: int | None
+    """The refund the backrun offers (percent of its bid); None: the item's minimum."""
     signer: str | None
     received_at: float
     seq: int = 0
@@ -320,6 +327,7 @@ class MevShare:
         max_block: int,
         can_revert: Iterable[str] = (),
         signer: str | None = None,
+        refund_percent: int | None = None,
     ) -> SharedItem:
         """Registers a shared private tx (already in the builder's private pool) or bundle, and publishes
         its hint. The hash is the tx hash for a tx, the bundle hash (keccak of tx hashes) for a bundle."""
@@ -341,6 +349,7 @@ class MevShare:
             hint=hint,
             signer=signer,
             received_at=time.time(),
+            refund_percent=self.default_refund_percent if refund_percent is None else refund_percent,
         )
         self.items[item_hash] = item
         self.publish(hint, first_block - 1)
@@ -361,7 +370,6 @@ class MevShare:
         target = target.lower()
         if target not in self.items:
             raise KeyError(target)
-        percent = self.default_refund_percent if refund_percent is None else refund_percent
         self._seq += 1
         b = Backrun(
             bundle_hash=backrun_hash(target, txs),
@@ -370,7 +378,7 @@ class MevShare:
             can_revert=frozenset(can_revert),
             block=block,
             max_block=max_block,
-            refund_percent=percent,
+            refund_percent=refund_percent,
             signer=signer,
             received_at=time.time(),
             seq=self._seq,
@@ -592,6 +600,7 @@ class MevShare:
         nonces = await fetch_nonces(self.rpc, senders, ctx.state_block)
         item_hashes = {t.hash for t in item.txs}
         bids: dict[str, int] = {}
+        percents: dict[str, int] = {}
         refunds: dict[str, int] = {}
         rejected: dict[str, str] = {}
         for b in candidates:
@@ -619,7 +628,8 @@ class MevShare:
                 rejected[b.bundle_hash] = "the backrun pays the builder nothing"
                 continue
             bids[b.bundle_hash] = bid
-            refunds[b.bundle_hash] = bid * b.refund_percent // 100
+            percents[b.bundle_hash] = max(item.refund_percent, b.refund_percent or 0)
+            refunds[b.bundle_hash] = bid * percents[b.bundle_hash] // 100
         winner: Backrun | None = None
         if bids:
             winner = max(
@@ -643,7 +653,7 @@ class MevShare:
                 backrun=winner,
                 block=n,
                 bid=bids[winner.bundle_hash],
-                percent=winner.refund_percent,
+                percent=percents[winner.bundle_hash],
                 refund=refunds[winner.bundle_hash],
             )
         self.auctions.setdefault(n, []).append(

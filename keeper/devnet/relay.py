@@ -223,8 +223,9 @@ def _percent(value: Any, name: str) -> int:
 
 
 def _refund_percent(validity: Any, body_len: int) -> int | None:
-    """`validity.refund` [{bodyIdx, percent}] -> the percent for bodyIdx 0 (None when not given);
-    `validity.refundConfig` [{address, percent}] is checked and otherwise ignored."""
+    """`validity.refund` [{bodyIdx, percent}] -> the percent for bodyIdx 0 (None when not given): the
+    minimum refund a shared bundle requires, or what a backrun offers for its `{hash}` item (see
+    `keeper.devnet.mevshare`). `validity.refundConfig` [{address, percent}] is checked and ignored."""
     if validity is None:
         return None
     if not isinstance(validity, dict):
@@ -575,6 +576,7 @@ class RelayServer:
                 max_block=max_block,
                 can_revert=reverting,
                 signer=signer,
+                refund_percent=refund,
             )
             return {"bundleHash": item.hash}
         h = bundle_hash(txs)

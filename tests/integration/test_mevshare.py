@@ -280,13 +280,16 @@ async def test_the_higher_bid_wins_and_the_loser_pays_nothing(
     d_balance = int(await rpc.call("eth_getBalance", [D_ADDR, "latest"]), 16)
     low, low_h = sign_tx(D_KEY, 0, SINK, value=1, tip=3 * GWEI)
     high, high_h = sign_tx(E_KEY, 0, SINK, value=1, tip=7 * GWEI)
-    low_bundle = await searcher.send_mev_bundle(MevBundle(block=head + 1, body=(MevHash(h), MevTx(low))))
+    low_bundle = await searcher.send_mev_bundle(  # offers 50%: below the 90% default, raised to it
+        MevBundle(block=head + 1, body=(MevHash(h), MevTx(low)), refund=((0, 50),))
+    )
     high_bundle = await rival.send_mev_bundle(MevBundle(block=head + 1, body=(MevHash(h), MevTx(high))))
     built = await relay.builder.build_block()
     assert built.tx_hashes == (h, high_h)
     [auction] = relay.mevshare.auctions[built.number]
     assert auction.bids == {low_bundle: 21_000 * 3 * GWEI, high_bundle: 21_000 * 7 * GWEI}
     assert auction.winner == high_bundle
+    assert auction.refunds == {low_bundle: 56_700 * GWEI, high_bundle: 132_300 * GWEI}
     assert low_h not in built.tx_hashes
     assert await rpc.call("eth_getTransactionReceipt", [low_h]) is None
     assert await nonce_of(rpc, D_ADDR) == 0
@@ -296,26 +299,35 @@ async def test_the_higher_bid_wins_and_the_loser_pays_nothing(
     assert refund.amount == 21_000 * 7 * GWEI * 90 // 100
 
 
-async def test_the_highest_refund_wins_over_a_higher_bid_with_a_lower_refund(
+async def test_the_highest_refund_wins_and_offers_below_the_minimum_are_raised(
     relay: RelayServer, rpc: RpcClient, searcher: BundleClient, rival: BundleClient
 ) -> None:
     head = await rpc.block_number()
-    raw, h = sign_tx(A_KEY, 0, SINK, value=5)
-    await private(searcher, raw, ["hash"])
+    t1, h1 = sign_tx(A_KEY, 0, SINK, value=5)
+    # a shared bundle that requires a 10% refund (validity.refund: the minimum, per the spec)
+    item = await searcher.send_mev_bundle(
+        MevBundle(block=head + 1, body=(MevTx(t1),), hints=("hash",), refund=((0, 10),))
+    )
+    assert relay.mevshare.items[item].refund_percent == 10
     stingy, _ = sign_tx(D_KEY, 0, SINK, value=1, tip=10 * GWEI)
+    lowball, _ = sign_tx(C_KEY, 0, SINK, value=1, tip=8 * GWEI)
     generous, generous_h = sign_tx(E_KEY, 0, SINK, value=1, tip=6 * GWEI)
-    stingy_b = await searcher.send_mev_bundle(
-        MevBundle(block=head + 1, body=(MevHash(h), MevTx(stingy)), refund=((0, 50),))
+    stingy_b = await searcher.send_mev_bundle(MevBundle(block=head + 1, body=(MevHash(item), MevTx(stingy))))
+    lowball_b = await searcher.send_mev_bundle(
+        MevBundle(block=head + 1, body=(MevHash(item), MevTx(lowball)), refund=((0, 5),))
     )
     generous_b = await rival.send_mev_bundle(
-        MevBundle(block=head + 1, body=(MevHash(h), MevTx(generous)), refund=((0, 95),))
+        MevBundle(block=head + 1, body=(MevHash(item), MevTx(generous)), refund=((0, 95),))
     )
     built = await relay.builder.build_block()
     [auction] = relay.mevshare.auctions[built.number]
-    # refunds: 50% of 210,000 gwei = 105,000 gwei < 95% of 126,000 gwei = 119,700 gwei
-    assert auction.refunds == {stingy_b: 105_000 * GWEI, generous_b: 119_700 * GWEI}
+    assert auction.bids == {stingy_b: 210_000 * GWEI, lowball_b: 168_000 * GWEI, generous_b: 126_000 * GWEI}
+    # 10% of 210,000 gwei; 5% offered, raised to the 10% minimum, of 168,000; 95% of 126,000
+    assert auction.refunds == {stingy_b: 21_000 * GWEI, lowball_b: 16_800 * GWEI, generous_b: 119_700 * GWEI}
     assert auction.winner == generous_b
-    assert built.tx_hashes == (h, generous_h)
+    assert built.tx_hashes == (h1, generous_h)
+    [refund] = relay.mevshare.refunds
+    assert (refund.percent, refund.amount, refund.recipient) == (95, 119_700 * GWEI, A_ADDR)
 
 
 async def test_a_reverting_backrun_is_dropped_and_the_hinted_tx_lands_alone(
