@@ -257,7 +257,9 @@ Script = Callable[[web.StreamResponse, int], Any]
 
 
 class FakeStream:
-    """An SSE server whose n-th connection (0-based) runs `script(resp, n)`; `status` answers instead."""
+    """A fake MEV-Share event stream (Server-Sent Events, WHATWG; the MEV-Share stream format of
+    `keeper.chain.mevshare`): its n-th connection (0-based) runs `script(resp, n)`; a `status(n)` other
+    than 200 answers instead."""
 
     def __init__(self, script: Script, status: Callable[[int], int] = lambda n: 200) -> None:
         self.script = script
