@@ -74,6 +74,8 @@ class ReplayBlock:
     gas_used: int
     coinbase: str
     txs: tuple[ReplayTx, ...] = field(default_factory=tuple)
+    withdrawals: tuple[tuple[str, int], ...] = ()
+    """Beacon-chain withdrawals credited at the end of the block: (address, amount in wei)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,7 @@ class ReplayBlock:
             "gas_used": self.gas_used,
             "coinbase": self.coinbase,
             "txs": [t.to_json() for t in self.txs],
+            "withdrawals": [[a, str(w)] for a, w in self.withdrawals],
         }
 
     @classmethod
@@ -100,6 +103,7 @@ class ReplayBlock:
             gas_used=int(data["gas_used"]),
             coinbase=str(data["coinbase"]),
             txs=tuple(ReplayTx.from_json(t) for t in data["txs"]),
+            withdrawals=tuple((str(a), int(w)) for a, w in data.get("withdrawals") or ()),
         )
 
     @classmethod
@@ -119,6 +123,9 @@ class ReplayBlock:
                 ReplayTx(None if raw is None else bytes.fromhex(raw[2:]), dict(obj))
                 for obj, raw in zip(txs, raws, strict=True)
             ),
+            withdrawals=tuple(
+                (str(w["address"]), hex_to_int(w["amount"]) * 10**9) for w in block.get("withdrawals") or ()
+            ),
         )
 
 
@@ -126,6 +133,18 @@ def is_real_signature(obj: Mapping[str, Any]) -> bool:
     """False for transactions anvil sent for an impersonated account (r = s = 0)."""
     r, s = obj.get("r"), obj.get("s")
     return not (r is not None and s is not None and hex_to_int(str(r)) == 0 and hex_to_int(str(s)) == 0)
+
+
+BLOB_TX_TYPE = 3
+
+
+def replays_raw(tx: ReplayTx) -> bool:
+    """Whether the signed bytes can be sent as they are. Not for a sender anvil impersonated (no real
+    signature), nor for a blob transaction (its raw form lacks the blob sidecar a node needs to accept it:
+    it is replayed as its sender's call, impersonated, with the same fields but no blobs)."""
+    if tx.raw is None or not is_real_signature(tx.obj):
+        return False
+    return hex_to_int(str(tx.obj.get("type") or "0x0")) != BLOB_TX_TYPE
 
 
 @dataclass

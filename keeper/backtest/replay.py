@@ -38,7 +38,7 @@ from pydantic import ValidationError
 
 from keeper.backtest.builders import ReplayBuilders
 from keeper.backtest.node import ReplayNode
-from keeper.backtest.recording import ReplayBlock, ReplayTx, is_real_signature
+from keeper.backtest.recording import ReplayBlock, ReplayTx, replays_raw
 from keeper.backtest.sources import BlockSource
 from keeper.backtest.truth import (
     ANSWER_UPDATED,
@@ -512,7 +512,7 @@ class Replayer:
         recorded order). The pool is not state: this runs while the keeper decides on the parent."""
         calls: list[tuple[str, Any]] = []
         for tx in block.txs:
-            if tx.raw is not None and is_real_signature(tx.obj):
+            if tx.raw is not None and replays_raw(tx):
                 calls.append(("eth_sendRawTransaction", ["0x" + tx.raw.hex()]))
             else:
                 calls.append(("eth_sendTransaction", [_unsigned_tx(tx.obj)]))
@@ -552,8 +552,10 @@ class Replayer:
                 f"{len(got)} of its {len(block.txs)} transactions were mined (out of gas or invalid)",
             )
         for i, tx in enumerate(block.txs):
-            if tx.raw is not None and is_real_signature(tx.obj) and got[i] != tx.hash:
+            if replays_raw(tx) and got[i] != tx.hash:
                 raise ReplayError(block.number, f"transaction {i} is {got[i]}, the block had {tx.hash}")
+        if block.withdrawals:
+            await self._withdrawals(rpc, block)
         header = decode_header(mined)
         if header.timestamp != block.timestamp or header.base_fee_per_gas != block.base_fee:
             raise ReplayError(
@@ -562,6 +564,21 @@ class Replayer:
                 f"the block had {block.timestamp} and {block.base_fee}",
             )
         return header
+
+    async def _withdrawals(self, rpc: RpcClient, block: ReplayBlock) -> None:
+        """Credits the block's beacon-chain withdrawals (anvil does not apply them): the balances after
+        the block, as the chain had them."""
+        credit: dict[str, int] = {}
+        for address, wei in block.withdrawals:
+            credit[address.lower()] = credit.get(address.lower(), 0) + wei
+        addresses = sorted(credit)
+        balances = await rpc.batch([("eth_getBalance", [a, hex(block.number)]) for a in addresses])
+        await rpc.batch(
+            [
+                ("anvil_setBalance", [a, hex(hex_to_int(b) + credit[a])])
+                for a, b in zip(addresses, balances, strict=True)
+            ]
+        )
 
     async def _drop_pool(self, rpc: RpcClient) -> None:
         with contextlib.suppress(KeeperError):

@@ -225,3 +225,28 @@ def test_backtest_runtime_imports_neither_the_devnet_nor_strategies() -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_blocks_from_a_node_keep_withdrawals_and_blob_txs_replay_as_calls() -> None:
+    from keeper.backtest.recording import replays_raw
+
+    node_block = {
+        "number": "0xa",
+        "hash": "0x" + "ab" * 32,
+        "parentHash": "0x" + "cd" * 32,
+        "timestamp": "0x64",
+        "baseFeePerGas": "0x7",
+        "gasLimit": "0x1c9c380",
+        "gasUsed": "0x5208",
+        "miner": "0x" + "cc" * 20,
+        "transactions": [
+            {"hash": "0x" + "01" * 32, "from": OTHER, "type": "0x2", "r": "0x1", "s": "0x2"},
+            {"hash": "0x" + "02" * 32, "from": OTHER, "type": "0x3", "r": "0x1", "s": "0x2"},
+            {"hash": "0x" + "03" * 32, "from": OTHER, "type": "0x2", "r": "0x0", "s": "0x0"},
+        ],
+        "withdrawals": [{"address": USER, "amount": "0x3b9aca00", "index": "0x0", "validatorIndex": "0x1"}],
+    }
+    b = ReplayBlock.from_node(node_block, ["0x02aa", "0x03bb", "0x02cc"])
+    assert b.withdrawals == ((USER, 10**18),)
+    assert [replays_raw(t) for t in b.txs] == [True, False, False]
+    assert ReplayBlock.from_json(orjson.loads(orjson.dumps(b.to_json()))) == b
