@@ -91,6 +91,14 @@ def main() -> None:
             )
             per_block = ", ".join(f"{k} {v * 1000 / n:.1f}" for k, v in result.phase_seconds.items())
             print(f"  ms per block: {per_block}")
+            quiet = sorted(b.total_ms for b in result.blocks if not b.attempts and not b.liquidations)
+            busy = sorted(b.total_ms for b in result.blocks if b.attempts or b.liquidations)
+            for label, values in (("quiet blocks (no bundle, no liquidation)", quiet), ("busy blocks", busy)):
+                if values:
+                    med = values[len(values) // 2]
+                    print(
+                        f"  {label}: {len(values)}, median {med:.1f} ms per block = {1000 / med:.0f} blocks/s"
+                    )
 
         # -- sweep of 8 parameter sets ----------------------------------------------------------------
         source = SourceSpec("recording", path=str(path))

@@ -100,6 +100,8 @@ class BlockStats:
     oracle_updates: int = 0
     decision_ms: float = 0.0
     """Wall-clock: NOT in the JSON report (non-deterministic)."""
+    total_ms: float = 0.0
+    """Wall-clock of the whole block (decisions, pooling, mining): NOT in the JSON report."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -393,6 +395,7 @@ class Replayer:
                 parent = await self._mine(rpc, block)
                 t4 = time.perf_counter()
                 phases = result.phase_seconds
+                stats.total_ms = (t4 - t0) * 1000
                 for name, seconds in (
                     ("decide", stats.decision_ms / 1000),
                     ("send wait", t1 - t0 - stats.decision_ms / 1000),
