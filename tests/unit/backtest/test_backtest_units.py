@@ -250,3 +250,16 @@ def test_blocks_from_a_node_keep_withdrawals_and_blob_txs_replay_as_calls() -> N
     assert b.withdrawals == ((USER, 10**18),)
     assert [replays_raw(t) for t in b.txs] == [True, False, False]
     assert ReplayBlock.from_json(orjson.loads(orjson.dumps(b.to_json()))) == b
+
+
+def test_ray_path_without_the_extra_is_a_clear_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from keeper.backtest.sweep import RayMissing, RunSpec, SourceSpec, run_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a machine without keeper[ray]
+    with pytest.raises(RayMissing) as info:
+        run_ray([RunSpec(SourceSpec("recording", path="x"))], "auto")
+    assert info.value.problems == [
+        "--ray-address needs Ray, an optional extra: pip install 'keeper[ray]' (or run without it)"
+    ]
