@@ -253,6 +253,8 @@ class BundleExecutor:
         """target block -> our transactions in the current version of its backrun bundle"""
         self._backrun_slots: dict[int, tuple[int, int, int]] = {}
         """target block -> (first sender index, next sender index, gas) its backrun version took"""
+        self._nonce_reads: dict[int, asyncio.Task[list[int]]] = {}
+        """block number -> the senders' nonces as of that block (read at its arrival)"""
         self._headers: dict[int, NewBlock] = {}
         """Recent headers by number (from `on_block`): the parent of a target block, without a read."""
         self.last_timings: dict[str, float] = {}
@@ -345,10 +347,44 @@ class BundleExecutor:
                 ),
             )
 
-    async def _prepare(self, target_block: int, signers: Sequence[TxSigner]) -> tuple[list[int], int] | None:
-        """(nonce per signer, base fee) for the target block, in one round trip; None when the target
-        block is already mined."""
+    async def _read_nonces(self, block: int) -> list[int]:
+        replies = await self.rpc.batch(
+            [("eth_getTransactionCount", [s.address, hex(block)]) for s in self.signers]
+        )
+        return [hex_to_int(r) for r in replies]
+
+    def _start_nonce_read(self, block: NewBlock) -> None:
+        """Every sender's nonce as of `block`, read as soon as the block arrives (while the strategy is
+        still working on it), so the bundles for the next block need no round trip of their own."""
+        task = asyncio.create_task(self._read_nonces(block.number), name=f"nonces:{block.number}")
+        task.add_done_callback(_retrieve)
+        self._nonce_reads[block.number] = task
+        for old in [n for n in self._nonce_reads if n < block.number - 2 or n > block.number]:
+            self._nonce_reads.pop(old).cancel()
+
+    async def _prepare(
+        self, target_block: int, signers: Sequence[TxSigner]
+    ) -> tuple[list[int], int, asyncio.Task[int] | None] | None:
+        """(nonce per signer, base fee) for the target block; None when the target block is already
+        mined. When the target's parent is the newest block seen, its header and the nonces read at its
+        arrival are used, and the head is checked by a read that runs alongside the simulation (the
+        third element: awaited before anything is recorded or sent); otherwise one batched read of the
+        parent header, the nonces and the head."""
         parent_block = self._headers.get(target_block - 1)
+        read = self._nonce_reads.get(target_block - 1)
+        if parent_block is not None and read is not None and max(self._headers) == target_block - 1:
+            try:
+                nonces = await read
+            except (KeeperError, OSError, asyncio.CancelledError):
+                nonces = []
+            if nonces:
+                index = {s.address: i for i, s in enumerate(self.signers)}
+                base_fee = next_base_fee(
+                    parent_block.base_fee_per_gas, parent_block.gas_used, parent_block.gas_limit
+                )
+                head = asyncio.create_task(self.rpc.block_number(), name=f"head:{target_block}")
+                head.add_done_callback(_retrieve)
+                return [nonces[index[s.address]] for s in signers], base_fee, head
         calls: list[tuple[str, Any]] = []
         if parent_block is None:
             calls.append(("eth_getBlockByNumber", [hex(target_block - 1), False]))
@@ -377,7 +413,7 @@ class BundleExecutor:
             if isinstance(c, JsonRpcError):
                 raise c
             nonces.append(hex_to_int(c))
-        return nonces, base_fee
+        return nonces, base_fee, None
 
     def _sign(self, signer: TxSigner, nonce: int, base_fee: int, plan: TxPlan) -> SignedTx:
         first = _intent(plan.items[0])
@@ -431,7 +467,7 @@ class BundleExecutor:
                 self.stats.count_reason("stale: the target block was already mined")
                 self._emit("stale", id=a.opportunity_id, block=target)
             return
-        nonces, base_fee = prepared
+        nonces, base_fee, head_check = prepared
         t1 = time.perf_counter()
         self.last_timings = {"prepare": t1 - t0, "sign": 0.0, "simulate": 0.0}
         jobs = list(zip(plans, signers, nonces, strict=True))
@@ -450,7 +486,9 @@ class BundleExecutor:
             tsim = time.perf_counter()
             self.last_timings["sign"] += tsim - ts
             try:
-                outcome = await self._simulate([j[0] for j in jobs], prefix, signed, base_fee, companions)
+                outcome = await self._simulate(
+                    [j[0] for j in jobs], prefix, signed, base_fee, companions, head_check
+                )
             except _CompanionFailed:
                 companions = []  # carry only the backrun itself
                 continue
@@ -507,6 +545,7 @@ class BundleExecutor:
         signed: Sequence[SignedTx],
         base_fee: int,
         companions: Sequence[Pending] = (),
+        head_check: asyncio.Task[int] | None = None,
     ) -> list[tuple[list[ItemResult], int]] | None:
         """Simulates the bundle at a relay; per plan, the items to send and its transaction's gas used.
         None when nothing is to be sent. Failed and below-minimum items are recorded and left out."""
@@ -516,6 +555,8 @@ class BundleExecutor:
         try:
             outcome = await self.builders.simulate(raws, target)
         except RelayRejected as exc:
+            if await self._stale(head_check, target, items):
+                return None
             # The builder ran it and refused the bundle itself (e.g. the backrun target already landed:
             # its nonce is used): a result, not a relay failure.
             for a in items:
@@ -526,6 +567,8 @@ class BundleExecutor:
             self.send_watch.failed(f"eth_callBundle: {exc}")
             for a in items:
                 await self._sim_failed(a, f"eth_callBundle failed: {exc}")
+            return None
+        if await self._stale(head_check, target, items):
             return None
         self.stats.simulated += 1
         self.send_watch.ok()
@@ -552,6 +595,25 @@ class BundleExecutor:
             (await self._items_of(plan, result, base_fee), result.gas_used)
             for plan, result in zip(plans, results[ours_from:], strict=True)
         ]
+
+    async def _stale(
+        self, head_check: asyncio.Task[int] | None, target: int, items: Sequence[SubmitBundle]
+    ) -> bool:
+        """Whether the target block turned out to be mined already (the head read that ran alongside the
+        simulation); if so nothing of the simulation is recorded and nothing is sent."""
+        if head_check is None:
+            return False
+        try:
+            head = await head_check
+        except (KeeperError, OSError):
+            return False
+        if head < target:
+            return False
+        for a in items:
+            self.stats.stale += 1
+            self.stats.count_reason("stale: the target block was already mined")
+            self._emit("stale", id=a.opportunity_id, block=target)
+        return True
 
     async def _items_of(self, plan: TxPlan, result: TxResult, base_fee: int) -> list[ItemResult]:
         """One transaction's simulated items: the ones to send (failed and below-minimum ones recorded)."""
@@ -795,6 +857,7 @@ class BundleExecutor:
 
     async def on_block(self, block: NewBlock) -> None:
         self.note_block(block)
+        self._start_nonce_read(block)
         horizon = block.number - HEADER_MEMORY
         self._claimed = {c for c in self._claimed if c[1] >= horizon}
         self._sent_items = {c for c in self._sent_items if c[1] >= horizon}
@@ -1012,6 +1075,12 @@ class BundleExecutor:
         if settled:
             log.info("ledger reconciled with the chain", extra=kv(settled=settled))
         return settled
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Done callback: a failed read is logged (its reader falls back to a read of its own)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("nonce read failed", extra=kv(error=str(task.exception())[:200]))
 
 
 class _CompanionFailed(Exception):

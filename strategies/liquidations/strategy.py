@@ -17,9 +17,11 @@ updates land without us, the next block's ordinary path takes over; if they neve
 cannot land either and nothing is spent.
 
 Latency: each protocol's refresh is one round trip (the block's timestamp comes from the NewBlock), and
-when the block is likely to need valuation (the last block had opportunities, or a position within
-`prefetch_margin` of liquidation), the venues' state at the block is read concurrently with the
-refresh instead of after detection.
+the venues' state at the block is read concurrently with the refresh (`prefetch="always"`, the default:
+the block that matters is the crash block, the first in which anything is liquidatable, so a prefetch
+decided by the last block's state would miss exactly that one), or only when the block is likely to
+need valuation (`prefetch="near"`: the last block had opportunities, or a position within
+`prefetch_margin` of liquidation), to save the read on quiet chains.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class LiquidationStrategy:
         costs: CostModel | None = None,
         screen_margin: float = 5e-4,
         prefetch_margin: float = 0.02,
+        prefetch: str = "always",
     ) -> None:
         if not protocols:
             raise ValueError("the liquidation strategy needs at least one protocol")
@@ -99,6 +102,9 @@ class LiquidationStrategy:
         self.last_timings: dict[str, float] = {}
         self.candidates_checked = 0
         self.prefetch_margin = prefetch_margin
+        if prefetch not in ("always", "near"):
+            raise ValueError('prefetch must be "always" or "near"')
+        self.prefetch_mode = prefetch
         self.lowest_health_factor = math.inf
         """The lowest float health factor the screens saw in the last `detect()`."""
         self.prefetched = False
@@ -215,6 +221,8 @@ class LiquidationStrategy:
         return backruns
 
     def _needs_venues_soon(self) -> bool:
+        if self.prefetch_mode == "always":
+            return True
         return bool(self.opportunities) or self.lowest_health_factor < 1.0 + self.prefetch_margin
 
     async def on_block(self, block: NewBlock) -> list[Action]:
