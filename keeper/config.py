@@ -105,6 +105,8 @@ EXAMPLES: dict[str, str] = {
     "block_gas_budget": "20000000",
     "swap_tolerance_bps": "50",
     "oracle_backruns": "true",
+    "mevshare_url": "https://mev-share.flashbots.net",
+    "mevshare_builders": "flashbots",
 }
 
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("keeper_toml_data", default=None)
@@ -228,6 +230,12 @@ class Settings(BaseSettings):
     a third of the block gas limit."""
     swap_tolerance_bps: int = Field(default=50, ge=0, le=5_000)
     """amountOutMinimum of each sale = the exact quote minus this tolerance (basis points)."""
+    mevshare_url: str | None = None
+    """MEV-Share hint stream (Server-Sent Events), e.g. https://mev-share.flashbots.net: private price
+    updates (Chainlink SVR) seen there are backrun by hash. Under KEEPER_DEVNET, the devnet relay's."""
+    mevshare_builders: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Builders (names or URLs from KEEPER_RELAY_URLS) that take `mev_sendBundle`: where backruns by hash
+    go. Under KEEPER_DEVNET, the devnet relay."""
     oracle_backruns: bool = True
     """Watch the mempool for price updates of the tracked markets and backrun them in the same block
     (needs a node that streams full pending transactions; bundle mode only)."""
@@ -362,6 +370,16 @@ class Settings(BaseSettings):
     @classmethod
     def _relays_split(cls, v: Any) -> Any:
         return _split_csv(v)
+
+    @field_validator("mevshare_builders", mode="before")
+    @classmethod
+    def _mevshare_builders_split(cls, v: Any) -> Any:
+        return _split_csv(v)
+
+    @field_validator("mevshare_url")
+    @classmethod
+    def _mevshare_url(cls, v: str | None) -> str | None:
+        return None if v is None else _check_url(v, ("http", "https"))
 
     @field_validator("relay_urls")
     @classmethod

@@ -116,6 +116,10 @@ class RunPlan:
     relay_urls: list[str]
     event_sink: Callable[[str, dict[str, Any]], None] | None = None
     """Executors' events for a front end (`keeper demo` prints them)."""
+    mevshare_url: str | None = None
+    """The MEV-Share hint stream (the settings', or the devnet relay's)."""
+    mevshare_builders: tuple[str, ...] = ()
+    """Builder identities that take `mev_sendBundle`."""
 
 
 def plan_run(settings: Settings) -> RunPlan:
@@ -127,14 +131,28 @@ def plan_run(settings: Settings) -> RunPlan:
     signers += [TxSigner.from_key(k.get_secret_value()) for k in settings.operator_keys]
     devnet = read_devnet_file(settings.devnet_file) if settings.devnet else None
     relay_urls = list(settings.relay_urls)
+    mevshare_url = settings.mevshare_url
+    mevshare_builders = [parse_builder(b).name if "://" in b else b for b in settings.mevshare_builders]
     if devnet is not None:
         if not settings.operator_keys and signers:
             signers += devnet_operator_signers(devnet.deployment, exclude=signers[0].address)
         # The relays listed are honoured; the devnet's own relay is added after them.
-        listed = {parse_builder(u).url for u in relay_urls}
+        listed = {parse_builder(u).url: parse_builder(u).name for u in relay_urls}
         if devnet.relay_url and devnet.relay_url not in listed:
             relay_urls.append(f"devnet={devnet.relay_url}")
-    return RunPlan(settings, signers, devnet, relay_urls)
+            listed[devnet.relay_url] = "devnet"
+        if devnet.relay_url and mevshare_url is None:
+            # The devnet relay serves the MEV-Share hint stream and takes mev_sendBundle.
+            mevshare_url = devnet.relay_url + "/"
+            mevshare_builders = mevshare_builders or [listed[devnet.relay_url]]
+    return RunPlan(
+        settings,
+        signers,
+        devnet,
+        relay_urls,
+        mevshare_url=mevshare_url,
+        mevshare_builders=tuple(mevshare_builders),
+    )
 
 
 class RunServices:
@@ -157,6 +175,10 @@ class RunServices:
     @property
     def event_sink(self) -> Callable[[str, dict[str, Any]], None] | None:
         return self.plan.event_sink
+
+    @property
+    def mevshare(self) -> tuple[str | None, tuple[str, ...]]:
+        return self.plan.mevshare_url, self.plan.mevshare_builders
 
     @property
     def chain_id(self) -> int:

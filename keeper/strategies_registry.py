@@ -75,6 +75,11 @@ class Services(Protocol):
         """Receives executors' events (sent, included, ...) when a front end wants them (`keeper demo`)."""
         ...
 
+    @property
+    def mevshare(self) -> tuple[str | None, tuple[str, ...]]:
+        """(the MEV-Share hint stream URL or None, the builders that take mev_sendBundle)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StrategyContext:

@@ -33,7 +33,16 @@ class ForeignTx:
     may_revert: bool = False
 
 
-BundleTx = TxIntent | ForeignTx
+@dataclass(frozen=True, slots=True)
+class HintedTx:
+    """Someone else's private transaction known only by its hash (a MEV-Share hint): a bundle that starts
+    with it is a backrun by hash, sent with `mev_sendBundle` to MEV-Share endpoints, which place it right
+    after the hinted transaction (or drop it)."""
+
+    hash: bytes
+
+
+BundleTx = TxIntent | ForeignTx | HintedTx
 
 
 @dataclass(frozen=True, slots=True)

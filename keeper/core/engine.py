@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from keeper.core.actions import Action
-from keeper.core.events import Event, Logs, NewBlock, PendingTx
+from keeper.core.events import Event, Logs, MevShareHint, NewBlock, PendingTx
 from keeper.core.interfaces import BlockAware, Collector, Executor, GroupExecutor, Strategy
 from keeper.core.metrics import (
     ACTIONS,
@@ -46,6 +46,8 @@ def event_kind(event: Event) -> str:
         return "pending_tx"
     if isinstance(event, Logs):
         return "logs"
+    if isinstance(event, MevShareHint):
+        return "mevshare_hint"
     return type(event).__name__
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from keeper.chain.mevshare import MevShareHint
+
 
 @dataclass(frozen=True, slots=True)
 class NewBlock:
@@ -68,4 +70,8 @@ class Logs:
     entries: tuple[LogEntry, ...] = field(default_factory=tuple)
 
 
-Event = NewBlock | PendingTx | Logs
+Event = NewBlock | PendingTx | Logs | MevShareHint
+"""What collectors publish. `MevShareHint` (keeper.chain.mevshare) is someone's private transaction seen
+only as a hint: it has no sender, nonce or signed bytes, so it can be backrun by hash only."""
+
+__all__ = ["Event", "LogEntry", "Logs", "MevShareHint", "NewBlock", "PendingTx"]

@@ -1,8 +1,8 @@
 """Bounded event queues with an explicit overflow policy per event kind.
 
 - NewBlock: keep latest. A block still waiting when a newer one arrives is superseded (counted).
-- PendingTx: drop oldest. When the queue is full, the oldest queued pending tx is dropped (counted);
-  if none is queued, the incoming one is dropped.
+- PendingTx and MevShareHint: drop oldest. When the queue is full, the oldest queued one is dropped
+  (counted); if none is queued, the incoming one is dropped.
 - Logs and anything else: never dropped; the producer waits for room (back-pressure).
 Single consumer per queue.
 """
@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
-from keeper.core.events import Event, Logs, NewBlock, PendingTx
+from keeper.core.events import Event, Logs, MevShareHint, NewBlock, PendingTx
 from keeper.core.metrics import EVENTS_DROPPED
 
 T = TypeVar("T")
@@ -68,9 +68,9 @@ class EventQueue:
                 pass
             if len(self._items) >= self.maxsize:
                 await self._wait_room()
-        elif isinstance(event, PendingTx):
+        elif isinstance(event, PendingTx | MevShareHint):
             if len(self._items) >= self.maxsize and not self._evict_pending():
-                self._drop("pending_tx", "pending_overflow")
+                self._drop(_pending_kind(event), "pending_overflow")
                 return
         else:
             assert isinstance(event, Logs)
@@ -80,9 +80,9 @@ class EventQueue:
 
     def _evict_pending(self) -> bool:
         for i, queued in enumerate(self._items):
-            if isinstance(queued, PendingTx):
+            if isinstance(queued, PendingTx | MevShareHint):
                 del self._items[i]
-                self._drop("pending_tx", "pending_overflow")
+                self._drop(_pending_kind(queued), "pending_overflow")
                 return True
         return False
 
@@ -105,6 +105,10 @@ class EventQueue:
             self._not_empty.clear()
         self._signal()
         return item
+
+
+def _pending_kind(event: PendingTx | MevShareHint) -> str:
+    return "pending_tx" if isinstance(event, PendingTx) else "mevshare_hint"
 
 
 class BoundedQueue(Generic[T]):

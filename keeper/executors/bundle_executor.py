@@ -42,7 +42,7 @@ from eth_abi.abi import decode
 
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
-from keeper.core.actions import Action, ForeignTx, SendTx, SubmitBundle, TxIntent
+from keeper.core.actions import Action, ForeignTx, HintedTx, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.core.health import SendWatch
 from keeper.errors import JsonRpcError, KeeperError, RelayError
@@ -69,7 +69,14 @@ from keeper.executors.packing import (
     pack,
     prefix_of,
 )
-from keeper.executors.relay_types import RelayRejected, TxResult, decode_revert_reason
+from keeper.executors.relay_types import (
+    MevBundle,
+    MevHash,
+    MevTx,
+    RelayRejected,
+    TxResult,
+    decode_revert_reason,
+)
 from keeper.ledger import Inclusion, Ledger, Simulation, Status, Submission
 from keeper.ledger import Opportunity as LedgerOpportunity
 from keeper.logs import kv
@@ -213,6 +220,7 @@ class BundleExecutor:
         executor_address: str | None = None,
         token_to_wei: Callable[[str], Awaitable[tuple[int, int]]] | None = None,
         send_watch: SendWatch | None = None,
+        mevshare_builders: Sequence[str] = (),
     ) -> None:
         if not signers:
             raise ValueError("the bundle executor needs at least one signer")
@@ -229,6 +237,8 @@ class BundleExecutor:
         """Our executor contract: where `reconcile` looks for events after a restart."""
         self.token_to_wei = token_to_wei
         self.send_watch = send_watch if send_watch is not None else SendWatch()
+        self.mevshare_builders = tuple(mevshare_builders)
+        """Builders (identities) that take `mev_sendBundle`: where backruns by hash go."""
         """Told whether builders could be reached: `/health` reports a keeper that acts but never sends."""
         """(num, den) valuing a token's base units in wei (e.g. from the lending market's oracle): used by
         `reconcile` for profits found on chain after a restart (live ones carry their own conversion)."""
@@ -468,6 +478,9 @@ class BundleExecutor:
                 self._emit("stale", id=a.opportunity_id, block=target)
             return
         nonces, base_fee, head_check = prepared
+        if any(isinstance(f, HintedTx) for f in prefix):
+            await self._send_hint_backrun(plans, signers, nonces, base_fee, written)
+            return
         t1 = time.perf_counter()
         self.last_timings = {"prepare": t1 - t0, "sign": 0.0, "simulate": 0.0}
         jobs = list(zip(plans, signers, nonces, strict=True))
@@ -541,7 +554,7 @@ class BundleExecutor:
     async def _simulate(
         self,
         plans: Sequence[TxPlan],
-        prefix: tuple[ForeignTx, ...],
+        prefix: tuple[ForeignTx | HintedTx, ...],
         signed: Sequence[SignedTx],
         base_fee: int,
         companions: Sequence[Pending] = (),
@@ -551,7 +564,8 @@ class BundleExecutor:
         None when nothing is to be sent. Failed and below-minimum items are recorded and left out."""
         items = [a for p in plans for a in p.items]
         target = plans[0].target_block
-        raws = [f.raw for f in prefix] + [c.signed.raw for c in companions] + [t.raw for t in signed]
+        raws = [f.raw for f in prefix if isinstance(f, ForeignTx)]
+        raws += [c.signed.raw for c in companions] + [t.raw for t in signed]
         try:
             outcome = await self.builders.simulate(raws, target)
         except RelayRejected as exc:
@@ -595,6 +609,95 @@ class BundleExecutor:
             (await self._items_of(plan, result, base_fee), result.gas_used)
             for plan, result in zip(plans, results[ours_from:], strict=True)
         ]
+
+    async def _send_hint_backrun(
+        self,
+        plans: list[TxPlan],
+        signers: Sequence[TxSigner],
+        nonces: Sequence[int],
+        base_fee: int,
+        written: list[float],
+    ) -> None:
+        """A backrun of private transactions known by hash (MEV-Share): `mev_sendBundle` with body
+        [{hash}..., {tx: ours, canRevert: false}...] to the MEV-Share endpoints among the builders.
+
+        No `eth_callBundle` can run it (nobody has the hinted transaction's bytes but the matchmaker),
+        so the matchmaker's simulation is the only one: a backrun that would revert is dropped there and
+        costs nothing, and the contract's own checks (minimum profit, slippage floor, expiry) hold on
+        chain. The bid is what our transactions pay the builder (its share, after the profit check)."""
+        target = plans[0].target_block
+        if not self.mevshare_builders:
+            for a in (a for p in plans for a in p.items):
+                await self._sim_failed(a, "no MEV-Share endpoint configured for a backrun by hash")
+            return
+        signed = [self._sign(s, n, base_fee, p) for p, s, n in zip(plans, signers, nonces, strict=True)]
+        items = [a for p in plans for a in p.items]
+        new_claims = [a for a in items if (a.opportunity_id, target) not in self._claimed]
+        if self.ledger is not None and new_claims:
+            claims = await asyncio.gather(
+                *(self.ledger.claim_send(a.opportunity_id, target) for a in new_claims)
+            )
+            if not all(claims):
+                self.stats.duplicate += len(items)
+                return
+        self._claimed |= {(a.opportunity_id, target) for a in new_claims}
+        if self.dry_run:
+            for a in items:
+                self._emit("dry_run", id=a.opportunity_id, net_wei=a.expected_profit_wei, block=target)
+            return
+        body: list[MevHash | MevTx] = [
+            MevHash("0x" + f.hash.hex()) for f in plans[0].prefix if isinstance(f, HintedTx)
+        ]
+        body += [MevTx(t.raw, can_revert=False) for t in signed]
+        bundle = MevBundle(block=target, body=tuple(body))
+        started = time.perf_counter()
+        results: list[BuilderResult] = []
+        for name in self.mevshare_builders:
+            client = self.builders.client(name)
+            t0 = time.perf_counter()
+            try:
+                bundle_hash = await client.send_mev_bundle(bundle)
+                results.append(
+                    BuilderResult(name, name, True, bundle_hash, None, time.perf_counter() - t0, bundle_hash)
+                )
+            except RelayError as exc:
+                results.append(BuilderResult(name, name, False, None, exc, time.perf_counter() - t0))
+        accepted = tuple(r.name for r in results if r.ok)
+        for plan, tx in zip(plans, signed, strict=True):
+            kept = tuple(
+                ItemResult(a, 0, 0, a.expected_profit_wei, 0, a.expected_profit_wei) for a in plan.items
+            )
+            self.pending[tx.hash_hex] = Pending(plan, tx, kept, 0, started, accepted)
+            self.stats.transactions_sent += 1
+        new_items = [a for a in items if (a.opportunity_id, target) not in self._sent_items]
+        self._sent_items |= {(a.opportunity_id, target) for a in new_items}
+        self.stats.sent += len(new_items)
+        if accepted:
+            written.append(time.perf_counter())
+            self.send_watch.ok()
+        else:
+            self.send_watch.failed("no MEV-Share endpoint accepted the backrun")
+        sent_items = tuple(
+            ItemResult(a, 0, 0, a.expected_profit_wei, 0, a.expected_profit_wei) for a in items
+        )
+        for b in results:
+            await self._record_submissions(target, sent_items, b, "")
+        for a in items:
+            self._emit(
+                "sent",
+                id=a.opportunity_id,
+                block=target,
+                net_wei=a.expected_profit_wei,
+                builder_paid_wei=0,
+                builders=len(accepted),
+                batch=len(items),
+                backrun=True,
+                ms=(time.perf_counter() - started) * 1000,
+            )
+        log.info(
+            "MEV-Share backrun sent",
+            extra=kv(block=target, items=len(items), transactions=len(signed), builders=len(accepted)),
+        )
 
     async def _stale(
         self, head_check: asyncio.Task[int] | None, target: int, items: Sequence[SubmitBundle]
@@ -666,7 +769,7 @@ class BundleExecutor:
 
     async def _send(
         self,
-        prefix: tuple[ForeignTx, ...],
+        prefix: tuple[ForeignTx | HintedTx, ...],
         target: int,
         txs: Sequence[tuple[TxPlan, SignedTx, tuple[ItemResult, ...], int]],
         written: list[float],
@@ -700,7 +803,7 @@ class BundleExecutor:
         try:
             stream = self.builders.stream_bundle_for_blocks(
                 [
-                    *(f.raw for f in prefix),
+                    *(f.raw for f in prefix if isinstance(f, ForeignTx)),
                     *(c.signed.raw for c in companions),
                     *(signed.raw for _, signed, _, _ in txs),
                 ],

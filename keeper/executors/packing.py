@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from keeper.core.actions import ForeignTx, SubmitBundle, TxIntent
+from keeper.core.actions import ForeignTx, HintedTx, SubmitBundle, TxIntent
 
 MAX_TX_GAS = 16_000_000
 """Per-transaction gas cap (EIP-7825 caps a transaction at 2**24 = 16,777,216)."""
@@ -51,8 +51,9 @@ class TxPlan:
     gas_estimate: int
     """Expected gas used (the sum of the items' estimates, plus the batch overhead when batched)."""
     gas_limit: int
-    prefix: tuple[ForeignTx, ...] = ()
-    """Someone else's transactions the bundle carries before ours (what the items backrun)."""
+    prefix: tuple[ForeignTx | HintedTx, ...] = ()
+    """Someone else's transactions the bundle carries before ours (what the items backrun): signed
+    bytes, or a private transaction's hash (a MEV-Share backrun)."""
 
     @property
     def batched(self) -> bool:
@@ -82,11 +83,11 @@ class BlockSlots:
             del self.used_gas[b]
 
 
-def prefix_of(action: SubmitBundle) -> tuple[ForeignTx, ...]:
+def prefix_of(action: SubmitBundle) -> tuple[ForeignTx | HintedTx, ...]:
     """The foreign transactions an action's bundle starts with (what it backruns)."""
-    out = []
+    out: list[ForeignTx | HintedTx] = []
     for tx in action.txs:
-        if not isinstance(tx, ForeignTx):
+        if not isinstance(tx, ForeignTx | HintedTx):
             break
         out.append(tx)
     return tuple(out)
@@ -140,7 +141,7 @@ class _BlockPacker:
     current: list[SubmitBundle] = field(default_factory=list)
     current_gas: int = 0
     current_to: str = ""
-    current_prefix: tuple[ForeignTx, ...] = ()
+    current_prefix: tuple[ForeignTx | HintedTx, ...] = ()
 
     def close(self) -> None:
         if self.current:

@@ -35,7 +35,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from keeper.core.actions import Action, ForeignTx, SubmitBundle
+from keeper.chain.mevshare import MevShareHint, OracleHintMatcher
+from keeper.core.actions import Action, ForeignTx, HintedTx, SubmitBundle
 from keeper.core.events import Event, NewBlock, PendingTx
 from keeper.logs import kv
 from strategies.liquidations.common import LiquidationMathError
@@ -116,6 +117,7 @@ class LiquidationStrategy:
         self.backrun_stats = {"updates": 0, "actions": 0, "no_raw": 0, "nothing_new": 0}
         self._backrun_seen: set[bytes] = set()
         self._pending_updates: dict[bytes, PendingPrices] = {}
+        self._hint_users: set[tuple[str, str]] = set()
         """The price updates heard since the last block (what the block's backrun bundle carries)."""
         self.backrun_timings: dict[str, float] = {}
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
@@ -143,7 +145,61 @@ class LiquidationStrategy:
             return await self.on_block(event)
         if isinstance(event, PendingTx):
             return await self.on_pending(event)
+        if isinstance(event, MevShareHint):
+            return await self.on_hint(event)
         return []
+
+    async def on_hint(self, hint: MevShareHint) -> list[Action]:
+        """A private price update seen as a MEV-Share hint (Chainlink SVR) -> a backrun by hash.
+
+        The hint must carry the `transmit` calldata (the SVR hints do) to be priced. Each hinted update
+        is backrun on its own, [its hash, our liquidations]; positions the next-block path or another
+        backrun of this block already has are left alone."""
+        block = self.last_block
+        if block is None or self.action_builder is None or hint.hash in self._backrun_seen:
+            return []
+        matcher = OracleHintMatcher(self.oracle_watch.addresses())
+        updates = matcher.match(hint)
+        if not updates:
+            if matcher.mentions(hint):
+                self.backrun_stats["hints_unpriced"] = self.backrun_stats.get("hints_unpriced", 0) + 1
+            return []
+        self._backrun_seen.add(hint.hash)
+        self.backrun_stats["hints"] = self.backrun_stats.get("hints", 0) + 1
+        overrides: dict[str, dict[str, int]] = {}
+        for update in updates:
+            for market, asset in self.oracle_watch.aggregators.get(update.aggregator, []):
+                overrides.setdefault(market, {})[asset] = update.answer
+        already = {(o.protocol, o.user) for o in self.liquidatable} | self._hint_users
+        found = [o for o in self.detect(price_overrides=overrides) if (o.protocol, o.user) not in already]
+        if not found:
+            self.backrun_stats["nothing_new"] += 1
+            return []
+        if self.valuer is not None:
+            costs = self.costs(block) if self.costs is not None else None
+            if costs is not None and costs.gas_budget is not None:
+                used = len(self.opportunities) * costs.gas_per_liquidation
+                costs = replace(costs, gas_budget=max(costs.gas_budget - used, 0))
+            found = list(await self.valuer(found, block.number, costs, after=self.opportunities))
+        actions = await self.action_builder(found, block)
+        backruns: list[Action] = [
+            replace(
+                a,
+                strategy=f"{self.name}-backrun",
+                txs=(HintedTx(hint.hash), *a.txs),
+                meta={**a.meta, "backrun": "0x" + hint.hash.hex(), "via": "mev-share"},
+            )
+            for a in actions
+            if isinstance(a, SubmitBundle)
+        ]
+        self._hint_users |= {(o.protocol, o.user) for o in found}
+        self.backrun_stats["actions"] += len(backruns)
+        if backruns:
+            log.info(
+                "backrunning a hinted price update",
+                extra=kv(hint="0x" + hint.hash.hex(), liquidations=len(backruns), target=block.number + 1),
+            )
+        return backruns
 
     async def on_pending(self, tx: PendingTx) -> list[Action]:
         """A pending price update -> the block's backrun bundle (see the module docstring).
@@ -230,6 +286,7 @@ class LiquidationStrategy:
         self.last_block = block
         self._backrun_seen.clear()
         self._pending_updates.clear()
+        self._hint_users.clear()
         if self.oracle_watch.due(block.number):
             await self._refresh_oracle_watch(block.number)
         prefetch: Callable[[int | None], None] | None = getattr(self.valuer, "prefetch", None)

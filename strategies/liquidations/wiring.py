@@ -23,6 +23,7 @@ from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import TxSigner
 from keeper.collectors.mempool import PendingTxCollector
+from keeper.collectors.mevshare import MevShareCollector
 from keeper.config import Settings, env_name
 from keeper.core.actions import SendMode
 from keeper.core.interfaces import Collector, Executor
@@ -264,10 +265,21 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
     )
     executor: BundleExecutor | SingleTxExecutor
     if settings.submit == "bundle":
+        builders = await services.builders()
+        unknown = [b for b in services.mevshare[1] if b not in builders.names]
+        if unknown:
+            raise ConfigError(
+                [
+                    f"{env_name('mevshare_builders')}: {', '.join(unknown)} not among the builders of "
+                    f"{env_name('relay_urls')} ({', '.join(builders.names)}); e.g. "
+                    "KEEPER_RELAY_URLS=flashbots=https://relay.flashbots.net "
+                    "KEEPER_MEVSHARE_BUILDERS=flashbots"
+                ]
+            )
         executor = BundleExecutor(
             rpc,
             signers,
-            await services.builders(),
+            builders,
             chain_id=services.chain_id,
             min_profit_wei=settings.min_profit_wei,
             ledger=ledger,
@@ -277,6 +289,7 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
             executor_address=setup.executor,
             token_to_wei=oracle_pricer(rpc, setup.markets[0], setup.weth),
             send_watch=services.send_watch,
+            mevshare_builders=services.mevshare[1],
         )
         await executor.reconcile()
     else:
@@ -294,6 +307,10 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
         collectors.append(
             PendingTxCollector(settings.ws_url, name="oracle-updates", filter=strategy.oracle_watch.wants)
         )
+        stream, mevshare_builders = services.mevshare
+        if stream is not None and mevshare_builders:
+            # Private price updates (Chainlink SVR) seen as MEV-Share hints: backrun by hash.
+            collectors.append(MevShareCollector(stream, name="mevshare"))
     return LiquidationKeeper(strategy, actions, executor, setup, collectors)
 
 
