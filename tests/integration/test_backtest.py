@@ -452,3 +452,25 @@ async def test_recorder_on_a_devnet_running_a_scenario(devnet_state: CachedState
     assert len(result.blocks) == len(rec.blocks)
     sent = {h.lower() for step in crash.steps for h in step.oracle_txs}
     assert {u.tx_hash for u in result.oracle_updates} == sent
+
+
+def test_sweep_on_a_local_ray_instance(demo: DemoRecording) -> None:
+    """`--ray-address local`: the same runs as Ray tasks on a Ray instance this test starts (Ray is a dev
+    dependency, so CI runs it)."""
+    import ray
+
+    from keeper.backtest.sweep import run_ray
+
+    source = SourceSpec("recording", path=str(demo.path))
+    specs = [RunSpec(source, ("liquidations",), (("builder_share_bps", s),), False) for s in ("5000", "9000")]
+    try:
+        outcomes = run_ray(specs, "local")
+    finally:
+        ray.shutdown()
+    assert all(o.error is None for o in outcomes), [o.error for o in outcomes]
+    reports = [o.report for o in outcomes if o.report is not None]
+    assert [r["config"]["set"]["builder_share_bps"] for r in reports] == ["5000", "9000"]
+    paid = [int(r["totals"]["builder_paid_wei"]) for r in reports]
+    assert paid[0] < paid[1]
+    pids = {o.timing["pid"] for o in outcomes if o.timing is not None}
+    assert os.getpid() not in pids  # ran in Ray's worker processes
