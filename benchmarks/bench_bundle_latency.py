@@ -240,11 +240,11 @@ class Driver:
                 self.tr.written = value
                 self.inner.append(value)
 
-        async def timed_send(*args: Any) -> None:
+        async def timed_send(*args: Any, **kwargs: Any) -> None:
             tr = self._trace()
             tr.send_start = time.perf_counter()
             *rest, written = args
-            await send(*rest, Written(written, tr))
+            await send(*rest, Written(written, tr), **kwargs)
 
         ex._prepare = timed_prepare  # type: ignore[method-assign]
         ex._sign = timed_sign  # type: ignore[method-assign]

@@ -549,7 +549,7 @@ class BundleExecutor:
             (plan, tx, tuple(kept), gas)
             for (plan, _, _), tx, (kept, gas) in zip(jobs, signed, outcome, strict=True)
         ]
-        await self._send(prefix, target, sent, written, companions)
+        await self._send(prefix, target, sent, written, companions=companions)
 
     async def _simulate(
         self,

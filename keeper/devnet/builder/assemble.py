@@ -13,10 +13,11 @@ order (checked at start-up: `anvil_nodeInfo.transactionOrder`). The mined block 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -115,16 +116,47 @@ def _bundle_key(b: Bundle) -> tuple[str, str, str]:
     return ("hash", b.bundle_hash, str(b.block_number))
 
 
+class ReadWriteLock:
+    """Many readers at once, or one writer (asyncio; writers are not starved: a waiting writer holds off
+    new readers)."""
+
+    def __init__(self) -> None:
+        self._gate = asyncio.Lock()
+        self._readers = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[None]:
+        async with self._gate:
+            self._readers += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            self._readers -= 1
+            if self._readers == 0:
+                self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[None]:
+        async with self._gate:
+            await self._idle.wait()
+            yield
+
+
 class Builder:
     """Holds bundles and private transactions; simulates; builds and mines anvil blocks.
 
-    One asyncio.Lock serializes every simulation and block build: anvil's state is shared.
+    A read-write lock orders simulations and block builds: simulations (eth_simulateV1 on a fixed state
+    block, which changes no state) run concurrently with each other, as a real builder's do; a build
+    waits for the running simulations and holds off new ones while it changes anvil's state.
     """
 
     def __init__(self, rpc: RpcClient, *, coinbase: str = BUILDER_COINBASE) -> None:
         self.rpc = rpc
         self.coinbase = coinbase
-        self.lock = asyncio.Lock()
+        self.lock = ReadWriteLock()
         self._unsigned: dict[str, dict[str, Any]] = {}
         """Impersonated senders' pool txs taken out during a build, re-queued unsigned (see _take_pool)."""
         self.chain_id = 0
@@ -228,7 +260,7 @@ class Builder:
         gas_limit: int | None = None,
     ) -> SimResult:
         """eth_callBundle: simulate `txs` as block `block_number` on the state after `state_block`."""
-        async with self.lock:
+        async with self.lock.read():
             _, ctx = await self.next_context(coinbase)
             if state_block is not None and state_block != ctx.state_block:
                 parent = await self.rpc.call("eth_getBlockByNumber", [hex(state_block), False])
@@ -366,7 +398,7 @@ class Builder:
 
     async def build_block(self) -> BuiltBlock:
         """Builds and mines the next block: chosen bundles, then private, then public transactions."""
-        async with self.lock:
+        async with self.lock.write():
             for hook in self.pre_build:
                 try:
                     await hook()
