@@ -171,12 +171,9 @@ def split_gas(total: int, weights: Sequence[int]) -> list[int]:
     """`total` split by `weights` exactly (the remainder goes to the first): the parts sum to `total`."""
     if not weights:
         return []
-    weight_sum = sum(weights) or len(weights)
-    parts = (
-        [total * (w or 1) // weight_sum for w in weights]
-        if sum(weights)
-        else [total // len(weights)] * len(weights)
-    )
+    positive = [max(w, 1) for w in weights]
+    weight_sum = sum(positive)
+    parts = [total * w // weight_sum for w in positive]
     parts[0] += total - sum(parts)
     return parts
 

@@ -130,3 +130,19 @@ def test_a_backrun_bigger_than_one_transaction_spreads_over_senders_behind_the_s
     assert all(p.prefix == (oracle,) for p in plans)
     assert [p.sender_index for p in plans] == [0, 1]
     assert [[len(p.items) for p in job] for job in bundle_jobs(plans)] == [[12, 3]]
+
+
+def test_gas_splits_exactly_over_a_batchs_items() -> None:
+    from keeper.executors.bundle_executor import split_gas
+
+    for total, weights in [
+        (1_000_003, [1, 1, 1]),
+        (7, [0, 10]),
+        (123_456_789, [700_000, 950_000, 1]),
+        (0, [5]),
+    ]:
+        parts = split_gas(total, weights)
+        assert sum(parts) == total
+        assert all(p >= 0 for p in parts)
+    assert split_gas(10, []) == []
+    assert split_gas(900, [1, 2]) == [300, 600]
