@@ -266,7 +266,16 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
     executor: BundleExecutor | SingleTxExecutor
     if settings.submit == "bundle":
         builders = await services.builders()
-        unknown = [b for b in services.mevshare[1] if b not in builders.names]
+        stream, mevshare = services.mevshare
+        if stream is not None and not mevshare:
+            raise ConfigError(
+                [
+                    f"{env_name('mevshare_builders')}: missing ({env_name('mevshare_url')} is set: backruns "
+                    "by hash need the builders that take mev_sendBundle); "
+                    "e.g. KEEPER_MEVSHARE_BUILDERS=flashbots"
+                ]
+            )
+        unknown = [b for b in mevshare if b not in builders.names]
         if unknown:
             raise ConfigError(
                 [

@@ -32,3 +32,11 @@ async def test_a_sender_that_is_not_an_operator_is_a_config_error(devnet: Devnet
     assert line.startswith("KEEPER_OPERATOR_KEYS item 1: account 0x")
     assert "may not call the executor" in line
     assert stranger[2:] not in line
+
+
+async def test_mevshare_builders_must_be_among_the_relays(devnet: Devnet, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        async with devnet_keeper(devnet, tmp_path, mevshare_builders="nobody"):
+            pass
+    (line,) = info.value.problems
+    assert line.startswith("KEEPER_MEVSHARE_BUILDERS: nobody not among the builders of KEEPER_RELAY_URLS")
