@@ -105,6 +105,7 @@ EXAMPLES: dict[str, str] = {
     "block_gas_budget": "20000000",
     "swap_tolerance_bps": "50",
     "oracle_backruns": "true",
+    "stuck_alert_blocks": "10",
     "mevshare_url": "https://mev-share.flashbots.net",
     "mevshare_builders": "flashbots",
 }
@@ -236,6 +237,9 @@ class Settings(BaseSettings):
     mevshare_builders: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Builders (names or URLs from KEEPER_RELAY_URLS) that take `mev_sendBundle`: where backruns by hash
     go. Under KEEPER_DEVNET, the devnet relay."""
+    stuck_alert_blocks: int = Field(default=10, ge=1)
+    """A position liquidatable for this many blocks raises `keeper_liquidatable_stuck_positions` and a
+    WARNING line saying why (no route at a profit, gas budget, reverts)."""
     oracle_backruns: bool = True
     """Watch the mempool for price updates of the tracked markets and backrun them in the same block
     (needs a node that streams full pending transactions; bundle mode only)."""

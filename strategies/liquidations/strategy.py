@@ -45,6 +45,7 @@ from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.oracle_watch import MarketOracle, OracleWatch, PendingPrices
 from strategies.liquidations.protocols.aave_common import AaveAdapter
 from strategies.liquidations.screen import Screen
+from strategies.liquidations.stuck import StuckWatch, reasons_by_position
 from strategies.liquidations.valuation import ValuationCosts
 
 log = logging.getLogger("strategies.liquidations")
@@ -83,6 +84,7 @@ class LiquidationStrategy:
         screen_margin: float = 5e-4,
         prefetch_margin: float = 0.02,
         prefetch: str = "always",
+        stuck_after_blocks: int = 10,
     ) -> None:
         if not protocols:
             raise ValueError("the liquidation strategy needs at least one protocol")
@@ -113,6 +115,8 @@ class LiquidationStrategy:
         self.synced = asyncio.Event()
         """Set once the initial sync from logs is done."""
         self.oracle_watch = OracleWatch()
+        self.stuck_watch = StuckWatch(stuck_after_blocks)
+        """Positions that stay liquidatable (an alert metric and a log line saying why)."""
         self.last_block: NewBlock | None = None
         self.backrun_stats = {"updates": 0, "actions": 0, "no_raw": 0, "nothing_new": 0}
         self._backrun_seen: set[bytes] = set()
@@ -340,13 +344,24 @@ class LiquidationStrategy:
                 "liquidatable positions",
                 extra=kv(block=block.number, count=len(found), ms=round((t3 - t0) * 1000, 2)),
             )
-        if self.action_builder is None or not found:
-            return []
-        actions = await self.action_builder(found, block)
-        t4 = time.perf_counter()
-        self.last_timings["build"] = t4 - t3
-        self.last_timings["total"] = t4 - t0
+        actions: list[Action] = []
+        if self.action_builder is not None and found:
+            actions = await self.action_builder(found, block)
+            t4 = time.perf_counter()
+            self.last_timings["build"] = t4 - t3
+            self.last_timings["total"] = t4 - t0
+        self._alert_stuck(block.number)
         return actions
+
+    def _alert_stuck(self, block: int) -> None:
+        skipped: Mapping[str, str] = getattr(self.action_builder, "skipped", {})
+        reasons = reasons_by_position(self.dropped, skipped)
+        due = self.stuck_watch.update(block, ((o.protocol, o.user) for o in self.liquidatable), reasons)
+        for s in due:
+            log.warning(
+                "position still liquidatable",
+                extra=kv(market=s.market, user=s.user, blocks=s.blocks, since=s.since_block, reason=s.reason),
+            )
 
     def detect(self, *, price_overrides: Mapping[str, Mapping[str, int]] | None = None) -> list[Opportunity]:
         """Every liquidatable position's best liquidation at the current markets, exact.

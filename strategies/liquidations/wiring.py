@@ -212,7 +212,7 @@ class LiquidationKeeper:
 
 
 async def build_strategy(
-    rpc: RpcClient, setup: LiquidationSetup, execution: ExecutionConfig
+    rpc: RpcClient, setup: LiquidationSetup, execution: ExecutionConfig, *, stuck_after_blocks: int = 10
 ) -> tuple[LiquidationStrategy, LiquidationActions]:
     valuer = await build_valuer(
         rpc,
@@ -222,7 +222,9 @@ async def build_strategy(
         flash_pool=setup.flash_pool,
         weth=setup.weth,
     )
-    strategy = LiquidationStrategy(build_adapters(rpc, list(setup.markets)), valuer=valuer)
+    strategy = LiquidationStrategy(
+        build_adapters(rpc, list(setup.markets)), valuer=valuer, stuck_after_blocks=stuck_after_blocks
+    )
     actions = LiquidationActions(strategy, valuer.venues, execution)
     strategy.action_builder = actions
     strategy.costs = actions.costs
@@ -249,7 +251,9 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
         swap_tolerance_bps=settings.swap_tolerance_bps,
     )
     ledger = await services.ledger()
-    strategy, actions = await build_strategy(rpc, setup, execution)
+    strategy, actions = await build_strategy(
+        rpc, setup, execution, stuck_after_blocks=settings.stuck_alert_blocks
+    )
     log.info(
         "liquidations",
         extra=kv(

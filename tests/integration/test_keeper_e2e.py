@@ -80,7 +80,7 @@ async def test_crash_is_liquidated_through_bundles_and_the_ledger_matches_the_ch
     assert net.relay is not None and net.relay_url is not None
     path = tmp_path / "ledger.sqlite"
     actions: list[SubmitBundle] = []
-    async with devnet_keeper(net, tmp_path, builder_share_bps=5_000) as keeper:
+    async with devnet_keeper(net, tmp_path, builder_share_bps=5_000, stuck_alert_blocks=3) as keeper:
         executor = bundle_executor(keeper)
         await run_crash(rpc, dep, drop_bps=2_500, blocks=5, mine=True, miner=miner)
         quiet = 0
@@ -94,7 +94,12 @@ async def test_crash_is_liquidated_through_bundles_and_the_ledger_matches_the_ch
         remaining = list(keeper.strategy.liquidatable)
         dropped = dict(keeper.strategy.dropped)
         skipped = dict(keeper.actions.skipped)
+        stuck = list(keeper.strategy.stuck_watch.stuck)
     assert stats.included > 10
+    # What stays liquidatable (3+ quiet blocks after the crash) is reported, each with why it is not sent.
+    assert remaining
+    assert {(s.market, s.user) for s in stuck} == {(o.protocol, o.user) for o in remaining}
+    assert all(s.blocks >= 3 and s.reason for s in stuck)
     assert stats.simulation_failed == 0 or all("Expired" not in r for r in stats.reasons)
 
     # 1. Both markets were liquidated through bundles.
