@@ -1,12 +1,13 @@
-"""Conformance suite every venue passes, on the real devnet (real Uniswap V2/V3 bytecode).
+"""Conformance suite every venue passes, on the real devnet (real Uniswap V2/V3 and Balancer V2 bytecode).
 
 The bar is equality to the wei: for random amounts from dust to the largest the venue can quote, in both
 directions on every pool, `quote_exact_in` after `refresh` equals the token balance change of a real swap
 through the venue's router at that same state (Router02 swapExactTokensForTokens / SwapRouter
-exactInputSingle, sent by the whale and mined). Also: quotes track state after a later refresh (and
-`apply` predicts it), refresh is pinned to its block, unknown pairs give None, and a Uniswap V3 amount that
-would leave the bitmap words read raises OutsideReadRange. At the end, the router's best routes (one or
-two hops, either venue) equal executing their path on chain.
+exactInputSingle / the Balancer Vault's swap, sent by the whale and mined). Also: quotes track state after
+a later refresh (and `apply` predicts it), refresh is pinned to its block, unknown pairs give None, and a
+Uniswap V3 amount that would leave the bitmap words read raises OutsideReadRange. At the end, the router's
+best routes (one or two hops, a Uniswap venue: the executor has no Balancer route yet) equal executing
+their path on chain.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from eth_abi.abi import decode
 
 from keeper.chain import uniswap_v3_math as v3
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.scenarios.amm import fund_trader_txs
-from keeper.devnet.scenarios.common import BulkSender
+from keeper.devnet.scenarios.common import BulkSender, call_tx
 from keeper.devnet.stack import Devnet, DevnetMiner
 from keeper.devnet.uniswap_v2 import DEFAULT_V2_PAIRS
 from keeper.devnet.uniswap_v3 import DEFAULT_V3_POOLS, read_pool_state
@@ -43,6 +45,7 @@ from strategies.venues import (
     load_v2_pairs,
     load_v3_pools,
 )
+from strategies.venues.balancer_stable import BalancerStableVenue, load_stable_pools
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +57,13 @@ EXACT_INPUT = "exactInput((bytes,address,uint256,uint256,uint256))"
 EXACT_INPUT_TYPES = ["(bytes,address,uint256,uint256,uint256)"]
 V2_SWAP = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
 V2_SWAP_TYPES = ["uint256", "uint256", "address[]", "address", "uint256"]
+VAULT_SWAP = "swap((bytes32,uint8,address,address,uint256,bytes),(address,bool,address,bool),uint256,uint256)"
+VAULT_SWAP_TYPES = [
+    "(bytes32,uint8,address,address,uint256,bytes)",
+    "(address,bool,address,bool)",
+    "uint256",
+    "uint256",
+]
 
 
 # ----------------------------------------------------------------------------------------- devnet
@@ -105,6 +115,14 @@ async def env() -> AsyncIterator[Env]:
         whale = dep.accounts["whale"]
         sender = BulkSender(rpc, miner=DevnetMiner(net))
         await sender.run(fund_trader_txs(dep, whale, set(dep.tokens)))
+        approve = "approve(address,uint256)"
+        vault = [
+            call_tx(
+                whale, t.address, approve, ["address", "uint256"], [dep.balancer.vault, 2**256 - 1], 100_000
+            )
+            for t in dep.tokens.values()
+        ]
+        await sender.run(vault)  # the Balancer Vault pulls the tokens of a swap
         yield Env(net, rpc, dep, whale)
 
 
@@ -121,6 +139,11 @@ async def snap(env: Env) -> AsyncIterator[Env]:
 # ------------------------------------------------------------------------------- venue cases
 
 
+async def erc20_balance_of_pool(env: Env, token: str, pool: str) -> int:
+    raw = await env.rpc.eth_call(token, encode_call("balanceOf(address)", ["address"], [pool]))
+    return int.from_bytes(raw, "big")
+
+
 @dataclass(frozen=True)
 class Case:
     """How the suite builds a venue from the devnet and executes one of its quotes for real."""
@@ -130,6 +153,11 @@ class Case:
     build: Callable[[Env], Awaitable[Venue]]
     pool_address: Callable[[Env, str], str]
     swap_call: Callable[[Env, Quote], tuple[str, bytes]]
+    other_pool: str
+    """A pool of the venue that does not hold WETH and the pair `known_pair` names."""
+    known_pair: tuple[str, str] = ("WETH", "USDC")
+    pool_balance: Callable[[Env, str, str], Awaitable[int]] = erc20_balance_of_pool
+    """A token's balance in a pool (a Balancer pool's tokens are held by the Vault)."""
 
 
 async def build_v3(env: Env, words_each_side: int | None = 2) -> UniswapV3Venue:
@@ -151,6 +179,31 @@ def v2_swap_call(env: Env, q: Quote) -> tuple[str, bytes]:
     return env.dep.uniswap_v2.router, encode_call(V2_SWAP, V2_SWAP_TYPES, args)
 
 
+async def build_balancer(env: Env) -> BalancerStableVenue:
+    addresses = [p.address for p in env.dep.balancer.pools.values()]
+    return BalancerStableVenue(await load_stable_pools(env.rpc, env.dep.balancer.vault, addresses))
+
+
+def balancer_pool(env: Env, pool: str) -> Any:
+    return next(p for p in env.dep.balancer.pools.values() if p.address.lower() == pool.lower())
+
+
+def balancer_swap_call(env: Env, q: Quote) -> tuple[str, bytes]:
+    pool_id = bytes.fromhex(balancer_pool(env, q.pool).pool_id[2:])
+    single = (pool_id, 0, q.token_in, q.token_out, q.amount_in, b"")  # kind 0: GIVEN_IN
+    funds = (env.whale, False, env.whale, False)
+    return env.dep.balancer.vault, encode_call(VAULT_SWAP, VAULT_SWAP_TYPES, [single, funds, 0, DEADLINE])
+
+
+async def vault_balance_of_pool(env: Env, token: str, pool: str) -> int:
+    pool_id = bytes.fromhex(balancer_pool(env, pool).pool_id[2:])
+    raw = await env.rpc.eth_call(
+        env.dep.balancer.vault, encode_call("getPoolTokens(bytes32)", ["bytes32"], [pool_id])
+    )
+    tokens, balances, _ = decode(["address[]", "uint256[]", "uint256"], raw)
+    return int(next(b for t, b in zip(tokens, balances, strict=True) if t.lower() == token.lower()))
+
+
 CASES = {
     "uniswap_v3": Case(
         "uniswap_v3",
@@ -158,6 +211,7 @@ CASES = {
         build_v3,
         lambda env, name: env.dep.uniswap_v3.pools[name],
         v3_swap_call,
+        "WBTC/WETH/3000",
     ),
     "uniswap_v2": Case(
         "uniswap_v2",
@@ -165,6 +219,17 @@ CASES = {
         build_v2,
         lambda env, name: env.dep.uniswap_v2.pairs[name],
         v2_swap_call,
+        "WBTC/WETH",
+    ),
+    "balancer_stable": Case(
+        "balancer_stable",
+        ("wstETH/WETH", "USDC/USDT/DAI"),
+        build_balancer,
+        lambda env, name: env.dep.balancer.pools[name].address,
+        balancer_swap_call,
+        "USDC/USDT/DAI",
+        known_pair=("WETH", "wstETH"),
+        pool_balance=vault_balance_of_pool,
     ),
 }
 POOL_PARAMS = [
@@ -236,7 +301,7 @@ async def test_quote_equals_real_swap(snap: Env, case_name: str, pool_name: str,
     await venue.refresh(env.rpc, await env.head())
 
     # From dust to the largest amount the venue can quote (capped at twice the pool's balance).
-    hi = 2 * await pool_balance(env, token_in, pool)
+    hi = 2 * await case.pool_balance(env, token_in, pool)
     cap = largest_quotable(venue, token_in, token_out, pool, hi)
     rng = random.Random(zlib.crc32(f"{case_name}{pool_name}{direction}".encode()))
     amounts = sorted({cap, *(int(cap / 10 ** rng.uniform(0.05, 8)) + 1 for _ in range(5))})
@@ -280,7 +345,7 @@ async def test_dust_quote_or_error_matches_the_router(snap: Env, case_name: str)
                 token_out,
                 1,
                 0,
-                0 if case_name == "uniswap_v2" else int(pool_name.split("/")[2]),
+                int(pool_name.split("/")[2]) if case_name == "uniswap_v3" else 0,
                 None,
             )
             spent, got, ok = await env.swap_delta(token_in, token_out, *case.swap_call(env, fake))
@@ -301,8 +366,8 @@ async def test_quotes_track_state_after_refresh(snap: Env, case_name: str) -> No
         b0 = await env.head()
         await venue.refresh(env.rpc, b0)
         assert venue.block == b0
-        cap = largest_quotable(venue, base, quote, pool, await pool_balance(env, base, pool))
-        ours = largest_quotable(venue, quote, base, pool, await pool_balance(env, quote, pool)) // 20
+        cap = largest_quotable(venue, base, quote, pool, await case.pool_balance(env, base, pool))
+        ours = largest_quotable(venue, quote, base, pool, await case.pool_balance(env, quote, pool)) // 20
         q_before = venue.quote_exact_in(quote, base, ours, pool=pool)
         assert q_before is not None
         # Someone else sells a lot of base (moves the price across ticks, and for V3 often across words).
@@ -338,22 +403,23 @@ async def test_unknown_pair_is_none(env: Env, case_name: str) -> None:
     case = CASES[case_name]
     venue = await case.build(env)
     await venue.refresh(env.rpc, await env.head())
-    wbtc, usdc, weth = env.token("WBTC"), env.token("USDC"), env.token("WETH")
+    wbtc, usdc = env.token("WBTC"), env.token("USDC")
+    a, b = (env.token(s) for s in case.known_pair)
     nobody = "0x000000000000000000000000000000000000dEaD"
     assert venue.quote_exact_in(wbtc, usdc, 10**8) is None
-    assert venue.quote_exact_in(nobody, weth, 10**18) is None
-    assert venue.quote_exact_in(weth, weth, 10**18) is None
-    other_pool = case.pool_address(env, "WBTC/WETH" + ("/3000" if case_name == "uniswap_v3" else ""))
-    assert venue.quote_exact_in(weth, usdc, 10**18, pool=other_pool) is None
+    assert venue.quote_exact_in(nobody, a, 10**18) is None
+    assert venue.quote_exact_in(a, a, 10**18) is None
+    other_pool = case.pool_address(env, case.other_pool)
+    assert venue.quote_exact_in(a, b, 10**18, pool=other_pool) is None
     assert venue.pools(wbtc, usdc) == ()
-    assert (min(weth.lower(), usdc.lower()), max(weth.lower(), usdc.lower())) in venue.pairs()
+    assert (min(a.lower(), b.lower()), max(a.lower(), b.lower())) in venue.pairs()
     # Addresses in any case.
-    lower = venue.quote_exact_in(weth.lower(), usdc.lower(), 10**18)
+    lower = venue.quote_exact_in(a.lower(), b.lower(), 10**18)
     assert lower is not None
-    assert lower == venue.quote_exact_in(weth, usdc, 10**18)
-    assert lower.token_in == weth
+    assert lower == venue.quote_exact_in(a, b, 10**18)
+    assert lower.token_in == a
     with pytest.raises(ValueError, match="amount_in"):
-        venue.quote_exact_in(weth, usdc, 0)
+        venue.quote_exact_in(a, b, 0)
 
 
 # -------------------------------------------------------------------------- Uniswap V3 specifics
