@@ -17,8 +17,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-import aiohttp
-
+from keeper.chain.node_ready import wait_until_answering
 from keeper.errors import KeeperError
 
 NPM_ANVIL = (
@@ -88,33 +87,17 @@ class ReplayNode:
         self.proc = await asyncio.create_subprocess_exec(
             *self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        body = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.proc.returncode is not None:
-                    err = b""
-                    if self.proc.stderr is not None:
-                        err = await self.proc.stderr.read()
-                    raise NodeError(
-                        f"anvil exited with {self.proc.returncode}: {err.decode(errors='replace')[-300:]}"
-                    )
-                try:
-                    async with session.post(
-                        self.http_url,
-                        data=body,
-                        headers={"Content-Type": "application/json"},
-                        timeout=aiohttp.ClientTimeout(total=1),
-                    ) as resp:
-                        if resp.status == 200:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                if loop.time() > deadline:
-                    await self.stop()
-                    raise NodeError(f"anvil did not answer on {self.http_url} within {timeout:g} s")
-                await asyncio.sleep(0.02)
+        proc = self.proc
+        try:
+            answering = await wait_until_answering(
+                self.http_url, timeout, lambda: proc.returncode is not None
+            )
+        except TimeoutError:
+            await self.stop()
+            raise NodeError(f"anvil did not answer on {self.http_url} within {timeout:g} s") from None
+        if not answering:
+            err = await proc.stderr.read() if proc.stderr is not None else b""
+            raise NodeError(f"anvil exited with {proc.returncode}: {err.decode(errors='replace')[-300:]}")
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -17,9 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from keeper.chain.dev_accounts import DEFAULT_MNEMONIC, DEV_ACCOUNTS
+from keeper.chain.node_ready import wait_until_answering
 from keeper.errors import DevnetError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -145,29 +144,18 @@ class Anvil:
         await self.wait_ready(timeout)
 
     async def wait_ready(self, timeout: float = 15.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        body = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.proc is not None and self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
-                    raise DevnetError(f"anvil exited with {self.proc.returncode}: {err[-500:]}")
-                try:
-                    async with session.post(
-                        self.http_url,
-                        data=body,
-                        headers={"Content-Type": "application/json"},
-                        timeout=aiohttp.ClientTimeout(total=1),
-                    ) as resp:
-                        if resp.status == 200:
-                            return
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                if loop.time() > deadline:
-                    await self.stop()
-                    raise DevnetError(f"anvil did not answer on {self.http_url} within {timeout}s")
-                await asyncio.sleep(0.02)
+        proc = self.proc
+        try:
+            answering = await wait_until_answering(
+                self.http_url, timeout, lambda: proc is not None and proc.poll() is not None
+            )
+        except TimeoutError:
+            await self.stop()
+            raise DevnetError(f"anvil did not answer on {self.http_url} within {timeout}s") from None
+        if not answering:
+            assert proc is not None
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise DevnetError(f"anvil exited with {proc.returncode}: {err[-500:]}")
 
     async def stop(self) -> None:
         proc = self.proc

@@ -403,17 +403,24 @@ def decode_batch_item_failed(log: Mapping[str, Any]) -> BatchItemFailure:
         raise DecodeError(f"bad BatchItemFailed log: {exc}") from exc
 
 
-def batch_item_failures(receipt: Mapping[str, Any], executor: str | None = None) -> list[BatchItemFailure]:
-    """Every `BatchItemFailed` log in a receipt (optionally only those emitted by `executor`)."""
+def _receipt_logs(receipt: Mapping[str, Any], topic: str, executor: str | None) -> list[Mapping[str, Any]]:
+    """The receipt's logs with `topic` as topic0 (optionally only those emitted by `executor`)."""
     out = []
     for log in receipt.get("logs", []):
         topics = log.get("topics") or []
-        if not topics or str(topics[0]).lower() != BATCH_ITEM_FAILED_TOPIC:
+        if not topics or str(topics[0]).lower() != topic:
             continue
         if executor is not None and str(log.get("address", "")).lower() != executor.lower():
             continue
-        out.append(decode_batch_item_failed(log))
+        out.append(log)
     return out
+
+
+def batch_item_failures(receipt: Mapping[str, Any], executor: str | None = None) -> list[BatchItemFailure]:
+    """Every `BatchItemFailed` log in a receipt (optionally only those emitted by `executor`)."""
+    return [
+        decode_batch_item_failed(log) for log in _receipt_logs(receipt, BATCH_ITEM_FAILED_TOPIC, executor)
+    ]
 
 
 def slippage_floor(
@@ -501,15 +508,7 @@ def decode_liquidated(log: Mapping[str, Any]) -> LiquidatedEvent:
 
 def liquidated_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[LiquidatedEvent]:
     """Every `Liquidated` log in a receipt (optionally only those emitted by `executor`)."""
-    out = []
-    for log in receipt.get("logs", []):
-        topics = log.get("topics") or []
-        if not topics or str(topics[0]).lower() != LIQUIDATED_TOPIC:
-            continue
-        if executor is not None and str(log.get("address", "")).lower() != executor.lower():
-            continue
-        out.append(decode_liquidated(log))
-    return out
+    return [decode_liquidated(log) for log in _receipt_logs(receipt, LIQUIDATED_TOPIC, executor)]
 
 
 def decode_executor_error(revert_data: bytes) -> tuple[str, tuple[Any, ...]] | None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keeper.chain.abi import encode_call
+from keeper.chain.mevshare import OracleHintMatcher
 from keeper.chain.ocr2 import TRANSMIT_SELECTOR, decode_transmit
 from keeper.chain.rpc import RpcClient
 from keeper.core.events import PendingTx
@@ -53,6 +54,8 @@ class OracleWatch:
     def __init__(self) -> None:
         self.aggregators: dict[str, list[tuple[str, str]]] = {}
         """aggregator (lowercase) -> [(market, asset)] it prices"""
+        self.hint_matcher = OracleHintMatcher(())
+        """Recognises updates of these aggregators in MEV-Share hints (rebuilt on each refresh)."""
         self.read_at: int | None = None
         self.malformed = 0
         self.matched = 0
@@ -96,6 +99,7 @@ class OracleWatch:
         for key, source in sources.items():
             mapping.setdefault(aggregator_of[source], []).append(key)
         self.aggregators = mapping
+        self.hint_matcher = OracleHintMatcher(mapping)
         self.read_at = block
 
     def due(self, block: int) -> bool:

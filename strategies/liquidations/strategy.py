@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from keeper.chain.mevshare import MevShareHint, OracleHintMatcher
+from keeper.chain.mevshare import MevShareHint
 from keeper.core.actions import Action, ForeignTx, HintedTx, SubmitBundle
 from keeper.core.events import Event, NewBlock, PendingTx
 from keeper.logs import kv
@@ -162,7 +162,7 @@ class LiquidationStrategy:
         block = self.last_block
         if block is None or self.action_builder is None or hint.hash in self._backrun_seen:
             return []
-        matcher = OracleHintMatcher(self.oracle_watch.addresses())
+        matcher = self.oracle_watch.hint_matcher
         updates = matcher.match(hint)
         if not updates:
             if matcher.mentions(hint):

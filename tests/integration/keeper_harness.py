@@ -104,3 +104,24 @@ async def collateral_base(rpc: RpcClient, dep: DevnetDeployment, market: str, us
     pool = dep.aave_v3.pool if market == "aave-v3" else dep.aave_v2.lending_pool
     raw = await rpc.eth_call(pool, encode_call("getUserAccountData(address)", ["address"], [user]))
     return int(decode(["uint256"] * 6, raw)[0])
+
+
+async def run_until_quiet(
+    net: Devnet,
+    keeper: LiquidationKeeper,
+    *,
+    max_blocks: int,
+    quiet_blocks: int = 3,
+    log: list[SubmitBundle] | None = None,
+) -> bool:
+    """Steps block by block until `quiet_blocks` pass with nothing sent and nothing pending; False when
+    `max_blocks` ran out first."""
+    executor = bundle_executor(keeper)
+    quiet = 0
+    for _ in range(max_blocks):
+        sent = executor.stats.sent
+        await step(net, keeper, log)
+        quiet = quiet + 1 if executor.stats.sent == sent and not executor.pending else 0
+        if quiet >= quiet_blocks:
+            return True
+    return False

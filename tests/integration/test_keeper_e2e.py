@@ -32,6 +32,7 @@ from tests.integration.keeper_harness import (
     collateral_base,
     devnet_keeper,
     latest_block,
+    run_until_quiet,
     step,
 )
 
@@ -83,13 +84,7 @@ async def test_crash_is_liquidated_through_bundles_and_the_ledger_matches_the_ch
     async with devnet_keeper(net, tmp_path, builder_share_bps=5_000, stuck_alert_blocks=3) as keeper:
         executor = bundle_executor(keeper)
         await run_crash(rpc, dep, drop_bps=2_500, blocks=5, mine=True, miner=miner)
-        quiet = 0
-        for _ in range(40):  # until a few blocks pass with nothing sent and nothing pending
-            sent = executor.stats.sent
-            await step(net, keeper, actions)
-            quiet = quiet + 1 if executor.stats.sent == sent and not executor.pending else 0
-            if quiet >= 3:
-                break
+        await run_until_quiet(net, keeper, max_blocks=40, log=actions)
         stats = executor.stats
         remaining = list(keeper.strategy.liquidatable)
         dropped = dict(keeper.strategy.dropped)
