@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,6 +167,8 @@ class RunServices:
         self._builders: MultiBuilderClient | None = None
         self._lock = asyncio.Lock()
         self._send_watch = SendWatch(plan.settings.head_max_age_seconds)
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = asyncio.Lock()
 
     @property
     def send_watch(self) -> SendWatch:
@@ -281,6 +283,12 @@ class RunServices:
             await sender.start()
             out.append(sender)
         return out
+
+    async def shared(self, key: str, build: Callable[[], Awaitable[Any]]) -> Any:
+        async with self._shared_lock:
+            if key not in self._shared:
+                self._shared[key] = await build()
+            return self._shared[key]
 
     def push_close(self, close: Any) -> None:
         """Registers an async close callback (run in reverse order by `aclose`)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -80,6 +80,12 @@ class Services(Protocol):
         """(the MEV-Share hint stream URL or None, the builders that take mev_sendBundle)."""
         ...
 
+    async def shared(self, key: str, build: Callable[[], Awaitable[Any]]) -> Any:
+        """The object built once under `key` for every strategy that asks (the first caller's `build`
+        makes it). Strategies that send from the same keys share one executor this way: two executors
+        handling one action type, or two nonce trackers for one account, would be a wiring error."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StrategyContext:
@@ -122,7 +128,8 @@ def factory(name: str) -> StrategyFactory:
 def _merge(into: Components, result: object, name: str) -> None:
     if isinstance(result, Components):
         into.strategies.extend(result.strategies)
-        into.executors.extend(result.executors)
+        # An executor shared by several strategies (`Services.shared`) is listed once.
+        into.executors.extend(e for e in result.executors if all(e is not x for x in into.executors))
         into.collectors.extend(result.collectors)
     elif hasattr(result, "process_event") and hasattr(result, "name"):
         into.strategies.append(cast("Strategy", result))

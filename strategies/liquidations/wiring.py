@@ -25,11 +25,11 @@ from keeper.chain.signer import TxSigner
 from keeper.collectors.mempool import PendingTxCollector
 from keeper.collectors.mevshare import MevShareCollector
 from keeper.config import Settings, env_name
-from keeper.core.actions import SendMode
 from keeper.core.interfaces import Collector, Executor
 from keeper.errors import ConfigError
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.single_tx import SingleTxExecutor
+from keeper.executors.submission import submit_executor
 from keeper.logs import kv
 from keeper.strategies_registry import Components, Services, StrategyContext
 from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
@@ -250,7 +250,6 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
         gas_budget=gas_budget,
         swap_tolerance_bps=settings.swap_tolerance_bps,
     )
-    ledger = await services.ledger()
     strategy, actions = await build_strategy(
         rpc, setup, execution, stuck_after_blocks=settings.stuck_alert_blocks
     )
@@ -267,53 +266,12 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
             senders=len(signers),
         ),
     )
-    executor: BundleExecutor | SingleTxExecutor
-    if settings.submit == "bundle":
-        builders = await services.builders()
-        stream, mevshare = services.mevshare
-        if stream is not None and not mevshare:
-            raise ConfigError(
-                [
-                    f"{env_name('mevshare_builders')}: missing ({env_name('mevshare_url')} is set: backruns "
-                    "by hash need the builders that take mev_sendBundle); "
-                    "e.g. KEEPER_MEVSHARE_BUILDERS=flashbots"
-                ]
-            )
-        unknown = [b for b in mevshare if b not in builders.names]
-        if unknown:
-            raise ConfigError(
-                [
-                    f"{env_name('mevshare_builders')}: {', '.join(unknown)} not among the builders of "
-                    f"{env_name('relay_urls')} ({', '.join(builders.names)}); e.g. "
-                    "KEEPER_RELAY_URLS=flashbots=https://relay.flashbots.net "
-                    "KEEPER_MEVSHARE_BUILDERS=flashbots"
-                ]
-            )
-        executor = BundleExecutor(
-            rpc,
-            signers,
-            builders,
-            chain_id=services.chain_id,
-            min_profit_wei=settings.min_profit_wei,
-            ledger=ledger,
-            dry_run=settings.dry_run,
-            on_event=services.event_sink,
-            gas_budget=gas_budget,
-            executor_address=setup.executor,
-            token_to_wei=oracle_pricer(rpc, setup.markets[0], setup.weth),
-            send_watch=services.send_watch,
-            mevshare_builders=services.mevshare[1],
-        )
-        await executor.reconcile()
-    else:
-        executor = SingleTxExecutor(
-            rpc,
-            await services.senders(SendMode.PUBLIC if settings.submit == "public" else SendMode.PRIVATE),
-            min_profit_wei=settings.min_profit_wei,
-            ledger=ledger,
-            dry_run=settings.dry_run,
-            channel="mempool" if settings.submit == "public" else "private",
-        )
+    executor = await submit_executor(
+        ctx,
+        executor_address=setup.executor,
+        gas_budget=gas_budget,
+        token_to_wei=oracle_pricer(rpc, setup.markets[0], setup.weth),
+    )
     collectors: list[Collector] = []
     if settings.oracle_backruns and settings.submit == "bundle":
         # Pending price updates of the tracked markets (the filter reads the watch live).

@@ -1,0 +1,110 @@
+"""The executor that sends every strategy's transactions, built once per `keeper run`.
+
+All strategies send from the same keys through the same executor contract, so they share one executor
+(`Services.shared`): one nonce tracker per account, one ledger writer, one packing of a block's calls
+into batch transactions. Which one depends on `KEEPER_SUBMIT`: the `BundleExecutor` (bundles to the
+builders, MEV-Share backruns by hash) or the `SingleTxExecutor` (public mempool or private relay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from keeper.config import env_name
+from keeper.core.actions import SendMode
+from keeper.errors import ConfigError
+from keeper.executors.bundle_executor import BundleExecutor
+from keeper.executors.single_tx import SingleTxExecutor
+from keeper.strategies_registry import Services, StrategyContext
+
+SHARED_KEY = "submit-executor"
+
+TokenPricer = Callable[[str], Awaitable[tuple[int, int]]]
+
+
+async def submit_executor(
+    ctx: StrategyContext,
+    *,
+    executor_address: str,
+    gas_budget: int,
+    token_to_wei: TokenPricer | None = None,
+) -> BundleExecutor | SingleTxExecutor:
+    """The shared executor (built by the first strategy that asks: its `token_to_wei` values profits
+    found on chain after a restart)."""
+    services = ctx.services
+    if services is None:
+        raise ConfigError(["KEEPER_STRATEGIES: sending needs `keeper run`"])
+
+    async def build() -> BundleExecutor | SingleTxExecutor:
+        return await _build(ctx, services, executor_address, gas_budget, token_to_wei)
+
+    executor = await services.shared(SHARED_KEY, build)
+    if not isinstance(executor, BundleExecutor | SingleTxExecutor):  # pragma: no cover - wiring bug
+        raise TypeError(f"shared {SHARED_KEY!r} is a {type(executor).__name__}")
+    bound = executor.executor_address if isinstance(executor, BundleExecutor) else None
+    if bound is not None and bound.lower() != executor_address.lower():
+        raise ConfigError(
+            [
+                f"{env_name('executor_address')}: strategies disagree on the executor contract "
+                f"({bound} and {executor_address})"
+            ]
+        )
+    return executor
+
+
+async def _build(
+    ctx: StrategyContext,
+    services: Services,
+    executor_address: str,
+    gas_budget: int,
+    token_to_wei: TokenPricer | None,
+) -> BundleExecutor | SingleTxExecutor:
+    settings, rpc = ctx.settings, ctx.rpc
+    ledger = await services.ledger()
+    if settings.submit != "bundle":
+        mode = SendMode.PUBLIC if settings.submit == "public" else SendMode.PRIVATE
+        return SingleTxExecutor(
+            rpc,
+            await services.senders(mode),
+            min_profit_wei=settings.min_profit_wei,
+            ledger=ledger,
+            dry_run=settings.dry_run,
+            channel="mempool" if settings.submit == "public" else "private",
+        )
+    builders = await services.builders()
+    stream, mevshare = services.mevshare
+    if stream is not None and not mevshare:
+        raise ConfigError(
+            [
+                f"{env_name('mevshare_builders')}: missing ({env_name('mevshare_url')} is set: backruns "
+                "by hash need the builders that take mev_sendBundle); "
+                "e.g. KEEPER_MEVSHARE_BUILDERS=flashbots"
+            ]
+        )
+    unknown = [b for b in mevshare if b not in builders.names]
+    if unknown:
+        raise ConfigError(
+            [
+                f"{env_name('mevshare_builders')}: {', '.join(unknown)} not among the builders of "
+                f"{env_name('relay_urls')} ({', '.join(builders.names)}); e.g. "
+                "KEEPER_RELAY_URLS=flashbots=https://relay.flashbots.net "
+                "KEEPER_MEVSHARE_BUILDERS=flashbots"
+            ]
+        )
+    executor = BundleExecutor(
+        rpc,
+        services.signers(),
+        builders,
+        chain_id=services.chain_id,
+        min_profit_wei=settings.min_profit_wei,
+        ledger=ledger,
+        dry_run=settings.dry_run,
+        on_event=services.event_sink,
+        gas_budget=gas_budget,
+        executor_address=executor_address,
+        token_to_wei=token_to_wei,
+        send_watch=services.send_watch,
+        mevshare_builders=mevshare,
+    )
+    await executor.reconcile()
+    return executor
