@@ -33,7 +33,16 @@ def load_report(ledger_path: Path) -> Report:
 def _pnl_table(title: str, key_name: str, groups: dict[str, PnL]) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column(key_name)
-    for name in ("incl.", "reverted", "realized ETH", "gas ETH", "builder ETH", "net ETH", "other assets"):
+    for name in (
+        "incl.",
+        "reverted",
+        "realized ETH",
+        "gas ETH",
+        "builder ETH",
+        "net ETH",
+        "subsidy ETH",
+        "other assets",
+    ):
         table.add_column(name, justify="right")
     for key, p in groups.items():
         others = ", ".join(f"{amount} {asset}" for asset, amount in sorted(p.other_assets.items()))
@@ -45,6 +54,7 @@ def _pnl_table(title: str, key_name: str, groups: dict[str, PnL]) -> Table:
             format_eth(p.gas_wei),
             format_eth(p.builder_payments_wei),
             format_eth(p.net_wei),
+            format_eth(p.subsidy_wei),
             others or "-",
         )
     return table
@@ -61,6 +71,7 @@ def render(report: Report, console: Console) -> None:
         f"net {format_eth(t.net_wei)} ETH = realized {format_eth(t.realized_wei)}"
         f" - gas {format_eth(t.gas_wei)}; builder payments {format_eth(t.builder_payments_wei)} ETH"
         " (already out of realized)"
+        + (f"; subsidy {format_eth(t.subsidy_wei)} ETH (loss-making inclusions)" if t.subsidy_wei else "")
     )
     if report.total.inclusions:
         console.print(_pnl_table("P&L by strategy", "strategy", report.by_strategy))

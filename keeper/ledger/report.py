@@ -45,6 +45,10 @@ class PnL:
     gas_used: int = 0
     other_assets: dict[str, int] = field(default_factory=dict)
     """Realized profit in other assets: asset -> base units."""
+    subsidy_wei: int = 0
+    """What loss-making inclusions cost: the sum, over inclusions valued in wei whose realized profit is
+    below their gas, of gas - realized (a protocol keeper's subsidy; 0 for a searcher that never sends
+    at a loss)."""
 
     @property
     def net_wei(self) -> int:
@@ -63,12 +67,15 @@ class PnL:
         self.gas_used += inc.gas_used
         self.builder_payments_wei += inc.builder_payment_wei
         if inc.realized_profit_asset == ETH:
-            self.realized_wei += inc.realized_profit
-        elif inc.realized_profit_wei is not None:  # a token profit valued in wei by the executor
-            self.realized_wei += inc.realized_profit_wei
+            realized: int | None = inc.realized_profit
         else:
+            realized = inc.realized_profit_wei  # a token profit valued in wei by the executor
+        if realized is None:
             asset = inc.realized_profit_asset
             self.other_assets[asset] = self.other_assets.get(asset, 0) + inc.realized_profit
+            return
+        self.realized_wei += realized
+        self.subsidy_wei += max(inc.gas_cost_wei - realized, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +234,7 @@ def _pnl_json(p: PnL) -> dict[str, Any]:
         "net_wei": str(p.net_wei),
         "net_eth": format_eth(p.net_wei, None),
         "gas_used": p.gas_used,
+        "subsidy_wei": str(p.subsidy_wei),
         "other_assets": {asset: str(amount) for asset, amount in sorted(p.other_assets.items())},
     }
 

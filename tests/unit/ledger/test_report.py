@@ -272,3 +272,19 @@ async def test_report_per_builder_identity_two_builders_on_one_host(tmp_path: Pa
     assert result.exit_code == 0, result.output
     for text in ("10.0.0.5:8545", "10.0.0.5:8546", "titan"):
         assert text in result.output
+
+
+def test_subsidy_sums_the_losses_after_gas_by_day() -> None:
+    # A protocol keeper's loss-making liquidations: the subsidy is gas - realized where that is positive;
+    # a profitable inclusion does not offset it, and unvalued token profits are left out.
+    inclusions = (
+        inc("a", 11, 10**15, 3 * 10**15, 0, DAY1_END),  # lost 2e15
+        inc("b", 21, 5 * 10**15, 10**15, 0, DAY2_START),  # earned: no subsidy
+        inc("c", 31, 0, 10**15, 0, DAY2_START + 5, success=False),  # reverted: lost the gas
+        inc("d", 41, 7, 10**15, 0, DAY2_START + 9, asset=USDC),  # not valued in wei: left out
+    )
+    r = build_report(ReportData((), (), inclusions, simulations_ok=0, simulations_failed=0))
+    assert r.total.subsidy_wei == 3 * 10**15
+    assert r.by_day[utc_day(DAY1_END)].subsidy_wei == 2 * 10**15
+    assert r.by_day[utc_day(DAY2_START)].subsidy_wei == 10**15
+    assert report_to_json(r)["total"]["subsidy_wei"] == str(3 * 10**15)
