@@ -67,6 +67,8 @@ MAINNET_WETH = "0xC02aaA39b223FE8D0A0e5C4F27eAD9083C756Cc2"
 MAINNET_AAVE_V3_POOL = "0x87870Bca3F3fD6335C3F4ce8392D69350B4fA4E2"
 MAINNET_UNISWAP_V3_SWAP_ROUTER = "0xE592427A0AEce92De3Edee1F18E0157C05861564"
 MAINNET_UNISWAP_V2_ROUTER02 = "0x7a250d5630B4cF539739dF2C5dAcb4c659F2488D"
+MAINNET_BALANCER_VAULT = "0xBA12222222228d8Ba445958a75a0704d566BF2C8"
+"""Balancer V2's Vault: the same address on every chain it is deployed on."""
 DEFAULT_DEVNET_FILE = Path(__file__).resolve().parents[1] / "deployments" / "devnet.json"
 
 # An example of a good value per field, shown in error lines (never real secrets).
@@ -108,6 +110,11 @@ EXAMPLES: dict[str, str] = {
     "stuck_alert_blocks": "10",
     "mevshare_url": "https://mev-share.flashbots.net",
     "mevshare_builders": "flashbots",
+    "mode": "protocol",
+    "subsidy_budget_wei": "500000000000000000",
+    "balancer_vault": MAINNET_BALANCER_VAULT,
+    "balancer_pools": "0x93d199263632a4EF4Bb438F1feB99e57b4b5f0BD",
+    "peg_presets": "wsteth-weth,usd-stables",
 }
 
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("keeper_toml_data", default=None)
@@ -243,6 +250,20 @@ class Settings(BaseSettings):
     oracle_backruns: bool = True
     """Watch the mempool for price updates of the tracked markets and backrun them in the same block
     (needs a node that streams full pending transactions; bundle mode only)."""
+    mode: Literal["searcher", "protocol"] = "searcher"
+    """searcher: send only what clears min_profit_wei. protocol (a protocol's official keeper): liquidate
+    every liquidatable position the executor can, at a loss too, within subsidy_budget_wei per day."""
+    subsidy_budget_wei: int = Field(default=0, ge=0)
+    """Protocol mode: what loss-making liquidations may cost per UTC day of block time (gas beyond the
+    profit), from the ledger's inclusions; beyond it, the keeper waits for the next day."""
+    balancer_vault: str = MAINNET_BALANCER_VAULT
+    """Balancer V2 Vault (its pools' swaps and zero-fee flash loans)."""
+    balancer_pools: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Balancer V2 ComposableStablePools the peg strategy trades on (mainnet; the devnet brings its own)."""
+    peg_presets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Peg presets (strategies/peg/pegs.py) the peg strategy watches, besides the [[peg]] tables."""
+    peg: list[dict[str, Any]] = Field(default_factory=list)
+    """`[[peg]]` tables of the TOML config file: one per peg (token_a, token_b, target; see README)."""
 
     @classmethod
     def settings_customise_sources(
@@ -340,17 +361,19 @@ class Settings(BaseSettings):
             out.append(SecretStr(key))
         return out
 
-    @field_validator("executor_address", "weth_address", "flash_pool", "router_v3", "router_v2")
+    @field_validator(
+        "executor_address", "weth_address", "flash_pool", "router_v3", "router_v2", "balancer_vault"
+    )
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         return None if v is None else check_address(v)
 
-    @field_validator("v3_pools", "v2_pairs", "connectors", mode="before")
+    @field_validator("v3_pools", "v2_pairs", "connectors", "balancer_pools", mode="before")
     @classmethod
     def _addresses_split(cls, v: Any) -> Any:
         return _split_csv(v)
 
-    @field_validator("v3_pools", "v2_pairs", "connectors")
+    @field_validator("v3_pools", "v2_pairs", "connectors", "balancer_pools")
     @classmethod
     def _addresses(cls, v: list[str]) -> list[str]:
         out = []
@@ -409,6 +432,11 @@ class Settings(BaseSettings):
     def _strategies_split(cls, v: Any) -> Any:
         return _split_csv(v)
 
+    @field_validator("peg_presets", mode="before")
+    @classmethod
+    def _peg_presets_split(cls, v: Any) -> Any:
+        return _split_csv(v)
+
     @field_validator("markets", mode="before")
     @classmethod
     def _markets_split(cls, v: Any) -> Any:
@@ -441,7 +469,7 @@ class Settings(BaseSettings):
             raise ValueError("a strategy is listed twice")
         return v
 
-    @field_validator("min_profit_wei", mode="before")
+    @field_validator("min_profit_wei", "subsidy_budget_wei", mode="before")
     @classmethod
     def _wei(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | str) or (isinstance(v, str) and not _INT.match(v)):
@@ -455,7 +483,7 @@ class Settings(BaseSettings):
             raise ValueError("negative (accepts a loss per opportunity): also set KEEPER_ALLOW_LOSS=true")
         return v
 
-    @field_validator("log_format", "submit", mode="before")
+    @field_validator("log_format", "submit", "mode", mode="before")
     @classmethod
     def _lower(cls, v: Any) -> Any:
         return v.strip().lower() if isinstance(v, str) else v
