@@ -50,6 +50,7 @@ from prometheus_client import Counter, Histogram
 from keeper.core.metrics import REGISTRY
 from keeper.executors.builder_identity import check_identity
 from keeper.ledger.rows import (
+    ETH,
     FINAL_STATUSES,
     LIVE_STATUSES,
     Inclusion,
@@ -636,6 +637,27 @@ class Ledger:
     async def flush(self) -> None:
         """Returns once every write queued before it is committed (or has failed)."""
         await self._write("flush", lambda conn: None, True)
+
+    async def subsidy_spent(self, since: int, until: int) -> int:
+        """What loss-making inclusions with a block timestamp in [since, until) cost: the sum of
+        gas - realized profit (wei) where that is positive (inclusions whose token profit was not valued
+        in wei are left out). Read in the writer thread, after every write queued before it."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT gas_cost_wei, realized_profit, realized_profit_asset, realized_profit_wei "
+                "FROM inclusions WHERE included_at >= ? AND included_at < ?",
+                (_check_int(since, "since"), _check_int(until, "until")),
+            ).fetchall()
+            total = 0
+            for gas, realized, asset, realized_wei in rows:
+                value = realized if asset == ETH else realized_wei
+                if value is not None:
+                    total += max(int(gas) - int(value), 0)
+            return total
+
+        spent = await self._write(f"subsidy_spent {since}..{until}", run, True)
+        return int(spent or 0)
 
     async def record_opportunity(self, opp: Opportunity, *, wait: bool = False) -> None:
         """Inserts a newly detected opportunity. If the id exists, the first record is kept (re-detections

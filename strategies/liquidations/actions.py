@@ -23,6 +23,7 @@ from keeper.executors.packing import BATCH_OVERHEAD_GAS, MAX_TX_GAS
 from keeper.logs import kv
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.strategy import LiquidationStrategy
+from strategies.liquidations.subsidy import SubsidyBudget
 from strategies.liquidations.valuation import ValuationCosts
 from strategies.venues.base import RouteKind, Venue
 from strategies.venues.router import best_route
@@ -52,6 +53,9 @@ class ExecutionConfig:
     """Gas our transactions may use per block: opportunities beyond it wait for the next block."""
     swap_tolerance_bps: int = 50
     """The sale's amountOutMinimum is the exact quote minus this share."""
+    subsidy: SubsidyBudget | None = None
+    """Protocol mode (KEEPER_MODE=protocol): liquidate at a loss too, within this daily budget; None:
+    searcher mode (only what clears `min_profit_wei`)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.builder_share_bps < BPS:
@@ -70,6 +74,7 @@ class LiquidationActions:
         self.venues = list(venues)
         self.config = config
         self.skipped: dict[str, str] = {}
+        self._budget_block: int | None = None
 
     def costs(self, block: NewBlock) -> ValuationCosts:
         """What one liquidation costs for the block after `block`: gas at its exact base fee, the builder's
@@ -77,16 +82,22 @@ class LiquidationActions:
         cfg = self.config
         base_fee = next_base_fee(block.base_fee_per_gas, block.gas_used, block.gas_limit)
         transactions = cfg.gas_budget // MAX_TX_GAS + 1
+        # Protocol mode: a loss is acceptable up to what the day's budget has left (as of the last block
+        # the action builder saw; the builder checks the budget again before sending).
+        minimum = -cfg.subsidy.remaining_wei if cfg.subsidy is not None else cfg.min_profit_wei
         return ValuationCosts(
             base_fee=base_fee,
             gas_per_liquidation=cfg.gas_estimate,
             builder_share_bps=cfg.builder_share_bps,
-            min_profit_wei=cfg.min_profit_wei,
+            min_profit_wei=minimum,
             gas_budget=max(cfg.gas_budget - transactions * BATCH_OVERHEAD_GAS, 0),
         )
 
     async def __call__(self, opportunities: Sequence[Opportunity], block: NewBlock) -> list[Action]:
         cfg = self.config
+        if cfg.subsidy is not None and self._budget_block != block.number:
+            await cfg.subsidy.update(block.number, block.timestamp)
+            self._budget_block = block.number
         costs = self.costs(block)
         self.skipped = {}
         actions: list[Action] = []
@@ -112,19 +123,35 @@ class LiquidationActions:
         if opp.route is None or opp.gross_profit is None or opp.swap_out is None:
             return "no route to sell the collateral"
         if opp.gross_profit <= 0:
-            return "unprofitable before gas: the swap returns less than the debt plus the flash premium"
+            return (
+                "unprofitable before gas: the swap returns less than the debt plus the flash premium (the "
+                "executor contract cannot take a loss on the sale itself)"
+            )
         if opp.to_wei is None or opp.profit_wei is None or opp.net_profit_wei is None:
             return "no ETH price in this market"
-        if opp.net_profit_wei < cfg.min_profit_wei:
-            return (
-                f"below minimum: net {opp.net_profit_wei} wei (gas ~{opp.gas_cost_wei} wei, builder "
-                f"{opp.builder_share_wei} wei) < {cfg.min_profit_wei}"
-            )
         num, den = opp.to_wei
-        # The contract's minProfit (debt units, owner's share) covers the minimum plus the gas, rounded up:
-        # the contract must never accept less than what made us send it.
-        floor_wei = max(cfg.min_profit_wei + costs.gas_cost_wei, 0)
-        min_profit_debt = -(-floor_wei * den // num)
+        if cfg.subsidy is not None:
+            # Protocol mode: the loss (gas beyond the profit) comes out of the day's budget; the contract
+            # still refuses a sale that does not repay the loan (minProfit 0).
+            loss = max(-opp.net_profit_wei, 0)
+            if not cfg.subsidy.take(loss, block.number + 1):
+                return (
+                    f"subsidy budget for today spent: needs {loss} wei, "
+                    f"{cfg.subsidy.remaining_wei} wei left of {cfg.subsidy.per_day_wei}"
+                )
+            min_profit_wei = -loss
+            min_profit_debt = 0
+        else:
+            if opp.net_profit_wei < cfg.min_profit_wei:
+                return (
+                    f"below minimum: net {opp.net_profit_wei} wei (gas ~{opp.gas_cost_wei} wei, builder "
+                    f"{opp.builder_share_wei} wei) < {cfg.min_profit_wei}"
+                )
+            min_profit_wei = cfg.min_profit_wei
+            # The contract's minProfit (debt units, owner's share) covers the minimum plus the gas, rounded
+            # up: the contract must never accept less than what made us send it.
+            floor_wei = max(cfg.min_profit_wei + costs.gas_cost_wei, 0)
+            min_profit_debt = -(-floor_wei * den // num)
         keep = BPS - cfg.swap_tolerance_bps
         coinbase_route: V3Route | None = None
         coinbase_min_out = 0
@@ -165,7 +192,7 @@ class LiquidationActions:
                 ),
             ),
             expected_profit_wei=opp.profit_wei,
-            min_profit_wei=cfg.min_profit_wei,
+            min_profit_wei=min_profit_wei,
             profit_token=opp.debt_asset,
             profit_to_wei=(num, den),
             meta={

@@ -35,6 +35,7 @@ from keeper.strategies_registry import Components, Services, StrategyContext
 from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
 from strategies.liquidations.markets import MarketConfig, build_adapters, devnet_markets, presets
 from strategies.liquidations.strategy import LiquidationStrategy
+from strategies.liquidations.subsidy import SubsidyBudget
 from strategies.liquidations.valuation import build_valuer
 
 log = logging.getLogger("strategies.liquidations")
@@ -241,6 +242,9 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
     signers = services.signers()
     await check_executor_access(rpc, setup.executor, signers, builder_share_bps=settings.builder_share_bps)
     gas_budget = await block_gas_budget(rpc, settings.block_gas_budget)
+    subsidy: SubsidyBudget | None = None
+    if settings.mode == "protocol":
+        subsidy = SubsidyBudget(settings.subsidy_budget_wei, (await services.ledger()).subsidy_spent)
     execution = ExecutionConfig(
         executor=setup.executor,
         weth=setup.weth,
@@ -249,6 +253,7 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
         connectors=tuple(c for c in setup.connectors if c.lower() != setup.weth.lower()),
         gas_budget=gas_budget,
         swap_tolerance_bps=settings.swap_tolerance_bps,
+        subsidy=subsidy,
     )
     strategy, actions = await build_strategy(
         rpc, setup, execution, stuck_after_blocks=settings.stuck_alert_blocks
@@ -262,6 +267,8 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
             executor=setup.executor,
             builder_share_bps=settings.builder_share_bps,
             min_profit_wei=settings.min_profit_wei,
+            mode=settings.mode,
+            subsidy_budget_wei=settings.subsidy_budget_wei,
             gas_budget=gas_budget,
             senders=len(signers),
         ),

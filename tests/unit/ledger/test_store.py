@@ -613,3 +613,39 @@ async def test_a_version_2_file_keeps_its_submissions_and_takes_identities(tmp_p
             "VALUES ('old', 999, 'titan', 5, 1)"
         )
     conn.close()
+
+
+async def test_subsidy_spent_sums_losses_after_gas_within_the_window(tmp_path: Path) -> None:
+    day = 1_700_006_400  # 2023-11-15 00:00:00 UTC
+    async with Ledger.open(tmp_path / "l.sqlite") as ledger:
+        for oid in ("a", "b", "c", "d", "e"):
+            await ledger.record_opportunity(opp(oid))
+        await ledger.record_inclusion(
+            Inclusion("a", 1, "0xa1", 1, 1, 5 * 10**15, 0, 2 * 10**15, day)
+        )  # -3e15
+        await ledger.record_inclusion(
+            Inclusion("b", 2, "0xb1", 1, 1, 10**15, 0, 4 * 10**15, day + 10)
+        )  # +3e15
+        await ledger.record_inclusion(
+            Inclusion("c", 3, "0xc1", 1, 1, 10**15, 0, 0, day - 1)
+        )  # the day before
+        await ledger.record_inclusion(
+            Inclusion("d", 4, "0xd1", 1, 1, 10**15, 0, 7, day + 20, realized_profit_asset="0xusdc")
+        )  # a token profit not valued in wei: left out
+        await ledger.record_inclusion(
+            Inclusion(
+                "e",
+                5,
+                "0xe1",
+                1,
+                1,
+                10**15,
+                0,
+                7,
+                day + 30,
+                realized_profit_asset="0xusdc",
+                realized_profit_wei=4 * 10**14,
+            )
+        )  # valued in wei: -6e14
+        assert await ledger.subsidy_spent(day, day + 86_400) == 3 * 10**15 + 6 * 10**14
+        assert await ledger.subsidy_spent(day - 86_400, day) == 10**15

@@ -149,3 +149,41 @@ async def test_builder_share_lowers_what_the_owner_keeps() -> None:
     opp = opportunity(30 * 10**6, builder, at)
     assert await builder([opp], at) == []
     assert builder.skipped[opp.id].startswith("below minimum")
+
+
+async def test_protocol_mode_sends_at_a_loss_within_the_daily_budget() -> None:
+    from strategies.liquidations.subsidy import SubsidyBudget
+
+    spent_reads: list[tuple[int, int]] = []
+
+    async def spent(since: int, until: int) -> int:
+        spent_reads.append((since, until))
+        return 0
+
+    budget = SubsidyBudget(3 * 10**15, spent)
+    cfg = ExecutionConfig(executor=EXECUTOR, weth=WETH, builder_share_bps=0, subsidy=budget)
+    builder = LiquidationActions(strategy(), [], cfg)
+    cheap = block(GWEI)  # gas ~0.001 ETH per liquidation (1M gas at 1 gwei)
+    # $1 gross (0.0005 ETH) - 0.001 ETH gas: a loss of ~0.0005 ETH each.
+    opps = [replace(opportunity(10**6, builder, cheap), id=f"opp-{i}") for i in range(8)]
+    actions = await builder(opps, cheap)
+    assert spent_reads == [(0, 86_400)]  # the block's UTC day, read once per block
+    loss = -opps[0].net_profit_wei  # type: ignore[operator]
+    assert loss > 0
+    assert len(actions) == 3 * 10**15 // loss  # as many as the budget covers, then none
+    for action in actions:
+        assert isinstance(action, SubmitBundle)
+        assert action.min_profit_wei == -loss  # the executor accepts exactly the budgeted loss
+        assert isinstance(action.txs[0], TxIntent)
+        assert decode_liquidate(action.txs[0].data).min_profit == 0  # the loan must still be repaid
+    assert builder.skipped["opp-7"].startswith("subsidy budget for today spent")
+    assert budget.reserved_wei == len(actions) * loss
+    # The valuer may keep what the budget left (as of the last block the builder saw).
+    assert builder.costs(cheap).min_profit_wei == -budget.remaining_wei
+    # A loss on the sale itself is never sent: the contract cannot repay the loan.
+    losing = replace(opportunity(-5 * 10**6), id="losing")
+    assert await builder([losing], replace(cheap, number=101)) == []
+    assert builder.skipped["losing"].startswith("unprofitable before gas")
+    # A new day starts with a fresh budget; reservations expire after their target block.
+    await budget.update(200, 86_400 + 5)
+    assert budget.reserved_wei == 0 and budget.remaining_wei == 3 * 10**15
