@@ -475,10 +475,11 @@ class BundleExecutor:
                 self._emit("stale", id=a.opportunity_id, block=target)
             return
         nonces, base_fee, head_check = prepared
+        t1 = time.perf_counter()
         if any(isinstance(f, HintedTx) for f in prefix):
+            self.last_timings = {"prepare": t1 - t0}
             await self._send_hint_backrun(plans, signers, nonces, base_fee, written)
             return
-        t1 = time.perf_counter()
         self.last_timings = {"prepare": t1 - t0, "sign": 0.0, "simulate": 0.0}
         jobs = list(zip(plans, signers, nonces, strict=True))
         # A backrun carries our transactions already sent for the same block (byte for byte, right after
@@ -627,7 +628,10 @@ class BundleExecutor:
             for a in (a for p in plans for a in p.items):
                 await self._sim_failed(a, "no MEV-Share endpoint configured for a backrun by hash")
             return
+        ts = time.perf_counter()
         signed = [self._sign(s, n, base_fee, p) for p, s, n in zip(plans, signers, nonces, strict=True)]
+        tc = time.perf_counter()
+        self.last_timings["sign"] = tc - ts
         items = [a for p in plans for a in p.items]
         new_claims = [a for a in items if (a.opportunity_id, target) not in self._claimed]
         if self.ledger is not None and new_claims:
@@ -638,6 +642,7 @@ class BundleExecutor:
                 self.stats.duplicate += len(items)
                 return
         self._claimed |= {(a.opportunity_id, target) for a in new_claims}
+        self.last_timings["claim"] = time.perf_counter() - tc
         if self.dry_run:
             for a in items:
                 self._emit("dry_run", id=a.opportunity_id, net_wei=a.expected_profit_wei, block=target)
@@ -660,6 +665,7 @@ class BundleExecutor:
             except RelayError as exc:
                 results.append(BuilderResult(name, name, False, None, exc, time.perf_counter() - t0))
         accepted = tuple(r.name for r in results if r.ok)
+        self.last_timings["send"] = time.perf_counter() - started
         for plan, tx in zip(plans, signed, strict=True):
             kept = tuple(
                 ItemResult(a, 0, 0, a.expected_profit_wei, 0, a.expected_profit_wei) for a in plan.items

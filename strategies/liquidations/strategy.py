@@ -162,6 +162,7 @@ class LiquidationStrategy:
         block = self.last_block
         if block is None or self.action_builder is None or hint.hash in self._backrun_seen:
             return []
+        t0 = time.perf_counter()
         matcher = self.oracle_watch.hint_matcher
         updates = matcher.match(hint)
         if not updates:
@@ -175,17 +176,9 @@ class LiquidationStrategy:
             for market, asset in self.oracle_watch.aggregators.get(update.aggregator, []):
                 overrides.setdefault(market, {})[asset] = update.answer
         already = {(o.protocol, o.user) for o in self.liquidatable} | self._hint_users
-        found = [o for o in self.detect(price_overrides=overrides) if (o.protocol, o.user) not in already]
+        found, actions = await self._backrun_liquidations(block, overrides, already, t0)
         if not found:
-            self.backrun_stats["nothing_new"] += 1
             return []
-        if self.valuer is not None:
-            costs = self.costs(block) if self.costs is not None else None
-            if costs is not None and costs.gas_budget is not None:
-                used = len(self.opportunities) * costs.gas_per_liquidation
-                costs = replace(costs, gas_budget=max(costs.gas_budget - used, 0))
-            found = list(await self.valuer(found, block.number, costs, after=self.opportunities))
-        actions = await self.action_builder(found, block)
         backruns: list[Action] = [
             replace(
                 a,
@@ -239,21 +232,9 @@ class LiquidationStrategy:
                 overrides.setdefault(market, {}).update(prices)
         # Positions the next-block path already has are left to it (its bundle is carried in ours).
         already = {(o.protocol, o.user) for o in self.liquidatable}
-        found = [o for o in self.detect(price_overrides=overrides) if (o.protocol, o.user) not in already]
-        t1 = time.perf_counter()
+        found, actions = await self._backrun_liquidations(block, overrides, already, t0)
         if not found:
-            self.backrun_stats["nothing_new"] += 1
             return []
-        if self.valuer is not None:
-            # The bundle carries the block's other liquidations (sent for the same block) before these:
-            # value these on the pools those sales leave, within what is left of the gas budget.
-            costs = self.costs(block) if self.costs is not None else None
-            if costs is not None and costs.gas_budget is not None:
-                used = len(self.opportunities) * costs.gas_per_liquidation
-                costs = replace(costs, gas_budget=max(costs.gas_budget - used, 0))
-            found = list(await self.valuer(found, block.number, costs, after=self.opportunities))
-        t2 = time.perf_counter()
-        actions = await self.action_builder(found, block)
         prefix = tuple(ForeignTx(raw=u.tx.raw, hash=u.tx.hash) for u in chain if u.tx.raw is not None)
         backruns: list[Action] = []
         for action in actions:
@@ -267,18 +248,42 @@ class LiquidationStrategy:
                     )
                 )
         self.backrun_stats["actions"] += len(backruns)
-        self.backrun_timings = {
-            "detect": t1 - t0,
-            "value": t2 - t1,
-            "build": time.perf_counter() - t2,
-            "total": time.perf_counter() - t0,
-        }
         if backruns:
             log.info(
                 "backrunning price updates",
                 extra=kv(updates=len(prefix), liquidations=len(backruns), target=block.number + 1),
             )
         return backruns
+
+    async def _backrun_liquidations(
+        self,
+        block: NewBlock,
+        overrides: Mapping[str, Mapping[str, int]],
+        already: set[tuple[str, str]],
+        t0: float,
+    ) -> tuple[list[Opportunity], list[Action]]:
+        """The positions `overrides` make liquidatable that are not in `already`, valued after the block's
+        other liquidations, and the actions for them (`backrun_timings` from `t0`)."""
+        assert self.action_builder is not None
+        found = [o for o in self.detect(price_overrides=overrides) if (o.protocol, o.user) not in already]
+        t1 = time.perf_counter()
+        if not found:
+            self.backrun_stats["nothing_new"] += 1
+            self.backrun_timings = {"detect": t1 - t0, "value": 0.0, "build": 0.0, "total": t1 - t0}
+            return [], []
+        if self.valuer is not None:
+            # The bundle carries the block's other liquidations (sent for the same block) before these:
+            # value these on the pools those sales leave, within what is left of the gas budget.
+            costs = self.costs(block) if self.costs is not None else None
+            if costs is not None and costs.gas_budget is not None:
+                used = len(self.opportunities) * costs.gas_per_liquidation
+                costs = replace(costs, gas_budget=max(costs.gas_budget - used, 0))
+            found = list(await self.valuer(found, block.number, costs, after=self.opportunities))
+        t2 = time.perf_counter()
+        actions = await self.action_builder(found, block)
+        t3 = time.perf_counter()
+        self.backrun_timings = {"detect": t1 - t0, "value": t2 - t1, "build": t3 - t2, "total": t3 - t0}
+        return found, actions
 
     def _needs_venues_soon(self) -> bool:
         if self.prefetch_mode == "always":
