@@ -86,6 +86,9 @@ class LiquidationActions:
         # the action builder saw; the builder checks the budget again before sending).
         minimum = -cfg.subsidy.remaining_wei if cfg.subsidy is not None else cfg.min_profit_wei
         return ValuationCosts(
+            below_minimum=(
+                "below minimum" if cfg.subsidy is None else "loss beyond the subsidy budget left today"
+            ),
             base_fee=base_fee,
             gas_per_liquidation=cfg.gas_estimate,
             builder_share_bps=cfg.builder_share_bps,

@@ -60,6 +60,8 @@ class ValuationCosts:
     """An opportunity is sent only if its net_profit_wei is at least this."""
     gas_budget: int | None = None
     """Total gas the block's liquidations may use (None: no limit)."""
+    below_minimum: str = "below minimum"
+    """How a drop under `min_profit_wei` is explained (protocol mode: the subsidy budget left today)."""
 
     def __post_init__(self) -> None:
         if self.base_fee < 0 or self.gas_per_liquidation < 0:
@@ -206,7 +208,9 @@ class VenueValuer:
             if isinstance(key, str):
                 dropped[opp.id] = key
             elif key < costs.min_profit_wei:
-                dropped[opp.id] = f"below minimum: at most {key} wei net at any size < {costs.min_profit_wei}"
+                dropped[opp.id] = (
+                    f"{costs.below_minimum}: at most {key} wei net at any size < {costs.min_profit_wei}"
+                )
             else:
                 heap.append((-key, opp.id, i, 0, opp, None))
         heapq.heapify(heap)
@@ -237,7 +241,7 @@ class VenueValuer:
                 key = min(-neg_key, bound)
                 if key < costs.min_profit_wei:
                     dropped[original.id] = (
-                        f"after the sales ranked before it: below minimum: at most {key} wei net "
+                        f"after the sales ranked before it: {costs.below_minimum}: at most {key} wei net "
                         f"< {costs.min_profit_wei}"
                     )
                     continue
@@ -258,7 +262,7 @@ class VenueValuer:
                 dropped[original.id] = prefix + reason
                 for neg_key, _, _, _, rest_original, _rest in heap:
                     dropped[rest_original.id] = (
-                        f"{prefix}below minimum: at most {-neg_key} wei net < {costs.min_profit_wei}"
+                        f"{prefix}{costs.below_minimum}: at most {-neg_key} wei net < {costs.min_profit_wei}"
                     )
                 break
             out.append(valued)
@@ -285,7 +289,7 @@ class VenueValuer:
             )
         if opp.net_profit_wei < costs.min_profit_wei:
             return (
-                f"below minimum: net {opp.net_profit_wei} wei (gross {opp.profit_wei}, builder "
+                f"{costs.below_minimum}: net {opp.net_profit_wei} wei (gross {opp.profit_wei}, builder "
                 f"{opp.builder_share_wei}, gas {opp.gas_cost_wei}) < {costs.min_profit_wei}"
             )
         return None
@@ -400,8 +404,8 @@ class VenueValuer:
                 ex = sizer.best_for_pair(terms, floor=_floor(costs, to_wei))
                 if ex is None:
                     reason = (
-                        f"below minimum: no size of {terms.collateral_asset}/{terms.debt_asset} can pay "
-                        "the gas, the builder's share and the minimum"
+                        f"{costs.below_minimum}: no size of {terms.collateral_asset}/{terms.debt_asset} "
+                        "can pay the gas, the builder's share and the minimum"
                         if sizer.below_floor
                         else f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
                     )

@@ -199,3 +199,61 @@ async def test_competitor_takes_positions_first_and_we_spend_nothing_on_them(
                 record = await ledger.opportunity(opp_id)
                 assert record is not None
                 assert record.status.value == "gone"
+
+
+async def test_protocol_mode_liquidates_at_a_loss_within_the_daily_budget(
+    fresh: Devnet, tmp_path: Path
+) -> None:
+    """KEEPER_MODE=protocol: positions whose liquidation costs more gas than it earns (an expensive block
+    and a 95% builder share) are liquidated all the same, until the day's subsidy budget is spent; the
+    ledger shows the subsidy, within the budget."""
+    net = fresh
+    rpc, dep = net.require()
+    miner = DevnetMiner(net)
+    await create_borrowers(rpc, dep, 80, seed=11, miner=miner)
+    budget = 5 * 10**16  # 0.05 ETH a day
+    path = tmp_path / "ledger.sqlite"
+    async with devnet_keeper(
+        net,
+        tmp_path,
+        mode="protocol",
+        subsidy_budget_wei=budget,
+        builder_share_bps=9_500,
+        oracle_backruns=False,
+        stuck_alert_blocks=3,
+    ) as keeper:
+        executor = bundle_executor(keeper)
+        await rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(40 * 10**9)])
+        await run_crash(rpc, dep, drop_bps=2_500, blocks=3, mine=True, miner=miner)
+        await run_until_quiet(net, keeper, max_blocks=30)
+        stats = executor.stats
+        skipped = dict(keeper.actions.skipped)
+        remaining = list(keeper.strategy.liquidatable)
+        stuck = list(keeper.strategy.stuck_watch.stuck)
+    reader = LedgerReader(path)
+    try:
+        data = reader.report_data()
+    finally:
+        reader.close()
+    from keeper.ledger.report import build_report
+
+    report = build_report(data)
+    print(
+        f"\nprotocol mode: included {stats.included}, subsidy {report.total.subsidy_wei} wei of {budget}, "
+        f"net {report.total.net_wei} wei, still liquidatable {len(remaining)}"
+    )
+    assert stats.included > 0
+    losses = [inc for inc in data.inclusions if inc.gas_cost_wei > (inc.realized_profit_wei or 0)]
+    assert losses, "no loss-making liquidation was sent"
+    assert 0 < report.total.subsidy_wei <= budget
+    # What is left is left for a reason the keeper states: the budget, or a sale that cannot repay.
+    for reason in skipped.values():
+        assert reason.startswith(("subsidy budget for today spent", "unprofitable before gas")), reason
+    # Every position left is reported as stuck, with why: the budget, a sale that cannot repay the
+    # loan, or a liquidation that fails in simulation (e.g. the collateral reserve lacks the liquidity to
+    # pay out the seized collateral).
+    assert {(s.market, s.user) for s in stuck} == {(o.protocol, o.user) for o in remaining}
+    for entry in stuck:
+        assert entry.reason.startswith(
+            ("loss beyond the subsidy budget", "subsidy budget", "unprofitable", "sent, but not landed")
+        ), entry.reason
