@@ -267,7 +267,8 @@ class BundleExecutor:
         self.last_timings: dict[str, float] = {}
         """Seconds per step of the last transaction prepared: prepare (nonce, head, parent header: one
         round trip), sign, simulate (eth_callBundle at the relay, re-simulations included), claim
-        (ledger), send (until the first builder accepted)."""
+        (the ledger's: what is left of it after the simulation it runs alongside), send (until the
+        first builder accepted)."""
         self.last_group: dict[str, int | float] = {}
         """The last group of actions: `target_block`, `items`, `transactions` written, `seconds` from its
         start to the last bundle written (accepted by a builder) and `written_ns`, that moment on the
@@ -491,6 +492,13 @@ class BundleExecutor:
             if prefix
             else []
         )
+        # The ledger claims (an fsynced commit) run while the relay simulates: claiming is only required
+        # before sending. An item the simulation then drops stays claimed and is not sent; it is recorded
+        # as failed, and a claim never sent is settled as "gone" like any bundle that did not land.
+        claiming: asyncio.Task[bool] | None = None
+        if not self.dry_run:
+            claiming = asyncio.create_task(self._claim(items, target), name=f"claim:{target}")
+            claiming.add_done_callback(_retrieve)
         for _attempt in range(MAX_RESIMULATIONS + 2):
             ts = time.perf_counter()
             signed = [self._sign(signer, nonce, base_fee, plan) for plan, signer, nonce in jobs]
@@ -530,24 +538,28 @@ class BundleExecutor:
                 self._emit("dry_run", id=r.action.opportunity_id, net_wei=r.net_wei, block=target)
             return
         tc = time.perf_counter()
-        new_claims = [r for r in kept_all if (r.action.opportunity_id, target) not in self._claimed]
-        if self.ledger is not None and new_claims:
-            claims = await asyncio.gather(
-                *(self.ledger.claim_send(r.action.opportunity_id, target) for r in new_claims)
-            )
-            if not all(claims):
-                # Claimed before by another process or run (a restart within the same block): never send
-                # any of it twice. (What this process claimed itself it may send again: a new version of
-                # a backrun bundle replaces the old one, and both sign with the same nonces.)
-                self.stats.duplicate += len(kept_all)
-                return
-        self._claimed |= {(r.action.opportunity_id, target) for r in new_claims}
-        self.last_timings["claim"] = time.perf_counter() - tc
+        assert claiming is not None
+        if not await claiming:
+            self.stats.duplicate += len(kept_all)
+            return
+        self.last_timings["claim"] = time.perf_counter() - tc  # what is left of it after the simulation
         sent = [
             (plan, tx, tuple(kept), gas)
             for (plan, _, _), tx, (kept, gas) in zip(jobs, signed, outcome, strict=True)
         ]
         await self._send(prefix, target, sent, written, companions=companions)
+
+    async def _claim(self, items: Sequence[SubmitBundle], target: int) -> bool:
+        """Claims (opportunity, target block) in the ledger for the items this process has not claimed
+        yet. False when any was claimed before by another process or run (a restart within the same
+        block): then none of them may be sent, never twice. (What this process claimed itself it may
+        send again: a new version of a backrun bundle replaces the old one, both with the same nonces.)"""
+        new = [a for a in items if (a.opportunity_id, target) not in self._claimed]
+        if self.ledger is None or not new:
+            return True
+        claims = await asyncio.gather(*(self.ledger.claim_send(a.opportunity_id, target) for a in new))
+        self._claimed |= {(a.opportunity_id, target) for a, ok in zip(new, claims, strict=True) if ok}
+        return all(claims)
 
     async def _simulate(
         self,
@@ -633,15 +645,9 @@ class BundleExecutor:
         tc = time.perf_counter()
         self.last_timings["sign"] = tc - ts
         items = [a for p in plans for a in p.items]
-        new_claims = [a for a in items if (a.opportunity_id, target) not in self._claimed]
-        if self.ledger is not None and new_claims:
-            claims = await asyncio.gather(
-                *(self.ledger.claim_send(a.opportunity_id, target) for a in new_claims)
-            )
-            if not all(claims):
-                self.stats.duplicate += len(items)
-                return
-        self._claimed |= {(a.opportunity_id, target) for a in new_claims}
+        if not await self._claim(items, target):
+            self.stats.duplicate += len(items)
+            return
         self.last_timings["claim"] = time.perf_counter() - tc
         if self.dry_run:
             for a in items:
@@ -1184,9 +1190,10 @@ class BundleExecutor:
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Done callback: a failed read is logged (its reader falls back to a read of its own)."""
+    """Done callback of a background read or claim: a failure nobody awaited is logged (a nonce read's
+    reader falls back to a read of its own; an awaited claim raises where it is awaited)."""
     if not task.cancelled() and task.exception() is not None:
-        log.debug("nonce read failed", extra=kv(error=str(task.exception())[:200]))
+        log.debug("background task failed", extra=kv(task=task.get_name(), error=str(task.exception())[:200]))
 
 
 class _CompanionFailed(Exception):

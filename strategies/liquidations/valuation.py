@@ -115,6 +115,11 @@ class VenueValuer:
         self.weth = weth
         """WETH's address: its oracle price converts V3 amounts to wei when `eth_prices` does not."""
         self._prefetch: tuple[int, asyncio.Task[None]] | None = None
+        self._per_block = False
+        self._read_at: int | None = None
+        """The block the venues' state was read at since the last `prefetch` call (the last new block):
+        the block's later valuations (its backruns) use that state without reading it again. Only for a
+        caller that calls `prefetch` on every block (the strategy): others always read."""
         self._paths: dict[tuple[str, str], list[Route]] = {}
         self._tops: dict[int, tuple[LiquidationTerms, LiquidationOutcome | None]] = {}
         self._used: dict[str, set[Pair]] = {}
@@ -135,6 +140,8 @@ class VenueValuer:
         if self._prefetch is not None:
             self._prefetch[1].cancel()  # a venue installs its state only at the end of its read
             self._prefetch = None
+        self._read_at = None  # a new block (perhaps a reorg's, with the same number): read it again
+        self._per_block = True
         if block is None:
             return
         task = asyncio.create_task(self._refresh(block), name=f"venues:prefetch:{block}")
@@ -142,19 +149,26 @@ class VenueValuer:
         self._prefetch = (block, task)
 
     async def refresh_venues(self, block: int) -> None:
-        """Every venue's state at `block`: the prefetched read when there is one for `block`."""
+        """Every venue's state at `block`: the prefetched read when there is one for `block`, or the read
+        an earlier valuation of the same block made (until the next `prefetch` call: valuations never
+        change the venues' state, they work on copies)."""
+        if self._read_at == block and self._prefetch is None:
+            return
         prefetched, self._prefetch = self._prefetch, None
         if prefetched is not None:
             started, task = prefetched
             if started == block:
                 try:
                     await task
+                    self._read_at = block if self._per_block else None
                     return
                 except Exception as exc:  # read again below: an error that persists is raised from there
                     log.debug("venue prefetch failed; reading again", extra=kv(block=block, error=str(exc)))
             else:
                 task.cancel()
+        self._read_at = None
         await self._refresh(block)
+        self._read_at = block if self._per_block else None
 
     async def __call__(
         self,

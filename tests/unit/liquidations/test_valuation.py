@@ -158,3 +158,23 @@ async def test_prefetch_is_used_by_the_same_block_only(crash: Crash) -> None:
     v.prefetch(8)
     await v(cast(list[Opportunity], []), 9)
     assert all(c.refreshed[-1] == 9 for c in venues)
+
+
+async def test_a_blocks_later_valuations_reuse_its_read_until_the_next_block(crash: Crash) -> None:
+    """A backrun valued after the block's own valuation (or a second backrun) reads nothing again; the
+    next block (even a reorg's, with the same number) is read again."""
+    venues = [_Counting(v) for v in crash.venues]
+    v = VenueValuer(cast(Any, None), cast(Any, venues), connectors=[addr("WETH")], weth=addr("WETH"))
+    v.prefetch(7)
+    first = await v(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
+    again = await v(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
+    assert [o.id for o in first] == [o.id for o in again]
+    assert all(c.refreshed == [7] for c in venues)
+    v.prefetch(None)  # the same number again (a reorg), no prefetch: read once more
+    await v(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
+    assert all(c.refreshed == [7, 7] for c in venues)
+    # A caller that never calls prefetch (not block-driven) always reads.
+    w = VenueValuer(cast(Any, None), cast(Any, venues), connectors=[addr("WETH")], weth=addr("WETH"))
+    await w(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
+    await w(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
+    assert all(c.refreshed == [7, 7, 7, 7] for c in venues)
