@@ -1,7 +1,7 @@
 """`keeper contracts ...`: our on-chain pieces. `deploy` puts a LiquidationExecutor on the configured chain.
 
 `keeper contracts deploy [--config FILE] [--out PATH] [--pool POOL=ORACLE ...] [--max-coinbase-bps N]
-[--max-slippage-bps N] [--evm-version auto|cancun|...|legacy] [--dry-run]`:
+[--max-slippage-bps N] [--evm-version auto|cancun|...|legacy] [--balancer-vault ADDRESS] [--dry-run]`:
 - the owner is the funds account (KEEPER_PRIVATE_KEY or KEEPER_KEYSTORE); it signs every transaction
   locally (TxSigner, type-2) and sends it with eth_sendRawTransaction: real networks have no unlocked
   accounts, so nothing here uses eth_sendTransaction;
@@ -9,6 +9,9 @@
   SwapRouter, Uniswap V2 Router02, WETH, the allowed lending pools and their oracles), so they need not
   have code yet; they come from the settings (KEEPER_FLASH_POOL, KEEPER_ROUTER_V3, KEEPER_ROUTER_V2,
   KEEPER_WETH_ADDRESS; mainnet defaults) or, with KEEPER_DEVNET=true, from the devnet file;
+- the Balancer V2 Vault (Balancer routes and arbitrage flash loans): `--balancer-vault ADDRESS` (zero
+  turns both off), else the devnet's Vault (KEEPER_DEVNET=true), else Balancer's canonical Vault
+  0xBA12222222228d8Ba445958a75a0704d566BF2C8 when the chain has code there, else zero;
 - the lending pools operators may liquidate on (each with its Aave price oracle): `--pool POOL=ORACLE`
   (repeatable), else the devnet's two Aave markets (KEEPER_DEVNET=true), else the KEEPER_MARKETS presets
   (all known presets when KEEPER_MARKETS is empty). The owner can change the list later (setPool);
@@ -54,6 +57,7 @@ from keeper.executors.executor_contract import (
     BPS,
     DEFAULT_MAX_COINBASE_BPS,
     DEFAULT_MAX_SLIPPAGE_BPS,
+    MAINNET_BALANCER_VAULT,
     choose_executor_build,
     encode_set_operator,
     executor_build,
@@ -102,6 +106,8 @@ class ExecutorTargets:
     pools: dict[str, str] = field(default_factory=dict)
     """Allowed lending pool -> its Aave price oracle."""
     pools_source: str = ""
+    balancer_vault: str | None = None
+    """The Balancer V2 Vault (zero address: none); None: the canonical Vault if the chain has code there."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ class DeployRecord:
     pools: dict[str, str]
     max_coinbase_bps: int
     max_slippage_bps: int
+    balancer_vault: str
+    """The Balancer V2 Vault the executor uses (the zero address: none)."""
     tx_hash: str
     block: int
     operator_txs: list[str]
@@ -138,6 +146,7 @@ class DeployPlan:
     targets: ExecutorTargets
     max_coinbase_bps: int
     max_slippage_bps: int
+    balancer_vault: str
     code: bytes
     gas: int
     max_fee: int
@@ -165,8 +174,20 @@ def parse_pools(values: list[str]) -> dict[str, str]:
     return pools
 
 
-def targets_from(settings: Settings, pool_options: list[str] | None = None) -> ExecutorTargets:
+def parse_vault(value: str | None) -> str | None:
+    """`--balancer-vault`: a checksummed address (zero allowed), or None when not given."""
+    if value is None:
+        return None
+    if not is_address(value.strip()):
+        raise ConfigError([f"--balancer-vault {value!r}: expected a 0x address (zero: no Balancer)"])
+    return str(to_checksum_address(value.strip()))
+
+
+def targets_from(
+    settings: Settings, pool_options: list[str] | None = None, balancer_vault: str | None = None
+) -> ExecutorTargets:
     explicit = parse_pools(pool_options or [])
+    vault = parse_vault(balancer_vault)
     if settings.devnet:
         from keeper.runner import read_devnet_file
 
@@ -185,6 +206,7 @@ def targets_from(settings: Settings, pool_options: list[str] | None = None) -> E
                 source=str(info.path),
                 pools=pools,
                 pools_source="--pool" if explicit else str(info.path),
+                balancer_vault=vault if vault is not None else _devnet_vault(d),
             )
         except (KeyError, TypeError):
             raise ConfigError(
@@ -207,7 +229,23 @@ def targets_from(settings: Settings, pool_options: list[str] | None = None) -> E
         "settings",
         pools,
         pools_source,
+        vault,
     )
+
+
+def _devnet_vault(d: Any) -> str:
+    balancer = d.get("balancer") if isinstance(d, dict) else None
+    vault = balancer.get("vault") if isinstance(balancer, dict) else None
+    return str(to_checksum_address(vault)) if isinstance(vault, str) and is_address(vault) else ZERO_ADDRESS
+
+
+async def resolve_balancer_vault(rpc: RpcClient, targets: ExecutorTargets) -> str:
+    """The Vault to deploy with: the one given, else the canonical Vault where the chain has code there,
+    else the zero address (no Balancer routes, no Balancer flash loans)."""
+    if targets.balancer_vault is not None:
+        return targets.balancer_vault
+    code = await rpc.call("eth_getCode", [MAINNET_BALANCER_VAULT, "latest"])
+    return MAINNET_BALANCER_VAULT if isinstance(code, str) and len(code) > 2 else ZERO_ADDRESS
 
 
 async def _fees(rpc: RpcClient) -> tuple[int, int]:
@@ -243,6 +281,7 @@ async def plan_deploy(
         raise KeeperError("no lending pool to allow: give at least one --pool POOL=ORACLE")
     chain_id = await rpc.chain_id()
     artifact = await choose_executor_build(rpc, evm_version)
+    vault = await resolve_balancer_vault(rpc, targets)
     code = executor_creation_code(
         artifact,
         owner,
@@ -254,6 +293,7 @@ async def plan_deploy(
         pools=targets.pools,
         max_coinbase_bps=max_coinbase_bps,
         max_slippage_bps=max_slippage_bps,
+        balancer_vault=vault,
     )
     try:
         estimate = hex_to_int(
@@ -270,6 +310,7 @@ async def plan_deploy(
         targets=targets,
         max_coinbase_bps=max_coinbase_bps,
         max_slippage_bps=max_slippage_bps,
+        balancer_vault=vault,
         code=code,
         gas=estimate * GAS_HEADROOM_BPS // 10_000,
         max_fee=max_fee,
@@ -355,6 +396,7 @@ async def deploy_executor_signed(
         pools=dict(targets.pools),
         max_coinbase_bps=max_coinbase_bps,
         max_slippage_bps=max_slippage_bps,
+        balancer_vault=plan.balancer_vault,
         tx_hash=deploy_hash,
         block=hex_to_int(receipt["blockNumber"]),
         operator_txs=op_hashes,
@@ -381,6 +423,9 @@ async def _read_back(rpc: RpcClient, address: str, plan: DeployPlan) -> None:
     )
     if bounds != (plan.max_coinbase_bps, plan.max_slippage_bps):
         raise KeeperError(f"the bounds of {address} are {bounds}, expected the ones deployed")
+    vault = await read("balancerVault()", [], [], "address")
+    if str(vault).lower() != plan.balancer_vault.lower():
+        raise KeeperError(f"balancerVault() of {address} is {vault}, expected {plan.balancer_vault}")
     for pool, oracle in plan.targets.pools.items():
         chain_oracle = await read("oracleOf(address)", ["address"], [pool], "address")
         if str(chain_oracle).lower() != oracle.lower():
@@ -410,7 +455,9 @@ def _fail(problems: list[str], code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _prepare(config: Path | None, pools: list[str]) -> tuple[Settings, LocalAccount, ExecutorTargets]:
+def _prepare(
+    config: Path | None, pools: list[str], balancer_vault: str | None = None
+) -> tuple[Settings, LocalAccount, ExecutorTargets]:
     settings = load_settings(config)
     register_secrets(*settings.secrets())
     account = funds_account(settings)
@@ -421,7 +468,7 @@ def _prepare(config: Path | None, pools: list[str]) -> tuple[Settings, LocalAcco
                 "signs the deployment; e.g. KEEPER_KEYSTORE=/secure/keystore.json"
             ]
         )
-    return settings, account, targets_from(settings, pools)
+    return settings, account, targets_from(settings, pools, balancer_vault)
 
 
 def _check_options(max_coinbase_bps: int, max_slippage_bps: int, evm_version: str) -> list[str]:
@@ -442,6 +489,9 @@ def _print_plan(plan: DeployPlan) -> None:
     _echo(f"dry run: nothing sent. Would deploy {plan.artifact.name} (EVM {plan.artifact.evm_version})")
     _echo(f"chain {plan.chain_id}; owner {plan.owner}; operators: {', '.join(plan.operators) or 'none'}")
     _echo(f"flash pool {t.flash_pool}, router v3 {t.router_v3}, router v2 {t.router_v2}, WETH {t.weth}")
+    _echo(
+        f"Balancer V2 Vault {plan.balancer_vault}" + (" (none)" if int(plan.balancer_vault, 16) == 0 else "")
+    )
     _echo(f"allowed lending pools (from {t.pools_source}):")
     for pool, oracle in t.pools.items():
         _echo(f"  {pool} (oracle {oracle})")
@@ -487,6 +537,14 @@ def deploy(
             "Cancun and later get the transient-storage build, older chains LiquidationExecutorLegacy."
         ),
     ] = "auto",
+    balancer_vault: Annotated[
+        str | None,
+        typer.Option(
+            "--balancer-vault",
+            help="Balancer V2 Vault for Balancer routes and flash loans (zero address: none; default: the "
+            "devnet's, else the canonical 0xBA12...2C8 when the chain has code there, else none).",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print what would be deployed; send nothing.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each receipt.")] = 600.0,
 ) -> None:
@@ -495,7 +553,7 @@ def deploy(
     if problems:
         raise _fail(problems)
     try:
-        settings, account, targets = _prepare(config, pool or [])
+        settings, account, targets = _prepare(config, pool or [], balancer_vault)
     except ConfigError as exc:
         raise _fail(exc.problems) from None
     signer = TxSigner(account)
@@ -544,5 +602,6 @@ def deploy(
         + ", ".join(f"{p} (oracle {o})" for p, o in record.pools.items())
     )
     _echo(f"max builder share {record.max_coinbase_bps} bps; max slippage {record.max_slippage_bps} bps")
+    _echo(f"Balancer V2 Vault {record.balancer_vault}")
     _echo(f"gas paid: {record.gas_cost_wei} wei; record written to {path}")
     _echo(f"now set KEEPER_EXECUTOR_ADDRESS={record.address}")

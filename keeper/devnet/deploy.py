@@ -140,6 +140,7 @@ async def deploy_all(rpc: RpcClient, prices_usd: Mapping[str, int] = DEFAULT_PRI
         pools={aave_v3.pool: aave_v3.oracle, aave_v2.lending_pool: aave_v2.oracle},
         max_coinbase_bps=9_500,
         max_slippage_bps=1_000,
+        balancer_vault=balancer.vault,
     )
     keeper_d = Deployer(rpc, KEEPER)
     for operator in OPERATORS:

@@ -5,16 +5,26 @@ One `liquidate(Params)` call per opportunity: flash-borrow the debt asset from t
 `liquidationCall` on the given (owner-allowlisted) pool, Aave V3 or V2, sell all the seized collateral on
 `route` (at least `min_out`, and at least the oracle floor the owner set), repay, check the owner's
 profit >= `min_profit`, then pay `coinbase_bps` (<= the owner's maximum) of the gross profit to
-block.coinbase in ETH and the rest to the owner. `batch(bytes[])` runs several `liquidate` calls in one
-transaction; a failing item reverts only itself (`encode_batch`, `decode_batch_result`).
+block.coinbase in ETH and the rest to the owner. One `arbitrage(ArbParams)` call per peg/spread
+opportunity: flash-borrow `amount` of `token` from the Balancer V2 Vault or the Aave V3 Pool, sell it along
+a cycle back into `token`, repay, same profit check and builder payment (`ArbitrageParams`,
+`encode_arbitrage`, `Arbitraged` events). `batch(bytes[])` runs several `liquidate` / `arbitrage` calls in
+one transaction; a failing item reverts only itself (`encode_batch`, `decode_batch_result`).
 
 Two builds of the one source (keeper/contracts/artifacts): `LiquidationExecutor` for Cancun and later
 (transient storage), `LiquidationExecutorLegacy` for chains without EIP-1153; same ABI.
 
-Routes are packed paths, as Uniswap encodes them:
-- Uniswap V3: `token (20 bytes) | fee (3 bytes, big-endian) | token | ...` (SwapRouter `exactInput`);
-- Uniswap V2: `token (20 bytes) | token | ...` (the contract unpacks it into Router02's `address[]`).
-Both run from the input token (the collateral; the debt asset for the builder's conversion) to the output.
+Routes (`Route`), each run from the input token (the collateral; the borrowed token of an arbitrage; the
+debt asset for the builder's conversion) to the output:
+- Uniswap V3 (`V3Route`): `token (20 bytes) | fee (3 bytes, big-endian) | token | ...` (SwapRouter
+  `exactInput`);
+- Uniswap V2 (`V2Route`): `token (20 bytes) | token | ...` (the contract unpacks it into Router02's
+  `address[]`);
+- Balancer V2 (`BalancerRoute`): `token (20 bytes) | poolId (32 bytes) | token | ...` (the Vault's `swap`
+  for one hop, `batchSwap` GIVEN_IN for several);
+- Mixed (`MixedRoute`): `abi.encode(Leg[])`, `Leg = (uint16 bps, Hop[] hops)`, `Hop = (uint8 venue,
+  bytes path)`: the input split over legs by bps (floor; the last leg takes the remainder; the bps sum to
+  10000), each leg a chain of V3 / V2 / Balancer hops, the outputs summed and checked against min_out.
 """
 
 from __future__ import annotations
@@ -50,11 +60,19 @@ PARAMS_TUPLE = (
 )
 LIQUIDATE_SIGNATURE = f"liquidate({PARAMS_TUPLE})"
 LIQUIDATE_SELECTOR = function_signature_to_4byte_selector(LIQUIDATE_SIGNATURE)
+ARB_PARAMS_TUPLE = "(uint8,address,uint256,uint8,bytes,uint256,uint256,uint16,bytes,uint256,uint64,bytes32)"
+ARBITRAGE_SIGNATURE = f"arbitrage({ARB_PARAMS_TUPLE})"
+ARBITRAGE_SELECTOR = function_signature_to_4byte_selector(ARBITRAGE_SIGNATURE)
 BATCH_SIGNATURE = "batch(bytes[])"
 BATCH_SELECTOR = function_signature_to_4byte_selector(BATCH_SIGNATURE)
-BATCHABLE_SELECTORS = frozenset({LIQUIDATE_SELECTOR})
+BATCHABLE_SELECTORS = frozenset({LIQUIDATE_SELECTOR, ARBITRAGE_SELECTOR})
 """Entry points the contract accepts as batch items (its `_batchable`)."""
 EXECUTE_OPERATION_SIGNATURE = "executeOperation(address,uint256,uint256,address,bytes)"
+RECEIVE_FLASH_LOAN_SIGNATURE = "receiveFlashLoan(address[],uint256[],uint256[],bytes)"
+MIXED_LEGS_TYPE = "(uint16,(uint8,bytes)[])[]"
+"""ABI type of a Mixed route's path: `Leg[]`, Leg = (bps, Hop[]), Hop = (venue, path)."""
+MAINNET_BALANCER_VAULT = "0xBA12222222228d8Ba445958a75a0704d566BF2C8"
+"""Balancer V2's Vault (the same address on every chain Balancer V2 is deployed on)."""
 CONSTRUCTOR_TYPES = (
     "address",  # owner
     "address",  # first operator (or zero)
@@ -66,6 +84,7 @@ CONSTRUCTOR_TYPES = (
     "uint16",  # maxSlippageBps
     "address[]",  # allowlisted lending pools
     "address[]",  # their price oracles
+    "address",  # Balancer V2 Vault (or zero: no Balancer routes or flash loans)
 )
 
 LIQUIDATED_EVENT_SIGNATURE = (
@@ -73,6 +92,8 @@ LIQUIDATED_EVENT_SIGNATURE = (
 )
 LIQUIDATED_TOPIC = "0x" + keccak(text=LIQUIDATED_EVENT_SIGNATURE).hex()
 _LIQUIDATED_DATA_TYPES = ["address", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256"]
+ARBITRAGED_EVENT_SIGNATURE = "Arbitraged(bytes32,address,uint256,uint256,uint256,uint256,uint256)"
+ARBITRAGED_TOPIC = "0x" + keccak(text=ARBITRAGED_EVENT_SIGNATURE).hex()
 BATCH_ITEM_FAILED_EVENT_SIGNATURE = "BatchItemFailed(uint256,bytes)"
 BATCH_ITEM_FAILED_TOPIC = "0x" + keccak(text=BATCH_ITEM_FAILED_EVENT_SIGNATURE).hex()
 
@@ -85,6 +106,7 @@ ERROR_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("BadPath", ()),
     ("UnauthorizedCallback", ()),
     ("InsufficientProfit", ("uint256", "uint256")),
+    ("InsufficientOutput", ("uint256", "uint256")),
     ("TokenCallFailed", ("address",)),
     ("EthTransferFailed", ("address",)),
     ("NotWeth", ()),
@@ -103,10 +125,22 @@ ERRORS: dict[bytes, tuple[str, tuple[str, ...]]] = {
 
 
 class Venue(IntEnum):
-    """`LiquidationExecutor.Venue` (0 is Invalid on chain)."""
+    """`LiquidationExecutor.Venue` (0 is Invalid on chain): the route kinds."""
 
     UNISWAP_V3 = 1
     UNISWAP_V2 = 2
+    BALANCER_V2 = 3
+    MIXED = 4
+
+
+class FlashSource(IntEnum):
+    """`LiquidationExecutor.FlashSource` (0 is Invalid on chain): where an arbitrage borrows."""
+
+    BALANCER_VAULT = 1
+    """The Balancer V2 Vault's `flashLoan` (fee: the Vault's flash-loan fee, zero on mainnet today). The
+    Vault is locked during its flash loan: the route must not swap on Balancer."""
+    AAVE_V3 = 2
+    """The Aave V3 Pool's `flashLoanSimple` (its FLASHLOAN_PREMIUM_TOTAL)."""
 
 
 def _addr20(address: str) -> bytes:
@@ -172,7 +206,115 @@ class V2Route:
         return encode_v2_path(self.tokens)
 
 
-Route = V3Route | V2Route
+def _pool_id32(pool_id: str | bytes) -> bytes:
+    raw = pool_id if isinstance(pool_id, bytes) else bytes.fromhex(pool_id.removeprefix("0x"))
+    if len(raw) != 32:
+        raise ValueError(f"not a 32-byte Balancer pool id: {pool_id!r}")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class BalancerRoute:
+    """Balancer V2 route through the Vault: tokens[0] -pool_ids[0]-> tokens[1] -> ... (pool ids 0x-prefixed
+    32-byte hex, stored lowercase)."""
+
+    tokens: tuple[str, ...]
+    pool_ids: tuple[str, ...]
+
+    venue = Venue.BALANCER_V2
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) < 2 or len(self.pool_ids) != len(self.tokens) - 1:
+            raise ValueError("a Balancer route needs n >= 2 tokens and n - 1 pool ids")
+        object.__setattr__(self, "pool_ids", tuple("0x" + _pool_id32(p).hex() for p in self.pool_ids))
+
+    @property
+    def token_in(self) -> str:
+        return self.tokens[0]
+
+    @property
+    def token_out(self) -> str:
+        return self.tokens[-1]
+
+    def encode(self) -> bytes:
+        return encode_balancer_path(self.tokens, self.pool_ids)
+
+
+HopRoute = V3Route | V2Route | BalancerRoute
+"""A route on one venue: what a leg of a Mixed route chains."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLeg:
+    """One leg of a `MixedRoute`: `bps` of the route's input sold along `hops` in order (each hop sells the
+    previous one's whole output)."""
+
+    bps: int
+    hops: tuple[HopRoute, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 < self.bps <= BPS:
+            raise ValueError(f"a leg's bps must be within 1..10000, not {self.bps}")
+        if not self.hops:
+            raise ValueError("a leg needs at least one hop")
+        for hop in self.hops:
+            if not isinstance(hop, (V3Route, V2Route, BalancerRoute)):
+                raise TypeError(f"a leg's hop must be a V3, V2 or Balancer route, not {type(hop).__name__}")
+        for prev, nxt in zip(self.hops, self.hops[1:], strict=False):
+            if prev.token_out.lower() != nxt.token_in.lower():
+                raise ValueError("a leg's hops do not chain")
+
+    @property
+    def token_in(self) -> str:
+        return self.hops[0].token_in
+
+    @property
+    def token_out(self) -> str:
+        return self.hops[-1].token_out
+
+
+@dataclass(frozen=True, slots=True)
+class MixedRoute:
+    """A split route: the input divided over `legs` by bps (floor(amount * bps / 10000) each, the last leg
+    takes the remainder), every leg from the same input token to the same output token; the legs' outputs
+    are summed and the total checked against min_out (each hop inside runs with minimum 0)."""
+
+    legs: tuple[RouteLeg, ...]
+
+    venue = Venue.MIXED
+
+    def __post_init__(self) -> None:
+        if not self.legs:
+            raise ValueError("a mixed route needs at least one leg")
+        if sum(leg.bps for leg in self.legs) != BPS:
+            raise ValueError("the legs' bps must sum to 10000")
+        first = self.legs[0]
+        for leg in self.legs[1:]:
+            if (
+                leg.token_in.lower() != first.token_in.lower()
+                or leg.token_out.lower() != first.token_out.lower()
+            ):
+                raise ValueError("every leg must run from the same input to the same output token")
+
+    @property
+    def token_in(self) -> str:
+        return self.legs[0].token_in
+
+    @property
+    def token_out(self) -> str:
+        return self.legs[0].token_out
+
+    def split(self, amount_in: int) -> list[int]:
+        """Each leg's input for `amount_in`, exactly as the contract splits it."""
+        parts = [amount_in * leg.bps // BPS for leg in self.legs[:-1]]
+        return [*parts, amount_in - sum(parts)]
+
+    def encode(self) -> bytes:
+        legs = [(leg.bps, [(int(h.venue), h.encode()) for h in leg.hops]) for leg in self.legs]
+        return encode([MIXED_LEGS_TYPE], [legs])
+
+
+Route = V3Route | V2Route | BalancerRoute | MixedRoute
 
 
 def encode_v3_path(tokens: Sequence[str], fees: Sequence[int]) -> bytes:
@@ -209,6 +351,61 @@ def decode_v2_path(path: bytes) -> V2Route:
     if len(path) < 40 or len(path) % 20:
         raise DecodeError(f"bad V2 path length {len(path)}")
     return V2Route(tuple(_checksum(path[i : i + 20]) for i in range(0, len(path), 20)))
+
+
+def encode_balancer_path(tokens: Sequence[str], pool_ids: Sequence[str | bytes]) -> bytes:
+    """Packed Balancer V2 path: token | poolId (32 bytes) | token | ... (20 + 52 * hops bytes)."""
+    if len(tokens) < 2 or len(pool_ids) != len(tokens) - 1:
+        raise ValueError("a Balancer path needs n >= 2 tokens and n - 1 pool ids")
+    out = bytearray(_addr20(tokens[0]))
+    for pool_id, token in zip(pool_ids, tokens[1:], strict=True):
+        out += _pool_id32(pool_id) + _addr20(token)
+    return bytes(out)
+
+
+def decode_balancer_path(path: bytes) -> BalancerRoute:
+    if len(path) < 72 or (len(path) - 20) % 52:
+        raise DecodeError(f"bad Balancer path length {len(path)}")
+    tokens = [_checksum(path[:20])]
+    pool_ids = []
+    for i in range(20, len(path), 52):
+        pool_ids.append("0x" + path[i : i + 32].hex())
+        tokens.append(_checksum(path[i + 32 : i + 52]))
+    return BalancerRoute(tuple(tokens), tuple(pool_ids))
+
+
+def _decode_hop(venue: int, path: bytes) -> HopRoute:
+    if venue == Venue.UNISWAP_V3:
+        return decode_v3_path(path)
+    if venue == Venue.UNISWAP_V2:
+        return decode_v2_path(path)
+    if venue == Venue.BALANCER_V2:
+        return decode_balancer_path(path)
+    raise DecodeError(f"route kind {venue} cannot be a hop")
+
+
+def decode_mixed_path(path: bytes) -> MixedRoute:
+    try:
+        (legs,) = decode([MIXED_LEGS_TYPE], path)
+        return MixedRoute(
+            tuple(
+                RouteLeg(int(bps), tuple(_decode_hop(int(v), bytes(p)) for v, p in hops))
+                for bps, hops in legs
+            )
+        )
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"bad mixed route: {exc}") from exc
+
+
+def decode_route(venue: int, path: bytes) -> Route:
+    """The route of a (venue, path) pair as the contract takes it. Raises DecodeError on bad input."""
+    if venue == Venue.MIXED:
+        return decode_mixed_path(path)
+    if venue in (Venue.UNISWAP_V3, Venue.UNISWAP_V2, Venue.BALANCER_V2):
+        return _decode_hop(venue, path)
+    raise DecodeError(f"unknown route kind {venue}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +483,7 @@ def decode_liquidate(calldata: bytes) -> LiquidationParams:
         raise DecodeError("not a liquidate() call")
     try:
         (t,) = decode([PARAMS_TUPLE], calldata[4:])
-        venue = Venue(t[6])
-        route: Route = decode_v3_path(t[7]) if venue is Venue.UNISWAP_V3 else decode_v2_path(t[7])
+        route = decode_route(int(t[6]), bytes(t[7]))
         return LiquidationParams(
             lending_pool=_checksum(bytes.fromhex(t[0][2:])),
             collateral=_checksum(bytes.fromhex(t[1][2:])),
@@ -306,6 +502,108 @@ def decode_liquidate(calldata: bytes) -> LiquidationParams:
         raise
     except Exception as exc:  # eth_abi and our own validation raise many types on bad input
         raise DecodeError(f"bad liquidate() calldata: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class ArbitrageParams:
+    """One `arbitrage` call. Amounts are integers in `token`'s base units.
+
+    source: where `amount` of `token` is flash-borrowed (the Balancer Vault cannot be used when the route
+        swaps on Balancer: the Vault is locked during its flash loan).
+    route: the cycle `token` -> ... -> `token` (any route kind).
+    min_out: the route's total output minimum (passed to the router for a single-venue route, checked on
+        the summed legs for a Mixed one).
+    min_profit: the owner's profit after the flash fee and the builder's share.
+    coinbase_bps: the builder's share of the gross profit; paid in ETH, after the profit check.
+    max_block: the call reverts in any later block.
+    tag: 32 bytes, the keeper's opportunity tag, emitted in `Arbitraged`.
+    coinbase_route: V3 route token -> WETH for the builder's payment; None when token is WETH or bps is 0.
+    """
+
+    source: FlashSource
+    token: str
+    amount: int
+    route: Route
+    min_out: int
+    min_profit: int
+    coinbase_bps: int
+    max_block: int
+    tag: bytes
+    coinbase_route: V3Route | None = None
+    coinbase_min_out: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.amount <= UINT256_MAX:
+            raise ValueError("amount must be in (0, 2**256)")
+        if not (0 <= self.min_out <= UINT256_MAX and 0 <= self.min_profit <= UINT256_MAX):
+            raise ValueError("min_out and min_profit must be uint256")
+        if not 0 <= self.coinbase_min_out <= UINT256_MAX:
+            raise ValueError("coinbase_min_out must be uint256")
+        if not 0 <= self.coinbase_bps <= BPS:
+            raise ValueError("coinbase_bps must be within 0..10000")
+        if not 0 <= self.max_block <= UINT64_MAX:
+            raise ValueError("max_block out of uint64 range")
+        if not isinstance(self.tag, bytes) or len(self.tag) != 32:
+            raise ValueError("tag must be 32 bytes")
+        object.__setattr__(self, "source", FlashSource(self.source))
+        if (
+            self.route.token_in.lower() != self.token.lower()
+            or self.route.token_out.lower() != self.token.lower()
+        ):
+            raise ValueError("an arbitrage route must start and end at the borrowed token")
+        if self.coinbase_route is not None and self.coinbase_route.token_in.lower() != self.token.lower():
+            raise ValueError("coinbase route must start at the borrowed token")
+
+    @property
+    def tag_hex(self) -> str:
+        """The tag as 0x-prefixed hex (what a SubmitBundle's meta["tag"] holds)."""
+        return "0x" + self.tag.hex()
+
+    def abi_tuple(self) -> tuple[Any, ...]:
+        return (
+            int(self.source),
+            self.token,
+            self.amount,
+            int(self.route.venue),
+            self.route.encode(),
+            self.min_out,
+            self.min_profit,
+            self.coinbase_bps,
+            self.coinbase_route.encode() if self.coinbase_route is not None else b"",
+            self.coinbase_min_out,
+            self.max_block,
+            self.tag,
+        )
+
+
+def encode_arbitrage(params: ArbitrageParams) -> bytes:
+    """Calldata for `LiquidationExecutor.arbitrage(params)`."""
+    return ARBITRAGE_SELECTOR + encode([ARB_PARAMS_TUPLE], [params.abi_tuple()])
+
+
+def decode_arbitrage(calldata: bytes) -> ArbitrageParams:
+    """Inverse of `encode_arbitrage`. Raises DecodeError on bad input."""
+    if calldata[:4] != ARBITRAGE_SELECTOR:
+        raise DecodeError("not an arbitrage() call")
+    try:
+        (t,) = decode([ARB_PARAMS_TUPLE], calldata[4:])
+        return ArbitrageParams(
+            source=FlashSource(t[0]),
+            token=_checksum(bytes.fromhex(t[1][2:])),
+            amount=int(t[2]),
+            route=decode_route(int(t[3]), bytes(t[4])),
+            min_out=int(t[5]),
+            min_profit=int(t[6]),
+            coinbase_bps=int(t[7]),
+            coinbase_route=decode_v3_path(t[8]) if t[8] else None,
+            coinbase_min_out=int(t[9]),
+            max_block=int(t[10]),
+            tag=bytes(t[11]),
+        )
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"bad arbitrage() calldata: {exc}") from exc
 
 
 def encode_set_operator(operator: str, enabled: bool) -> bytes:
@@ -346,9 +644,10 @@ def encode_accept_ownership() -> bytes:
 
 
 def encode_batch(calls: Sequence[bytes]) -> bytes:
-    """Calldata for `batch(calls)`: each item the full calldata of a batchable entry point (today
-    `liquidate`, e.g. from `encode_liquidate`). The contract runs each as a self-call; a failing item
-    reverts only itself, and the whole call reverts (AllItemsFailed) only when every item fails."""
+    """Calldata for `batch(calls)`: each item the full calldata of a batchable entry point (`liquidate`
+    or `arbitrage`, from `encode_liquidate` / `encode_arbitrage`). The contract runs each as a self-call;
+    a failing item reverts only itself, and the whole call reverts (AllItemsFailed) only when every item
+    fails."""
     if not calls:
         raise ValueError("a batch needs at least one call")
     for i, call in enumerate(calls):
@@ -373,6 +672,15 @@ def decode_liquidate_result(data: bytes) -> tuple[int, int]:
     wei paid to block.coinbase)."""
     if len(data) != 64:
         raise DecodeError(f"bad liquidate() return data: {len(data)} bytes, expected 64")
+    profit, paid = decode(["uint256", "uint256"], data)
+    return int(profit), int(paid)
+
+
+def decode_arbitrage_result(data: bytes) -> tuple[int, int]:
+    """The return data of `arbitrage` (or of a successful batch item): (profit in the borrowed token's
+    units, wei paid to block.coinbase)."""
+    if len(data) != 64:
+        raise DecodeError(f"bad arbitrage() return data: {len(data)} bytes, expected 64")
     profit, paid = decode(["uint256", "uint256"], data)
     return int(profit), int(paid)
 
@@ -472,6 +780,16 @@ class LiquidatedEvent:
         return self.swap_out - self.debt_repaid - self.flash_premium
 
 
+def _topic_word(topic: str) -> bytes:
+    try:
+        raw = bytes.fromhex(str(topic)[2:])
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise DecodeError(f"bad topic {str(topic)[:80]!r}")
+    return raw
+
+
 def _topic_address(topic: str) -> str:
     raw = bytes.fromhex(topic[2:])
     if len(raw) != 32 or any(raw[:12]):
@@ -509,6 +827,60 @@ def decode_liquidated(log: Mapping[str, Any]) -> LiquidatedEvent:
 def liquidated_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[LiquidatedEvent]:
     """Every `Liquidated` log in a receipt (optionally only those emitted by `executor`)."""
     return [decode_liquidated(log) for log in _receipt_logs(receipt, LIQUIDATED_TOPIC, executor)]
+
+
+@dataclass(frozen=True, slots=True)
+class ArbitragedEvent:
+    """`Arbitraged`: what one arbitrage() call did. amount_in: borrowed and sold; amount_out: what the
+    route returned; profit: paid to the owner (in `token`); coinbase_paid: wei paid to block.coinbase."""
+
+    executor: str
+    tag: bytes
+    token: str
+    amount_in: int
+    amount_out: int
+    flash_fee: int
+    profit: int
+    coinbase_paid: int
+
+    @property
+    def tag_hex(self) -> str:
+        return "0x" + self.tag.hex()
+
+    @property
+    def gross_profit(self) -> int:
+        """`token` left after repaying the loan and its fee, before the builder's share."""
+        return self.amount_out - self.amount_in - self.flash_fee
+
+
+def decode_arbitraged(log: Mapping[str, Any]) -> ArbitragedEvent:
+    """Decodes one `Arbitraged` log (a JSON-RPC log object). Raises DecodeError if it is not one."""
+    topics = list(log.get("topics") or [])
+    if len(topics) != 3 or str(topics[0]).lower() != ARBITRAGED_TOPIC:
+        raise DecodeError("not an Arbitraged log")
+    tag = _topic_word(topics[1])
+    try:
+        data = bytes.fromhex(str(log["data"])[2:])
+        amount_in, amount_out, fee, profit, paid = decode(["uint256"] * 5, data)
+        return ArbitragedEvent(
+            executor=_checksum(bytes.fromhex(str(log["address"])[2:])),
+            tag=tag,
+            token=_topic_address(topics[2]),
+            amount_in=int(amount_in),
+            amount_out=int(amount_out),
+            flash_fee=int(fee),
+            profit=int(profit),
+            coinbase_paid=int(paid),
+        )
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"bad Arbitraged log: {exc}") from exc
+
+
+def arbitraged_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[ArbitragedEvent]:
+    """Every `Arbitraged` log in a receipt (optionally only those emitted by `executor`)."""
+    return [decode_arbitraged(log) for log in _receipt_logs(receipt, ARBITRAGED_TOPIC, executor)]
 
 
 def decode_executor_error(revert_data: bytes) -> tuple[str, tuple[Any, ...]] | None:
@@ -585,9 +957,11 @@ def executor_creation_code(
     pools: Mapping[str, str],
     max_coinbase_bps: int = DEFAULT_MAX_COINBASE_BPS,
     max_slippage_bps: int = DEFAULT_MAX_SLIPPAGE_BPS,
+    balancer_vault: str | None = None,
 ) -> bytes:
     """Creation code plus constructor arguments. `pools` maps each allowed lending pool (liquidationCall
-    target) to its Aave price oracle."""
+    target) to its Aave price oracle; `balancer_vault` None (zero on chain) refuses Balancer routes and
+    Balancer flash loans."""
     if artifact.name not in (CONTRACT_NAME, LEGACY_CONTRACT_NAME):
         raise ValueError(f"{artifact.name} is not a LiquidationExecutor build")
     if not (0 <= max_coinbase_bps <= BPS and 0 <= max_slippage_bps <= BPS):
@@ -606,6 +980,7 @@ def executor_creation_code(
             max_slippage_bps,
             list(pools),
             list(pools.values()),
+            balancer_vault or zero,
         ],
     )
     return artifact.bytecode + args
@@ -633,11 +1008,12 @@ async def deploy_executor(
     max_coinbase_bps: int = DEFAULT_MAX_COINBASE_BPS,
     max_slippage_bps: int = DEFAULT_MAX_SLIPPAGE_BPS,
     evm_version: str = "auto",
+    balancer_vault: str | None = None,
 ) -> str:
     """Deploys a LiquidationExecutor build suited to the chain (`choose_executor_build`) from the sender;
     returns its address. `flash_pool` is the Aave V3 Pool (flash loans), `operator` may be None, `pools`
-    maps allowed lending pools to their oracles. The chain must mine the deploy (automine, or a block
-    producer)."""
+    maps allowed lending pools to their oracles, `balancer_vault` the Balancer V2 Vault (None: no Balancer
+    routes or flash loans). The chain must mine the deploy (automine, or a block producer)."""
     artifact = await choose_executor_build(d.rpc, evm_version)
     code = executor_creation_code(
         artifact,
@@ -650,6 +1026,7 @@ async def deploy_executor(
         pools=pools,
         max_coinbase_bps=max_coinbase_bps,
         max_slippage_bps=max_slippage_bps,
+        balancer_vault=balancer_vault,
     )
     receipt = await d.send_raw({"data": "0x" + code.hex()})
     address = receipt.get("contractAddress")

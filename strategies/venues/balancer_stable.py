@@ -25,10 +25,9 @@ provider's rate read at the block. Two things the venue cannot know for a later 
 there assume they do not change: a provider whose rate moves with time, and an amplification ramp in
 progress (`StablePoolState.amp_updating`; the amp read is the value at the block).
 
-Executor: the executor contract has no Balancer route format yet, so `kind` is a placeholder until
-`keeper.executors.executor_contract.Venue` gains `BALANCER_V2` (see `balancer_route_kind`); quotes are
-exact and meant for pricing (peg detection) until then. Do not hand this venue to `router.best_route`
-before that: its `executor_route` encodes every kind other than UNISWAP_V3 as a Uniswap V2 path.
+Executor: `kind` is `RouteKind.BALANCER_V2`, the executor contract's Balancer V2 route (`token | poolId |
+token ...`, swapped through the Vault); `router.executor_route` builds it from this venue's quotes with
+`pool_id` (a quote's `pool` is the pool's address, the Vault needs its pool id).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Self, cast
+from typing import Any, Self
 
 from eth_abi.abi import decode, encode
 
@@ -67,8 +66,8 @@ __all__ = [
     "load_stable_pools",
 ]
 
-BALANCER_V2_ROUTE_KIND = 3
-"""The value `LiquidationExecutor.Venue.BALANCER_V2` is expected to take (next after UNISWAP_V2 = 2)."""
+BALANCER_V2_ROUTE_KIND = int(RouteKind.BALANCER_V2)
+"""`LiquidationExecutor.Venue.BalancerV2` (3)."""
 
 _GET_POOL_ID = "0x" + selector("getPoolId()").hex()
 _GET_BPT_INDEX = "0x" + selector("getBptIndex()").hex()
@@ -84,10 +83,9 @@ _ZERO_ADDRESS = "0x" + "00" * 20
 
 
 def balancer_route_kind() -> RouteKind:
-    """`RouteKind.BALANCER_V2` once the executor contract's route formats include it; until then the
-    integer BALANCER_V2_ROUTE_KIND typed as a RouteKind (no executor route can be built from it)."""
-    member = RouteKind.__members__.get("BALANCER_V2")
-    return member if member is not None else cast(RouteKind, BALANCER_V2_ROUTE_KIND)
+    """`RouteKind.BALANCER_V2`: the executor contract's Balancer V2 route format (kept as a function for
+    the callers written before the executor had it)."""
+    return RouteKind.BALANCER_V2
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +285,10 @@ class BalancerStableVenue:
 
     def pools(self, token_a: str, token_b: str) -> tuple[str, ...]:
         return tuple(p.address for p in self._by_pair.get(pair_key(token_a, token_b), ()))
+
+    def pool_id(self, pool: str) -> str:
+        """The Vault's id of `pool` (an address): what the executor's Balancer route holds per hop."""
+        return self.pool_info(pool).pool_id
 
     def pool_info(self, pool: str) -> StablePool:
         try:

@@ -4,10 +4,12 @@ Exact integers throughout: every candidate is valued with its venue's own math f
 and the second hop of a two-hop route is quoted on the venue with the first hop already applied (which
 matters when both hops touch one pool, and costs nothing otherwise).
 
-Both hops of a route are on the same venue: the executor contract sells along one route format, a
-Uniswap V3 packed path (`token | fee | token | fee | token`, fee tiers may differ per hop) for SwapRouter
-`exactInput`, or a V2 path for Router02 (one factory). Mixing venues would need two swaps the contract
-does not make.
+Both hops of a route are on the same venue: a route here is one of the executor contract's single-venue
+formats, a Uniswap V3 packed path (`token | fee | token | fee | token`, fee tiers may differ per hop) for
+SwapRouter `exactInput`, a V2 path for Router02 (one factory), or a Balancer V2 path (`token | poolId |
+token ...`) for the Vault (the pool ids come from the venue's `pool_id`). Routes that mix venues or split
+the amount are the contract's Mixed kind (`keeper.executors.executor_contract.MixedRoute`), built from
+several of these.
 
 Selection: the highest amount_out wins. Ties go to the first candidate in this order: direct routes
 before two-hop ones, venues in the order given, connectors in the order given (within a venue, its own
@@ -16,12 +18,12 @@ tie rule: Uniswap V3 prefers the lower fee tier).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+from keeper.executors.executor_contract import BalancerRoute, V2Route, V3Route
 from keeper.executors.executor_contract import Route as ExecutorRoute
-from keeper.executors.executor_contract import V2Route, V3Route
 from strategies.venues.base import Quote, QuoteError, RouteKind, Venue
 
 __all__ = ["Route", "best_route", "candidate_routes", "executor_route", "requote"]
@@ -68,8 +70,33 @@ class Route:
         return self.executor_route.encode()
 
 
-def executor_route(hops: Sequence[Quote]) -> ExecutorRoute:
-    """The executor contract's route for consecutive hops on one venue kind."""
+PoolIds = Mapping[str, str] | Callable[[str], str]
+"""Balancer pool address -> its Vault pool id (0x 32-byte hex): a mapping or a lookup such as
+`BalancerStableVenue.pool_id`."""
+
+
+def _pool_id(pool: str, pool_ids: PoolIds | None) -> str:
+    if pool_ids is None:
+        raise ValueError(f"a Balancer hop needs its pool id: pass pool_ids (no id for pool {pool})")
+    if callable(pool_ids):
+        return pool_ids(pool)
+    found = pool_ids.get(pool) or pool_ids.get(pool.lower())
+    if found is None:
+        found = next((v for k, v in pool_ids.items() if k.lower() == pool.lower()), None)
+    if found is None:
+        raise ValueError(f"no pool id for Balancer pool {pool}")
+    return found
+
+
+def _venue_pool_ids(venue: Venue) -> PoolIds | None:
+    """The venue's pool-id lookup, if it has one (Balancer venues)."""
+    lookup = getattr(venue, "pool_id", None)
+    return lookup if callable(lookup) else None
+
+
+def executor_route(hops: Sequence[Quote], *, pool_ids: PoolIds | None = None) -> ExecutorRoute:
+    """The executor contract's route for consecutive hops on one venue kind. Balancer hops need their
+    pools' Vault ids (`Quote.pool` is the pool address): `pool_ids`, e.g. the venue's `pool_id`."""
     if not hops:
         raise ValueError("a route needs at least one hop")
     kind = hops[0].kind
@@ -81,7 +108,11 @@ def executor_route(hops: Sequence[Quote]) -> ExecutorRoute:
     tokens = (hops[0].token_in, *(h.token_out for h in hops))
     if kind is RouteKind.UNISWAP_V3:
         return V3Route(tokens, tuple(h.fee for h in hops))
-    return V2Route(tokens)
+    if kind is RouteKind.UNISWAP_V2:
+        return V2Route(tokens)
+    if kind is RouteKind.BALANCER_V2:
+        return BalancerRoute(tokens, tuple(_pool_id(h.pool, pool_ids) for h in hops))
+    raise ValueError(f"no executor route format for venue kind {kind!r}")
 
 
 def best_route(
@@ -109,10 +140,10 @@ def best_route(
     venues = list(venues)
     best: Route | None = None
 
-    def consider(hops: tuple[Quote, ...]) -> None:
+    def consider(hops: tuple[Quote, ...], venue: Venue) -> None:
         nonlocal best
         if best is None or hops[-1].amount_out > best.amount_out:
-            best = Route(hops, executor_route(hops))
+            best = Route(hops, executor_route(hops, pool_ids=_venue_pool_ids(venue)))
 
     for venue in venues:
         try:
@@ -122,7 +153,7 @@ def best_route(
                 raise
             continue
         if q is not None:
-            consider((q,))
+            consider((q,), venue)
 
     ends = {token_in.lower(), token_out.lower()}
     for venue in venues:
@@ -139,7 +170,7 @@ def best_route(
                     raise
                 continue
             if second is not None:
-                consider((first, second))
+                consider((first, second), venue)
     return best
 
 
@@ -163,7 +194,7 @@ def candidate_routes(
             except QuoteError:
                 continue
             if q is not None and q.amount_out > 0:
-                found.append(Route((q,), executor_route((q,))))
+                found.append(Route((q,), executor_route((q,), pool_ids=_venue_pool_ids(venue))))
     ends = {token_in.lower(), token_out.lower()}
     for venue in venues:
         for connector in via:
@@ -178,7 +209,7 @@ def candidate_routes(
                 continue
             if second is not None and second.amount_out > 0:
                 hops = (first, second)
-                found.append(Route(hops, executor_route(hops)))
+                found.append(Route(hops, executor_route(hops, pool_ids=_venue_pool_ids(venue))))
     order = {id(r): i for i, r in enumerate(found)}
     found.sort(key=lambda r: (-r.amount_out, order[id(r)]))
     return found

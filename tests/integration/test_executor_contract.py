@@ -301,6 +301,7 @@ async def make_env(net: Miner, rpc: RpcClient, dep: DevnetDeployment, evm_versio
             max_coinbase_bps=MAX_COINBASE_BPS,
             max_slippage_bps=MAX_SLIPPAGE_BPS,
             evm_version=evm_version,
+            balancer_vault=dep.balancer.vault,
         )
     finally:
         await rpc.call("evm_setAutomine", [False])
@@ -405,6 +406,7 @@ async def assert_executor_clean(env: Env) -> None:
         env.dep.aave_v2.lending_pool,
         env.dep.uniswap_v3.swap_router,
         env.dep.uniswap_v2.router,
+        env.dep.balancer.vault,
     ]
     for symbol, token in env.dep.tokens.items():
         assert await balance_of(env.rpc, token.address, env.executor) == 0, symbol
