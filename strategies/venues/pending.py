@@ -27,7 +27,8 @@ returns the reason instead of None.
 
 Hop -> venue: a hop's protocol picks venues by kind (Uniswap V2 / V3 route kinds, the Balancer kind);
 `venue_names` (router address -> venue names) restricts a router's swaps to the venues of its own
-factory or Vault (needed when two venues of one kind track the same pair, e.g. two V2 forks). A V2 hop
+factory or Vault (needed when two venues of one kind track the same pair, e.g. two V2 forks); with
+it, the swaps of a router it does not list touch no tracked pool. A V2 hop
 runs on the pair of its tokens; a V3 hop on the pool of its tokens and fee tier; a Balancer hop on the
 pool whose address starts its pool id.
 """
@@ -240,9 +241,9 @@ def _apply(
 
 def _exact_in(venue: Venue, hop: SwapHop, pool: str, amount_in: int) -> Quote:
     if amount_in <= 0:
-        raise _Fail("a hop's input is 0 (reverts)")
-    if hop.sqrt_price_limit_x96 and isinstance(venue, UniswapV3Venue):
-        return _v3_swap(venue, hop, pool, amount_in, hop.sqrt_price_limit_x96)
+        raise _Fail("a hop's input is 0 (a previous hop pays nothing)")
+    if hop.sqrt_price_limit_x96:
+        return _v3_swap(_v3_venue(venue), hop, pool, amount_in, hop.sqrt_price_limit_x96)
     q = venue.quote_exact_in(hop.token_in, hop.token_out, amount_in, pool=pool)
     if q is None:
         raise _Fail(f"{venue.name} does not quote {hop.token_in} -> {hop.token_out} on {pool}")
@@ -251,17 +252,23 @@ def _exact_in(venue: Venue, hop: SwapHop, pool: str, amount_in: int) -> Quote:
 
 def _exact_out(venue: Venue, hop: SwapHop, pool: str, amount_out: int) -> Quote:
     if amount_out <= 0:
-        raise _Fail("a hop's output is 0 (reverts)")
+        raise _Fail("a hop's output is 0 (a later hop needs nothing)")
     if isinstance(venue, UniswapV2Venue):
         return _v2_exact_out(venue, hop, pool, amount_out)
-    if isinstance(venue, UniswapV3Venue):
-        return _v3_swap(venue, hop, pool, -amount_out, hop.sqrt_price_limit_x96)
+    if isinstance(venue, UniswapV3Venue) or hop.sqrt_price_limit_x96:
+        return _v3_swap(_v3_venue(venue), hop, pool, -amount_out, hop.sqrt_price_limit_x96)
     if isinstance(venue, _ExactOut):
         q = venue.quote_exact_out(hop.token_in, hop.token_out, amount_out, pool=pool)
         if q is None:
             raise _Fail(f"{venue.name} does not quote {hop.token_in} -> {hop.token_out} on {pool}")
         return q
     return _search_exact_out(venue, hop, pool, amount_out)
+
+
+def _v3_venue(venue: Venue) -> UniswapV3Venue:
+    if not isinstance(venue, UniswapV3Venue):
+        raise _Fail(f"{venue.name}: a V3 price limit on a venue whose swap loop is not known")
+    return venue
 
 
 def _v2_exact_out(venue: UniswapV2Venue, hop: SwapHop, pool: str, amount_out: int) -> Quote:

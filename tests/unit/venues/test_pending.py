@@ -271,6 +271,9 @@ def test_v3_price_limit_is_a_partial_fill() -> None:
     (after,), (q,) = result
     assert q.amount_in < big
     assert isinstance(after, UniswapV3Venue) and after.state(POOL12).sqrt_price_x96 == limit
+    # V3 hops (fee tiers, price limits) only run on the V3 venue, whose pools and swap loop are known
+    fork = ConstantProductVenue((10**24, 10**24), kind_=RouteKind.UNISWAP_V3)
+    assert "not tracked" in str(explain_pending([fork], swap(SwapHop("uniswap_v3", T1, T2, 500, limit))))
     # a limit on the wrong side of the price: the pool reverts (SPL)
     wrong = state.sqrt_price_x96 + 1
     assert "SPL" in str(explain_pending([venue], swap(SwapHop("uniswap_v3", T1, T2, 500, wrong))))
@@ -340,10 +343,11 @@ class ConstantProductVenue:
     reserves: tuple[int, int]
     name: str = "fork"
     block: int | None = 1
+    kind_: RouteKind = RouteKind.UNISWAP_V2
 
     @property
     def kind(self) -> RouteKind:
-        return RouteKind.UNISWAP_V2
+        return self.kind_
 
     def pairs(self) -> frozenset[Pair]:
         return frozenset({pair_key(T1, T2)})
