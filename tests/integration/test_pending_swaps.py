@@ -10,6 +10,7 @@ must equal what the applied venues said, to the wei.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -417,3 +418,84 @@ async def test_v3_exact_input_single_with_price_limit_fills_partially(snap: Env)
     after = UniswapV3Venue(env.v3_pools)
     await after.refresh(env.rpc, await env.rpc.block_number())
     assert after.state(pool).sqrt_price_x96 == limit
+
+
+def random_swap_call(env: Env, rng: random.Random) -> tuple[str, bytes, int]:
+    """A random supported swap between devnet tokens, of a random size (dust to ~1% of a pool)."""
+    sym = rng.choice
+    me = env.whale
+    r = rng.random()
+    if r < 0.3:  # Router02 over one or two of the devnet pairs
+        paths = [
+            ["WETH", "USDC"],
+            ["USDC", "WETH"],
+            ["WETH", "USDC", "DAI"],
+            ["DAI", "USDC", "USDT"],
+            ["WBTC", "WETH", "USDT"],
+            ["wstETH", "WETH"],
+            ["USDT", "USDC"],
+        ]
+        path = sym(paths)
+        tokens = [env.token(s) for s in path]
+        if rng.random() < 0.6:
+            amount = rng.randint(1, 20_000) * env.unit(path[0]) // 10
+            name = sym(["swapExactTokensForTokens", "swapExactTokensForTokensSupportingFeeOnTransferTokens"])
+            return (
+                env.dep.uniswap_v2.router,
+                SELECTORS[name] + encode(V2_ARGS5, [amount, 1, tokens, me, DEADLINE]),
+                0,
+            )
+        want = rng.randint(1, 20_000) * env.unit(path[-1]) // 10 + rng.randint(0, 999)
+        data = SELECTORS["swapTokensForExactTokens"] + encode(
+            V2_ARGS5, [want, UINT256_MAX, tokens, me, DEADLINE]
+        )
+        return env.dep.uniswap_v2.router, data, 0
+    if r < 0.7:  # SwapRouter over the devnet pools
+        pools = [
+            ("WETH", 500, "USDC"),
+            ("WETH", 3000, "USDC"),
+            ("WBTC", 3000, "WETH"),
+            ("wstETH", 100, "WETH"),
+            ("USDC", 100, "USDT"),
+            ("DAI", 100, "USDC"),
+        ]
+        a, fee, b = sym(pools)
+        if rng.random() < 0.5:
+            a, b = b, a
+        amount = rng.randint(1, 20_000) * env.unit(a) // 10 + rng.randint(0, 999)
+        exact_in = rng.random() < 0.5
+        if exact_in:
+            params = (env.token(a), env.token(b), fee, me, DEADLINE, amount, 1, 0)
+            data = SELECTORS["exactInputSingle"] + encode([V3_SINGLE], [params])
+        else:
+            want = rng.randint(1, 20_000) * env.unit(b) // 10 + rng.randint(0, 999)
+            packed = v3_path(env.token(b), fee, env.token(a))
+            data = SELECTORS["exactOutput"] + encode([V3_PATH], [(packed, me, DEADLINE, want, UINT256_MAX)])
+        if rng.random() < 0.3:
+            data = SELECTORS["multicall"] + encode(["bytes[]"], [[data]])
+        return env.dep.uniswap_v3.swap_router, data, 0
+    # the Vault, on the stable pool or the LST pool
+    name = sym(["USDC/USDT/DAI", "wstETH/WETH"])
+    a, b = rng.sample(name.split("/"), 2)
+    kind = rng.randint(0, 1)
+    amount = rng.randint(1, 20_000) * env.unit(a if kind == 0 else b) // 10 + rng.randint(0, 999)
+    single = (pool_id(env, name), kind, env.token(a), env.token(b), amount, b"")
+    funds = (me, False, me, False)
+    limit = 0 if kind == 0 else UINT256_MAX
+    data = SELECTORS["swap"] + encode(
+        [SINGLE_SWAP, FUNDS, "uint256", "uint256"], [single, funds, limit, DEADLINE]
+    )
+    return env.dep.balancer.vault, data, 0
+
+
+async def test_random_swaps_one_per_block(snap: Env) -> None:
+    """Seeded random swaps through every router, each applied while pending and checked after its block."""
+    env = snap
+    rng = random.Random(0x8)
+    kinds: dict[str, int] = {}
+    for _ in range(30):
+        to, data, value = random_swap_call(env, rng)
+        swap, _ = await check_pending_swap(env, to, data, value)
+        key = f"{swap.hops[0].protocol} {'in' if swap.exact_in else 'out'} x{len(swap.hops)}"
+        kinds[key] = kinds.get(key, 0) + 1
+    print("random pending swaps checked:", dict(sorted(kinds.items())))
