@@ -613,3 +613,84 @@ def test_huge_lengths_do_not_allocate_or_loop() -> None:
     data = SELECTORS["swapExactTokensForTokens"] + b"".join(w.to_bytes(32, "big") for w in head)
     with pytest.raises(SwapDecodeError):
         d.decode_call(V2_ROUTER, data)
+
+
+addresses = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+uint256 = st.integers(min_value=1, max_value=2**256 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    path=st.lists(addresses, min_size=2, max_size=MAX_HOPS + 1, unique=True),
+    amount=uint256,
+    limit=st.integers(min_value=0, max_value=2**256 - 1),
+    deadline=st.integers(min_value=0, max_value=2**256 - 1),
+    recipient=addresses,
+    exact_in=st.booleans(),
+)
+def test_v2_round_trip_property(
+    path: list[str], amount: int, limit: int, deadline: int, recipient: str, exact_in: bool
+) -> None:
+    name = "swapExactTokensForTokens" if exact_in else "swapTokensForExactTokens"
+    data = call(name, V2_ARGS5, [amount, limit, path, recipient, deadline])
+    s = decoder(weth=None).decode_call(V2_ROUTER, data, 0, TX_HASH)
+    assert s == PendingSwap(TX_HASH, V2_ROUTER, v2_hops(*path), exact_in, amount, limit, recipient, deadline)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tokens=st.lists(addresses, min_size=2, max_size=MAX_HOPS + 1, unique=True),
+    fees=st.lists(st.integers(min_value=0, max_value=2**24 - 1), min_size=MAX_HOPS, max_size=MAX_HOPS),
+    amount=uint256,
+    limit=st.integers(min_value=0, max_value=2**256 - 1),
+    exact_in=st.booleans(),
+    wrap=st.booleans(),
+)
+def test_v3_path_round_trip_property(
+    tokens: list[str], fees: list[int], amount: int, limit: int, exact_in: bool, wrap: bool
+) -> None:
+    hops = tuple(SwapHop("uniswap_v3", a, b, f) for a, b, f in zip(tokens, tokens[1:], fees, strict=False))
+    # exactOutput's path is encoded from tokenOut back to tokenIn
+    encoded = [tokens[0]] if exact_in else [tokens[-1]]
+    for h in hops if exact_in else reversed(hops):
+        encoded += [h.pool_hint, h.token_out if exact_in else h.token_in]  # type: ignore[list-item]
+    data = call(
+        "exactInput" if exact_in else "exactOutput",
+        [V3_PATH],
+        [(v3_path(*encoded), ME, DEADLINE, amount, limit)],
+    )
+    if wrap:
+        data = call("multicall", ["bytes[]"], [[data]])
+    s = decoder().decode_call(V3_ROUTER, data, 0, TX_HASH)
+    assert s == PendingSwap(TX_HASH, V3_ROUTER, hops, exact_in, amount, limit, ME, DEADLINE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=MAX_HOPS),
+    assets=st.lists(addresses, min_size=MAX_HOPS + 1, max_size=MAX_HOPS + 1, unique=True),
+    ids=st.lists(st.binary(min_size=32, max_size=32), min_size=MAX_HOPS, max_size=MAX_HOPS),
+    amount=st.integers(min_value=1, max_value=2**200),
+    slack=st.integers(min_value=0, max_value=2**200),
+    given_in=st.booleans(),
+)
+def test_balancer_batch_round_trip_property(
+    n: int, assets: list[str], ids: list[bytes], amount: int, slack: int, given_in: bool
+) -> None:
+    # a chain assets[0] -> assets[1] -> ... -> assets[n], listed in the Vault's order for its kind
+    path = [(ids[k], k, k + 1) for k in range(n)]
+    ordered = path if given_in else path[::-1]
+    steps = [(pid, i, o, amount if j == 0 else 0, b"") for j, (pid, i, o) in enumerate(ordered)]
+    limits = [0] * (MAX_HOPS + 1)
+    if given_in:
+        limits[0], limits[n] = amount + slack, -slack
+    else:
+        limits[0], limits[n] = slack, -amount
+    data = call(
+        "batchSwap",
+        BATCH_TYPES,
+        [0 if given_in else 1, steps, assets, (ME, False, ME, False), limits, DEADLINE],
+    )
+    s = decoder(weth=None).decode_call(VAULT, data, 0, TX_HASH)
+    hops = tuple(SwapHop("balancer_v2", assets[i], assets[o], "0x" + pid.hex()) for pid, i, o in path)
+    assert s == PendingSwap(TX_HASH, VAULT, hops, given_in, amount, slack, ME, DEADLINE)
