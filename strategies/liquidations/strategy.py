@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -125,6 +125,7 @@ class LiquidationStrategy:
         """The price updates heard since the last block (what the block's backrun bundle carries)."""
         self.backrun_timings: dict[str, float] = {}
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
+        self._indexes: dict[str, tuple[MarketState, Mapping[str, tuple[int, int]]]] = {}
 
     async def sync_state(self, head: int | None = None) -> None:
         if head is None:
@@ -265,7 +266,8 @@ class LiquidationStrategy:
         """The positions `overrides` make liquidatable that are not in `already`, valued after the block's
         other liquidations, and the actions for them (`backrun_timings` from `t0`)."""
         assert self.action_builder is not None
-        found = [o for o in self.detect(price_overrides=overrides) if (o.protocol, o.user) not in already]
+        # Only the positions holding a repriced asset can change; those already liquidatable are left out.
+        found = self.detect(price_overrides=overrides, only_repriced=True, exclude=already)
         t1 = time.perf_counter()
         if not found:
             self.backrun_stats["nothing_new"] += 1
@@ -368,11 +370,19 @@ class LiquidationStrategy:
                 extra=kv(market=s.market, user=s.user, blocks=s.blocks, since=s.since_block, reason=s.reason),
             )
 
-    def detect(self, *, price_overrides: Mapping[str, Mapping[str, int]] | None = None) -> list[Opportunity]:
+    def detect(
+        self,
+        *,
+        price_overrides: Mapping[str, Mapping[str, int]] | None = None,
+        only_repriced: bool = False,
+        exclude: Collection[tuple[str, str]] = (),
+    ) -> list[Opportunity]:
         """Every liquidatable position's best liquidation at the current markets, exact.
 
         `price_overrides` maps protocol name -> {asset: price} to evaluate the state as it will be after
-        a pending oracle update (nothing else changes).
+        a pending oracle update (nothing else changes). With `only_repriced`, only the positions holding
+        a repriced asset are evaluated: every other one's result is the one at the current prices.
+        `exclude`: (protocol, user) pairs not to evaluate (e.g. those already liquidatable).
         """
         out: list[Opportunity] = []
         checked = 0
@@ -381,13 +391,18 @@ class LiquidationStrategy:
             market = p.market
             if market is None:
                 continue
+            indexes = self._indexes_of(p, market)  # prices do not enter the indexes
             overrides = (price_overrides or {}).get(p.name)
             if overrides:
                 market = with_prices(market, overrides)
-            indexes = p.indexes(market)
+            elif only_repriced:
+                continue
             # Screen rows hold balances and thresholds only; prices and indexes come from `market`.
             screen = self.screens[p.name]
-            for user in screen.candidates(market, indexes):
+            repriced = overrides.keys() if overrides and only_repriced else None
+            for user in screen.candidates(market, indexes, repriced=repriced):
+                if exclude and (p.name, user) in exclude:
+                    continue
                 checked += 1
                 try:
                     outcome = p.best_liquidation(user, market, indexes=indexes)
@@ -408,6 +423,15 @@ class LiquidationStrategy:
             self.lowest_health_factor = lowest
         out.sort(key=lambda o: o.bonus_value_base, reverse=True)
         return out
+
+    def _indexes_of(self, p: AaveAdapter, market: MarketState) -> Mapping[str, tuple[int, int]]:
+        """The market's normalized indexes, computed once per market state (per block)."""
+        cached = self._indexes.get(p.name)
+        if cached is not None and cached[0] is market:
+            return cached[1]
+        indexes = p.indexes(market)
+        self._indexes[p.name] = (market, indexes)
+        return indexes
 
     def protocol(self, name: str) -> AaveAdapter:
         for p in self.protocols:
