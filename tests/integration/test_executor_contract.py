@@ -382,6 +382,7 @@ async def params_for(
 
 async def quote_swap(env: Env, route: Route, amount_in: int, block: int) -> int:
     """The swap output at `block`'s state: QuoterV2 (V3) or Router02.getAmountsOut (V2)."""
+    assert isinstance(route, (V3Route, V2Route)), "quote Balancer and mixed routes with the Python venues"
     if isinstance(route, V3Route):
         raw = await env.rpc.eth_call(
             env.dep.uniswap_v3.quoter_v2,
@@ -422,8 +423,17 @@ async def assert_executor_clean(env: Env) -> None:
     assert await env.rpc.get_balance(env.executor) == 0
 
 
-async def liquidate_and_check(env: Env, p: LiquidationParams, sender: str) -> tuple[LiquidatedEvent, int]:
-    """Sends liquidate(p), checks every amount; returns the event and the gas used."""
+class Quoter(Protocol):
+    """The output of selling `amount` along `route` at `block`'s state."""
+
+    async def __call__(self, env: Env, route: Route, amount: int, block: int) -> int: ...
+
+
+async def liquidate_and_check(
+    env: Env, p: LiquidationParams, sender: str, *, quote: Quoter | None = None
+) -> tuple[LiquidatedEvent, int]:
+    """Sends liquidate(p), checks every amount (the sale against `quote`, default the Uniswap quoter and
+    router); returns the event and the gas used."""
     rpc = env.rpc
     flash_bps = await call_uint(rpc, env.dep.aave_v3.pool, "FLASHLOAN_PREMIUM_TOTAL()", [], [])
     start = await head(env)
@@ -465,7 +475,7 @@ async def liquidate_and_check(env: Env, p: LiquidationParams, sender: str) -> tu
     # Flash premium: Aave's percentMul (half up) of the borrowed amount.
     assert ev.flash_premium == (p.debt_to_cover * flash_bps + 5_000) // 10_000
     # All the seized collateral was sold, for exactly what the venue quoted at the pre-tx state.
-    assert ev.swap_out == await quote_swap(env, p.route, ev.collateral_seized, start)
+    assert ev.swap_out == await (quote or quote_swap)(env, p.route, ev.collateral_seized, start)
 
     gross = ev.swap_out - ev.debt_repaid - ev.flash_premium
     assert gross == ev.gross_profit > 0
