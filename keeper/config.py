@@ -115,6 +115,7 @@ EXAMPLES: dict[str, str] = {
     "balancer_vault": MAINNET_BALANCER_VAULT,
     "balancer_pools": "0x93d199263632a4EF4Bb438F1feB99e57b4b5f0BD",
     "peg_presets": "wsteth-weth,usd-stables",
+    "peg_backruns": "true",
 }
 
 _toml_data: ContextVar[dict[str, Any] | None] = ContextVar("keeper_toml_data", default=None)
@@ -262,6 +263,9 @@ class Settings(BaseSettings):
     """Balancer V2 ComposableStablePools the peg strategy trades on (mainnet; the devnet brings its own)."""
     peg_presets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Peg presets (strategies/peg/pegs.py) the peg strategy watches, besides the [[peg]] tables."""
+    peg_backruns: bool = True
+    """Watch the mempool for swaps through the Uniswap routers and the Balancer Vault that move a pegged
+    pool, and backrun them in the same block (bundle mode only)."""
     peg: list[dict[str, Any]] = Field(default_factory=list)
     """`[[peg]]` tables of the TOML config file: one per peg (token_a, token_b, target; see README)."""
 

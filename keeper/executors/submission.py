@@ -8,8 +8,14 @@ builders, MEV-Share backruns by hash) or the `SingleTxExecutor` (public mempool 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
+from eth_abi.abi import decode
+
+from keeper.chain.abi import encode_call
+from keeper.chain.rpc import RpcClient, hex_to_int
+from keeper.chain.signer import TxSigner
 from keeper.config import env_name
 from keeper.core.actions import SendMode
 from keeper.errors import ConfigError
@@ -18,6 +24,9 @@ from keeper.executors.single_tx import SingleTxExecutor
 from keeper.strategies_registry import Services, StrategyContext
 
 SHARED_KEY = "submit-executor"
+
+GAS_BUDGET_SHARE = 3
+"""Default gas budget per block: the block gas limit divided by this."""
 
 TokenPricer = Callable[[str], Awaitable[tuple[int, int]]]
 
@@ -108,3 +117,65 @@ async def _build(
     )
     await executor.reconcile()
     return executor
+
+
+async def check_executor_access(
+    rpc: RpcClient, executor: str, signers: Sequence[TxSigner], *, builder_share_bps: int = 0
+) -> None:
+    """ConfigError unless `executor` is our contract, every signer is its owner or an operator, and the
+    builder share is within the bound its owner set (`maxCoinbaseBps`: above it every call reverts)."""
+    code = await rpc.call("eth_getCode", [executor, "latest"])
+    if not code or code == "0x":
+        raise ConfigError(
+            [
+                f"{env_name('executor_address')}: no contract at {executor} on this chain "
+                "(deploy one with `keeper contracts deploy`)"
+            ]
+        )
+    calls: list[tuple[str, Any]] = [
+        ("eth_call", [{"to": executor, "data": "0x" + encode_call("owner()", [], []).hex()}, "latest"]),
+        (
+            "eth_call",
+            [{"to": executor, "data": "0x" + encode_call("maxCoinbaseBps()", [], []).hex()}, "latest"],
+        ),
+    ]
+    for s in signers:
+        data = encode_call("isOperator(address)", ["address"], [s.address])
+        calls.append(("eth_call", [{"to": executor, "data": "0x" + data.hex()}, "latest"]))
+    results = await rpc.batch(calls)
+    try:
+        owner = str(decode(["address"], bytes.fromhex(results[0][2:]))[0])
+        max_share = int(decode(["uint16"], bytes.fromhex(results[1][2:]))[0])
+        allowed = [bool(decode(["bool"], bytes.fromhex(r[2:]))[0]) for r in results[2:]]
+    except Exception:
+        raise ConfigError(
+            [
+                f"{env_name('executor_address')}: {executor} is not a current LiquidationExecutor "
+                "(no owner() / maxCoinbaseBps() / isOperator()); deploy one with `keeper contracts deploy`"
+            ]
+        ) from None
+    problems = []
+    if builder_share_bps > max_share:
+        problems.append(
+            f"{env_name('builder_share_bps')}: {builder_share_bps} is above the executor's maxCoinbaseBps "
+            f"({max_share}, set by its owner): every liquidation would revert; e.g. "
+            f"KEEPER_BUILDER_SHARE_BPS={max_share}"
+        )
+    for i, (s, ok) in enumerate(zip(signers, allowed, strict=True)):
+        if ok or s.address.lower() == owner.lower():
+            continue
+        var = env_name("private_key") if i == 0 else f"{env_name('operator_keys')} item {i}"
+        problems.append(
+            f"{var}: account {s.address} may not call the executor {executor} (owner {owner}); "
+            "the owner must call setOperator(account, true), or redeploy with `keeper contracts deploy`"
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+async def block_gas_budget(rpc: RpcClient, configured: int | None) -> int:
+    """The configured budget, or a third of the latest block's gas limit."""
+    if configured is not None:
+        return configured
+    head = await rpc.call("eth_getBlockByNumber", ["latest", False])
+    return hex_to_int(head["gasLimit"]) // GAS_BUDGET_SHARE

@@ -13,15 +13,14 @@ settles what an earlier run left open in the ledger (`reconcile`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi.abi import decode
 
 from keeper.chain.abi import encode_call
-from keeper.chain.rpc import RpcClient, hex_to_int
-from keeper.chain.signer import TxSigner
+from keeper.chain.rpc import RpcClient
 from keeper.collectors.mempool import PendingTxCollector
 from keeper.collectors.mevshare import MevShareCollector
 from keeper.config import Settings, env_name
@@ -29,7 +28,7 @@ from keeper.core.interfaces import Collector, Executor
 from keeper.errors import ConfigError
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.single_tx import SingleTxExecutor
-from keeper.executors.submission import submit_executor
+from keeper.executors.submission import block_gas_budget, check_executor_access, submit_executor
 from keeper.logs import kv
 from keeper.strategies_registry import Components, Services, StrategyContext
 from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
@@ -39,9 +38,6 @@ from strategies.liquidations.subsidy import SubsidyBudget
 from strategies.liquidations.valuation import build_valuer
 
 log = logging.getLogger("strategies.liquidations")
-
-GAS_BUDGET_SHARE = 3
-"""Default gas budget per block: the block gas limit divided by this."""
 
 
 @dataclass(frozen=True)
@@ -106,68 +102,6 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
         executor=settings.executor_address,
         weth=settings.weth_address,
     )
-
-
-async def check_executor_access(
-    rpc: RpcClient, executor: str, signers: Sequence[TxSigner], *, builder_share_bps: int = 0
-) -> None:
-    """ConfigError unless `executor` is our contract, every signer is its owner or an operator, and the
-    builder share is within the bound its owner set (`maxCoinbaseBps`: above it every call reverts)."""
-    code = await rpc.call("eth_getCode", [executor, "latest"])
-    if not code or code == "0x":
-        raise ConfigError(
-            [
-                f"{env_name('executor_address')}: no contract at {executor} on this chain "
-                "(deploy one with `keeper contracts deploy`)"
-            ]
-        )
-    calls: list[tuple[str, Any]] = [
-        ("eth_call", [{"to": executor, "data": "0x" + encode_call("owner()", [], []).hex()}, "latest"]),
-        (
-            "eth_call",
-            [{"to": executor, "data": "0x" + encode_call("maxCoinbaseBps()", [], []).hex()}, "latest"],
-        ),
-    ]
-    for s in signers:
-        data = encode_call("isOperator(address)", ["address"], [s.address])
-        calls.append(("eth_call", [{"to": executor, "data": "0x" + data.hex()}, "latest"]))
-    results = await rpc.batch(calls)
-    try:
-        owner = str(decode(["address"], bytes.fromhex(results[0][2:]))[0])
-        max_share = int(decode(["uint16"], bytes.fromhex(results[1][2:]))[0])
-        allowed = [bool(decode(["bool"], bytes.fromhex(r[2:]))[0]) for r in results[2:]]
-    except Exception:
-        raise ConfigError(
-            [
-                f"{env_name('executor_address')}: {executor} is not a current LiquidationExecutor "
-                "(no owner() / maxCoinbaseBps() / isOperator()); deploy one with `keeper contracts deploy`"
-            ]
-        ) from None
-    problems = []
-    if builder_share_bps > max_share:
-        problems.append(
-            f"{env_name('builder_share_bps')}: {builder_share_bps} is above the executor's maxCoinbaseBps "
-            f"({max_share}, set by its owner): every liquidation would revert; e.g. "
-            f"KEEPER_BUILDER_SHARE_BPS={max_share}"
-        )
-    for i, (s, ok) in enumerate(zip(signers, allowed, strict=True)):
-        if ok or s.address.lower() == owner.lower():
-            continue
-        var = env_name("private_key") if i == 0 else f"{env_name('operator_keys')} item {i}"
-        problems.append(
-            f"{var}: account {s.address} may not call the executor {executor} (owner {owner}); "
-            "the owner must call setOperator(account, true), or redeploy with `keeper contracts deploy`"
-        )
-    if problems:
-        raise ConfigError(problems)
-
-
-async def block_gas_budget(rpc: RpcClient, configured: int | None) -> int:
-    """The configured budget, or a third of the latest block's gas limit."""
-    if configured is not None:
-        return configured
-    head = await rpc.call("eth_getBlockByNumber", ["latest", False])
-    return hex_to_int(head["gasLimit"]) // GAS_BUDGET_SHARE
 
 
 def oracle_pricer(
