@@ -17,11 +17,14 @@ For the actions one strategy produced for one block (`execute_group`):
      sends the same opportunity for the same block twice;
    - sent: the same signed body to every builder; each builder's answer is recorded as it arrives.
 4. Each new block (`on_block`): our pending transactions are looked up (one batched receipt read).
-   Included -> realized P&L per item from our contract's `Liquidated` events (profit, builder payment),
-   gas split over the items that succeeded; not included -> the strategy's next action is simulated
-   afresh; an opportunity the strategy stopped reporting is marked gone, with zero gas spent on it.
+   Included -> realized P&L per item from our contract's events (profit, builder payment): a liquidation
+   item's `Liquidated` event (its pool, user, collateral, debt), an arbitrage item's `Arbitraged` event
+   (the item's meta["tag"]); gas split over the items that succeeded; not included -> the strategy's
+   next action is simulated afresh; an opportunity the strategy stopped reporting is marked gone, with
+   zero gas spent on it.
 5. On start (`reconcile`): opportunities the ledger left open with send claims are settled from the chain
    (our contract's events in their claimed target blocks), so the ledger equals the chain after a crash.
+   Only liquidations: the ledger keeps no arbitrage tag, so an arbitrage left open is not matched here.
 
 Net profit of an item = its profit (from the simulation, in the profit token, valued in wei) minus its
 share of the transaction's gas at the target base fee (split by the items' gas estimates).
@@ -50,13 +53,15 @@ from keeper.executors.builders import BuilderResult, MultiBuilderClient
 from keeper.executors.episodes import Episodes
 from keeper.executors.executor_contract import (
     LIQUIDATED_TOPIC,
+    ArbitragedEvent,
+    ExecutorEvent,
     LiquidatedEvent,
     batch_item_failures,
     decode_batch_result,
     decode_executor_error,
     decode_liquidated,
     encode_batch,
-    liquidated_events,
+    executor_events,
 )
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
 from keeper.executors.packing import (
@@ -187,7 +192,23 @@ def _event_key(meta: Mapping[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
-def _matches(event: LiquidatedEvent, meta: Mapping[str, Any]) -> bool:
+def _meta_tag(meta: Mapping[str, Any]) -> str | None:
+    """An arbitrage item's opportunity tag (meta["tag"], 0x 32-byte hex), lowercase; None otherwise."""
+    tag = meta.get("tag")
+    if not tag:
+        return None
+    text = "0x" + tag.hex() if isinstance(tag, bytes) else str(tag).lower()
+    return text if text.startswith("0x") else "0x" + text
+
+
+def _matches(event: ExecutorEvent, meta: Mapping[str, Any]) -> bool:
+    """An item with meta["tag"] is an arbitrage: its `Arbitraged` event has that tag. Any other item is a
+    liquidation: its `Liquidated` event has its (pool, user, collateral, debt)."""
+    tag = _meta_tag(meta)
+    if tag is not None:
+        return isinstance(event, ArbitragedEvent) and event.tag_hex == tag
+    if not isinstance(event, LiquidatedEvent):
+        return False
     pool, user, collateral, debt = _event_key(meta)
     return (
         (not pool or event.lending_pool.lower() == pool)
@@ -1009,8 +1030,8 @@ class BundleExecutor:
 
     async def _included(self, p: Pending, receipt: dict[str, Any], block_timestamp: int) -> None:
         success = receipt.get("status") == "0x1"
-        events = liquidated_events(receipt, p.plan.to or None) if success else []
-        matched: list[tuple[SubmitBundle, LiquidatedEvent | None]] = []
+        events = executor_events(receipt, p.plan.to or None) if success else []
+        matched: list[tuple[SubmitBundle, ExecutorEvent | None]] = []
         failures = {f.index: f for f in batch_item_failures(receipt, p.plan.to or None)} if success else {}
         for index, r in enumerate(p.items):
             event = next((e for e in events if _matches(e, r.action.meta)), None)
@@ -1031,7 +1052,7 @@ class BundleExecutor:
 
     async def _record_inclusions(
         self,
-        matched: Sequence[tuple[SubmitBundle, LiquidatedEvent | None]],
+        matched: Sequence[tuple[SubmitBundle, ExecutorEvent | None]],
         receipt: Mapping[str, Any],
         block_timestamp: int,
         accepted_by: tuple[str, ...] = (),

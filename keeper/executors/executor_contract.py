@@ -883,6 +883,28 @@ def arbitraged_events(receipt: Mapping[str, Any], executor: str | None = None) -
     return [decode_arbitraged(log) for log in _receipt_logs(receipt, ARBITRAGED_TOPIC, executor)]
 
 
+ExecutorEvent = LiquidatedEvent | ArbitragedEvent
+"""What one successful `liquidate` or `arbitrage` emits: both carry `profit` and `coinbase_paid`."""
+
+
+def executor_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[ExecutorEvent]:
+    """Every `Liquidated` and `Arbitraged` log in a receipt, in log order (optionally only those emitted by
+    `executor`)."""
+    out: list[ExecutorEvent] = []
+    for log in receipt.get("logs", []):
+        topics = log.get("topics") or []
+        if not topics:
+            continue
+        if executor is not None and str(log.get("address", "")).lower() != executor.lower():
+            continue
+        topic = str(topics[0]).lower()
+        if topic == LIQUIDATED_TOPIC:
+            out.append(decode_liquidated(log))
+        elif topic == ARBITRAGED_TOPIC:
+            out.append(decode_arbitraged(log))
+    return out
+
+
 def decode_executor_error(revert_data: bytes) -> tuple[str, tuple[Any, ...]] | None:
     """(error name, args) for one of the executor's custom errors; None for anything else."""
     known = ERRORS.get(revert_data[:4])

@@ -229,13 +229,14 @@ class SingleTxExecutor:
                     log.info("cancel not possible", extra=kv(id=opp_id, error=str(exc)[:200]))
 
     async def _settled(self, f: InFlight, receipt: dict[str, Any], block: NewBlock, *, noop: bool) -> None:
-        from keeper.executors.executor_contract import liquidated_events
+        from keeper.executors.executor_contract import executor_events
         from keeper.ledger import Inclusion
 
         success = receipt.get("status") == "0x1" and not noop
         gas_used = hex_to_int(receipt["gasUsed"])
         price = hex_to_int(receipt["effectiveGasPrice"])
-        events = liquidated_events(receipt) if success else []
+        # One action per transaction: its `Liquidated` or `Arbitraged` event(s).
+        events = executor_events(receipt) if success else []
         profit = sum(e.profit for e in events)
         if noop:
             self.stats.cancelled += 1
