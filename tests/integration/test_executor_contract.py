@@ -38,6 +38,7 @@ from keeper.devnet.deploy import DevnetDeployment
 from keeper.devnet.deployer import Deployer, fn_signature
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.crash import run_crash
+from keeper.devnet.scenarios.depeg import run_depeg
 from keeper.devnet.scenarios.positions import AAVE_V2, AAVE_V3, discover, read_health_factors
 from keeper.devnet.stack import GAS_LIMIT, Devnet, ensure_state
 from keeper.devnet.tokens import next_epoch_round, send_price_update
@@ -52,14 +53,20 @@ from keeper.executors.executor_contract import (
     LIQUIDATE_SIGNATURE,
     LIQUIDATED_TOPIC,
     PARAMS_TUPLE,
+    ArbitrageParams,
+    BalancerRoute,
     BatchItemFailure,
+    FlashSource,
     LiquidatedEvent,
     LiquidationParams,
+    MixedRoute,
     Route,
+    RouteLeg,
     UnsupportedChainError,
     V2Route,
     V3Route,
     Venue,
+    arbitraged_events,
     batch_item_failures,
     decode_batch_result,
     decode_executor_error,
@@ -68,6 +75,7 @@ from keeper.executors.executor_contract import (
     decode_liquidated,
     deploy_executor,
     encode_accept_ownership,
+    encode_arbitrage,
     encode_batch,
     encode_liquidate,
     encode_set_max_coinbase_bps,
@@ -1331,11 +1339,47 @@ async def test_legacy_build_runs_where_there_is_no_transient_storage(tmp_path: P
         assert [f.index for f in batch_item_failures(receipt, env.executor)] == [0]
         assert len(liquidated_events(receipt, env.executor)) == 1
         await assert_executor_clean(env)
-        # Slots 4-8 hold what the Cancun build keeps in transient storage (flags, then the four amounts):
-        # reset at the end of each call.
-        for slot in range(4, 9):
-            assert hex_to_int(await rpc.call("eth_getStorageAt", [env.executor, hex(slot), "latest"])) == 0
+        # Slots 4-8 hold what the Cancun build keeps in transient storage (the flags and the callback
+        # expected, then the four amounts): reset at the end of each call.
+        await assert_transient_slots_clear(env)
         assert hex_to_int(await rpc.call("eth_getStorageAt", [env.executor, "0x0", "latest"])) != 0  # owner
+
+        # Arbitrages on the legacy build, through both flash sources, after the depeg scenario.
+        await run_depeg(rpc, dep, miner=EvmMiner(rpc))
+        weth, lst = env.sym("WETH"), env.sym("wstETH")
+        buy = V3Route((weth, lst), (100,))
+        sells: list[tuple[FlashSource, V2Route | BalancerRoute]] = [
+            (FlashSource.BALANCER_VAULT, V2Route((lst, weth))),
+            (FlashSource.AAVE_V3, BalancerRoute((lst, weth), (dep.balancer.pools["wstETH/WETH"].pool_id,))),
+        ]
+        for source, sell in sells:
+            a = ArbitrageParams(
+                source=source,
+                token=weth,
+                amount=10 * WAD,
+                route=MixedRoute((RouteLeg(10_000, (buy, sell)),)),
+                min_out=10 * WAD,
+                min_profit=1,
+                coinbase_bps=5_000,
+                max_block=await head(env) + 1,
+                tag=keccak(text=source.name),
+            )
+            owner_before = await balance_of(rpc, weth, env.owner)
+            receipt = await send(env, env.owner, env.executor, encode_arbitrage(a))
+            assert receipt["status"] == "0x1"
+            (arb_ev,) = arbitraged_events(receipt, env.executor)
+            assert arb_ev.profit > 0 and arb_ev.coinbase_paid > 0 and arb_ev.tag == a.tag
+            assert await balance_of(rpc, weth, env.owner) - owner_before == arb_ev.profit
+            GAS_FIGURES[f"arbitrage, {source.name} (legacy build)"] = hex_to_int(receipt["gasUsed"])
+            await assert_executor_clean(env)
+            await assert_transient_slots_clear(env)
+
+
+async def assert_transient_slots_clear(env: Env) -> None:
+    """The legacy build's storage-backed per-call slots (4-8) are all zero between calls."""
+    for slot in range(4, 9):
+        value = await env.rpc.call("eth_getStorageAt", [env.executor, hex(slot), "latest"])
+        assert hex_to_int(value) == 0, slot
 
 
 async def test_contracts_deploy_dry_run_and_options(tmp_path: Path) -> None:
@@ -1351,15 +1395,20 @@ async def test_contracts_deploy_dry_run_and_options(tmp_path: Path) -> None:
         for preset_pool, preset_oracle in MARKET_POOLS.values():
             assert f"{preset_pool} (oracle {preset_oracle})" in out
         assert "max builder share 9500 bps; max slippage vs oracle 1000 bps" in out
+        # No code at Balancer's canonical Vault on this chain: none.
+        assert f"Balancer V2 Vault {'0x' + '00' * 20} (none)" in out
         assert await rpc.call("eth_getTransactionCount", [owner0, "latest"]) == "0x0"
 
         record = tmp_path / "executor.json"
+        vault = to_checksum_address("0x" + "33" * 20)
         args = ["--pool", f"{pool}={oracle}", "--max-coinbase-bps", "8000", "--max-slippage-bps", "300"]
+        args += ["--balancer-vault", vault]
         code, out = await keeper_cli(tmp_path, node.http_url, *args, "--out", str(record))
         assert code == 0, out
         data = orjson.loads(record.read_bytes())
         assert (data["contract"], data["evm_version"]) == ("LiquidationExecutor", "cancun")
         assert data["pools"] == {pool: oracle}
+        assert data["balancer_vault"] == vault and f"Balancer V2 Vault {vault}" in out
         address = data["address"]
 
         async def read(sig: str, types: list[str], args: list[Any], out_type: str) -> Any:
@@ -1368,10 +1417,16 @@ async def test_contracts_deploy_dry_run_and_options(tmp_path: Path) -> None:
         assert await read("maxCoinbaseBps()", [], [], "uint16") == 8_000
         assert await read("maxSlippageBps()", [], [], "uint16") == 300
         assert (await read("oracleOf(address)", ["address"], [pool], "address")).lower() == oracle.lower()
+        assert (await read("balancerVault()", [], [], "address")).lower() == vault.lower()
         preset = MARKET_POOLS["aave-v3-ethereum"][0]
         assert int(await read("oracleOf(address)", ["address"], [preset], "address"), 16) == 0
 
-        for bad in (["--pool", pool], ["--max-coinbase-bps", "10001"], ["--evm-version", "frontier"]):
+        for bad in (
+            ["--pool", pool],
+            ["--max-coinbase-bps", "10001"],
+            ["--evm-version", "frontier"],
+            ["--balancer-vault", "0x1234"],
+        ):
             code, out = await keeper_cli(tmp_path, node.http_url, *bad, "--dry-run")
             assert code == 2, out
             assert out.startswith("error: --"), out
