@@ -508,9 +508,9 @@ contract LiquidationExecutor {
         tCallback = CB_NONE;
         tPremium = premium;
         if (expected == CB_AAVE_LIQUIDATION) {
-            Params calldata p = _paramsAt(data);
+            Params memory p = abi.decode(data, (Params));
             if (asset != p.debt || amount != p.debtToCover) revert UnauthorizedCallback();
-            _liquidateAndSell(p);
+            _liquidateAndSell(p, data);
         } else if (expected == CB_AAVE_ARBITRAGE) {
             ArbParams calldata a = _arbParamsAt(data);
             if (asset != a.token || amount != a.amount) revert UnauthorizedCallback();
@@ -578,7 +578,8 @@ contract LiquidationExecutor {
     }
 
     /// liquidationCall with the flash-borrowed debt, then the sale of everything seized (>= the floor).
-    function _liquidateAndSell(Params calldata p) private {
+    /// `data` is `p` as encoded: a Mixed path is decoded from it in place (calldata).
+    function _liquidateAndSell(Params memory p, bytes calldata data) private {
         uint256 debtBefore = _balance(p.debt);
         uint256 collateralBefore = _balance(p.collateral);
         _approve(p.debt, p.lendingPool, p.debtToCover);
@@ -588,7 +589,9 @@ contract LiquidationExecutor {
         uint256 seized = _balance(p.collateral) - collateralBefore;
         tSeized = seized;
 
-        uint256 received = _sell(p.venue, p.path, p.collateral, seized, p.minOut);
+        uint256 received = p.venue == Venue.Mixed
+            ? _swapMixed(_paramsAt(data).path, p.collateral, seized, p.minOut)
+            : _swap(p.venue, p.path, p.collateral, seized, p.minOut);
         uint256 floor = slippageFloor(p.lendingPool, p.collateral, p.debt, seized);
         if (received < floor) revert SlippageTooHigh(received, floor);
         tReceived = received;

@@ -46,7 +46,6 @@ from strategies.venues.uniswap_v2 import UniswapV2Venue, load_v2_pairs
 from strategies.venues.uniswap_v3 import UniswapV3Venue, load_v3_pools
 from tests.integration.test_executor_contract import (
     COINBASE,
-    GAS_FIGURES,
     WAD,
     Env,
     Target,
@@ -62,6 +61,8 @@ from tests.integration.test_executor_contract import (
 )
 
 pytestmark = pytest.mark.integration
+
+ROUTE_GAS: dict[str, int] = {}
 
 USDC_BORROWER = to_checksum_address("0x" + keccak(b"keeper-test-usdc-borrower").hex()[:40])
 V3_WORDS_EACH_SIDE = 20
@@ -209,8 +210,8 @@ async def env() -> AsyncIterator[Env]:
         e = await make_env(net, rpc, dep)
         e.targets["v3-usdc-usdt"] = await add_usdc_borrower(e)
         yield e
-        if GAS_FIGURES:
-            print("\nLiquidationExecutor gas used (routes):", GAS_FIGURES)
+        if ROUTE_GAS:
+            print("\nLiquidationExecutor gas used (routes):", ROUTE_GAS)
 
 
 @pytest.fixture
@@ -268,7 +269,7 @@ async def test_liquidation_sold_on_balancer(e: Env) -> None:
     assert decode_liquidate(encode_liquidate(p)).route == route
     ev, gas = await liquidate_and_check(e, p, e.owner, quote=venue_quote)
     assert ev.coinbase_paid > 0
-    GAS_FIGURES["v3-usdc-usdt (Balancer, 1 hop)"] = gas
+    ROUTE_GAS["v3-usdc-usdt (Balancer, 1 hop)"] = gas
 
 
 async def test_liquidation_sold_on_a_two_hop_balancer_route(e: Env) -> None:
@@ -277,7 +278,7 @@ async def test_liquidation_sold_on_a_two_hop_balancer_route(e: Env) -> None:
     route = BalancerRoute((e.sym("USDC"), e.sym("DAI"), e.sym("USDT")), (stable, stable))
     p = params(e, "v3-usdc-usdt", route, usdt_to_weth(e), await head(e) + 1)
     _, gas = await liquidate_and_check(e, p, e.owner, quote=venue_quote)
-    GAS_FIGURES["v3-usdc-usdt (Balancer batchSwap, 2 hops)"] = gas
+    ROUTE_GAS["v3-usdc-usdt (Balancer batchSwap, 2 hops)"] = gas
 
 
 async def test_liquidation_sold_on_a_mixed_split_route(e: Env) -> None:
@@ -290,7 +291,7 @@ async def test_liquidation_sold_on_a_mixed_split_route(e: Env) -> None:
     parts = route.split(ev.collateral_seized)
     assert parts[0] == ev.collateral_seized * 6_000 // 10_000 and sum(parts) == ev.collateral_seized
     assert route_quote(vs, route, ev.collateral_seized) == ev.swap_out
-    GAS_FIGURES["v3-weth-usdt (mixed: 2 legs, 4 hops)"] = gas
+    ROUTE_GAS["v3-weth-usdt (mixed: 2 legs, 4 hops)"] = gas
 
 
 async def test_mixed_route_total_min_out(e: Env) -> None:
