@@ -41,7 +41,8 @@ from keeper.executors.executor_contract import (
     encode_liquidate,
 )
 from strategies.venues.balancer_stable import BalancerStableVenue, load_stable_pools
-from strategies.venues.base import Quote
+from strategies.venues.base import Quote, RouteKind
+from strategies.venues.router import best_route
 from strategies.venues.uniswap_v2 import UniswapV2Venue, load_v2_pairs
 from strategies.venues.uniswap_v3 import UniswapV3Venue, load_v3_pools
 from tests.integration.test_executor_contract import (
@@ -429,3 +430,16 @@ def test_route_round_trips() -> None:
             max_block=1,
         )
         assert decode_liquidate(encode_liquidate(p)).route == route
+
+
+async def test_router_route_from_the_balancer_venue_runs_on_chain(e: Env) -> None:
+    """router.best_route over the Balancer venue builds the executor's Balancer route itself (pool id from
+    the venue): the liquidation sells along it for what the venue quoted."""
+    vs = await load_venues(e, await head(e))
+    usdc, usdt = e.sym("USDC"), e.sym("USDT")
+    best = best_route([vs.balancer], usdc, usdt, 10_000 * 10**6)
+    assert best is not None
+    assert best.executor_route == BalancerRoute((usdc, usdt), (pool_id(e, "USDC/USDT/DAI"),))
+    assert best.kind is RouteKind.BALANCER_V2 and best.path == best.executor_route.encode()
+    p = params(e, "v3-usdc-usdt", best.executor_route, usdt_to_weth(e), await head(e) + 1)
+    await liquidate_and_check(e, p, e.owner, quote=venue_quote)
