@@ -102,9 +102,11 @@ def accuracy(cases: int, seed: int) -> None:
 
     sizing._Trip.at = counting_at  # type: ignore[method-assign]
     compared = strict = tolerant = none_both = 0
+    material = material_strict = 0
     worst: tuple[float, str] = (1.0, "")
     per_kind: dict[tuple[str, str], list[int]] = {k: [0, 0, 0] for k in KINDS}
     times: list[float] = []
+    slowest: list[tuple[float, int, str]] = []
     sizings = 0
     states = 0
     while states < cases:
@@ -126,8 +128,11 @@ def accuracy(cases: int, seed: int) -> None:
                 first, second = spread.rich, spread.cheap
                 unit = max(1, -(-den // num))
             t0 = time.perf_counter()
+            before = evals
             opp = size_spread(spread, case.target, token_in=t)
-            times.append((time.perf_counter() - t0) * 1e3)
+            elapsed = (time.perf_counter() - t0) * 1e3
+            times.append(elapsed)
+            slowest.append((elapsed, evals - before, f"{case.label}, borrow {'B' if borrow_b else 'A'}"))
             sizings += 1
             sizing._Trip.at = real_at  # type: ignore[method-assign]
             best = brute_force(round_trip(first.venue, first.pool, second.venue, second.pool, t, m, 0))
@@ -146,6 +151,9 @@ def accuracy(cases: int, seed: int) -> None:
             if ours >= best[1] - best[1] // 1000:
                 strict += 1
                 row[1] += 1
+            if best[1] >= 1000 * (unit + 1):
+                material += 1
+                material_strict += ours >= best[1] - best[1] // 1000
             if ours >= best[1] - max(best[1] // 1000, 2 * unit + 2):
                 tolerant += 1
                 row[2] += 1
@@ -160,6 +168,10 @@ def accuracy(cases: int, seed: int) -> None:
         f"within max(0.1%, 2 coarse units): {tolerant} [{verdict(tolerant == compared)}]; "
         f"no profit for either: {none_both}"
     )
+    print(
+        f"   profit of at least 1000 units of the token bought: {material}; within 0.1%: {material_strict} "
+        f"[{verdict(material_strict == material)}]"
+    )
     print("   per pair (profitable, within 0.1%, within the dust allowance):")
     for kinds, (n, s, tol) in per_kind.items():
         print(f"     {kinds[0]:>8}-{kinds[1]:<8} {n:5d} {s:5d} {tol:5d}")
@@ -168,6 +180,8 @@ def accuracy(cases: int, seed: int) -> None:
         f"   per sizing: {evals / max(1, sizings):.1f} round trips quoted on average; "
         f"time p50 {pct(times, 0.5):.3f} ms, p99 {pct(times, 0.99):.3f} ms"
     )
+    for elapsed, n, label in sorted(slowest, reverse=True)[:3]:
+        print(f"     slow: {elapsed:.2f} ms, {n} round trips: {label}")
 
 
 def main() -> None:

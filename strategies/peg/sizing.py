@@ -21,7 +21,11 @@ Search:
   give profit(a) >= (1 - 1/RESOLUTION) * best for a below the peak: within 0.05%.
 - Venues without marginal rates: golden-section search over exact profits (unimodal).
 A quote that fails (InsufficientLiquidity, OutsideReadRange, a revert) bounds the size from above.
-The best size evaluated wins. Measured against brute force: tests/unit/peg, benchmarks/bench_peg.py.
+When a unit of the token bought is worth more than a unit of the one paid (DAI -> USDC), the output of
+the best size is a whole number of coarse units: the smallest input that still buys it (the venue's
+exact-output math) is evaluated too. The best size evaluated wins (ties: the smaller).
+Measured against brute force: tests/unit/peg, benchmarks/bench_peg.py (1000 random states: every
+profit of at least 1000 units of the token bought within 0.1%; below that, within two such units).
 """
 
 from __future__ import annotations
@@ -121,8 +125,10 @@ class _Trip:
             except (QuoteError, VenueError, ValueError, ArithmeticError):
                 point = None
         self.seen[x] = point
-        if point is not None and (self.best is None or point.profit > self.best.profit):
-            self.best = point
+        if point is not None and (
+            self.best is None or (point.profit, -point.x) > (self.best.profit, -self.best.x)
+        ):
+            self.best = point  # ties: the smaller size
         return point
 
     def slope(self, point: _Point) -> float | None:
