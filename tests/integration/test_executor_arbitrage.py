@@ -329,6 +329,11 @@ async def test_a_losing_cycle_reverts(e: Env) -> None:
     assert await revert_error(e, e.owner, e.executor, encode_arbitrage(p)) == ("InsufficientProfit", (0, 0))
     receipt = await send(e, e.owner, e.executor, encode_arbitrage(p))
     assert await mined_revert(e, receipt) == ("InsufficientProfit", (0, 0))
+    # A cycle on one Balancer pool (one batchSwap whose assets list WETH twice) runs and pays its fees.
+    lst_pool = pool_id(e, "wstETH/WETH")
+    cycle = BalancerRoute((weth, lst, weth), (lst_pool, lst_pool))
+    q = replace(p, source=FlashSource.AAVE_V3, route=cycle, max_block=await head(e) + 1)
+    assert await revert_error(e, e.owner, e.executor, encode_arbitrage(q)) == ("InsufficientProfit", (0, 0))
     await assert_executor_clean(e)
 
 
