@@ -11,7 +11,8 @@ Config file: one `[[peg]]` table per peg (entries are numbered from 1 in error m
 
     [[peg]]
     name = "wstETH/WETH"                  # optional (default "A/B"); unique
-    token_a = "wstETH"                    # a symbol of the known tokens, or a 0x address among them
+    token_a = "wstETH"                    # a symbol of the known tokens, or a 0x address (among them, or
+                                          # any token with decimals_a = N; likewise token_b / decimals_b)
     token_b = "WETH"                      # profits are counted in token B (the flash-borrowed token)
     target = { rate = "0x7f39C581F595B53c5cb19bD0b3f8dA6c935E2Ca0", method = "stEthPerToken()" }
     # (rate tables: scale = "1e18" by default; invert = true when the rate is A per B)
@@ -240,7 +241,7 @@ def _resolve(tokens: TokenBook, ref: str) -> tuple[str, str, int] | None:
     return None
 
 
-_KEYS = {"name", "token_a", "token_b", "target", "min_profit_wei", "venues"}
+_KEYS = {"name", "token_a", "token_b", "decimals_a", "decimals_b", "target", "min_profit_wei", "venues"}
 _RATE_KEYS = {"rate", "method", "scale", "invert"}
 _SCALE = re.compile(r"\s*(\d+)\s*(?:[eE]\s*(\d+))?\s*")
 
@@ -309,8 +310,19 @@ def _parse_entry(index: int, table: Any, tokens: TokenBook) -> tuple[Peg | None,
             resolved.append(None)
         else:
             token = _resolve(tokens, ref.strip())
+            decimals = table.get(f"decimals_{key[-1]}")
+            if token is None and is_hex_address(ref.strip()) and decimals is not None:
+                if isinstance(decimals, int) and not isinstance(decimals, bool) and 0 <= decimals <= 36:
+                    token = (str(to_checksum_address(ref.strip())), ref.strip()[:10], decimals)
+                else:
+                    problems.append(f"{where}: decimals_{key[-1]} must be an integer 0..36, not {decimals!r}")
+                    resolved.append(None)
+                    continue
             if token is None:
-                problems.append(f"{where}: {key} {ref!r} is not a known token (known: {known_symbols})")
+                hint = (
+                    f"; give decimals_{key[-1]} to use a token by its address" if is_hex_address(ref) else ""
+                )
+                problems.append(f"{where}: {key} {ref!r} is not a known token (known: {known_symbols}){hint}")
             resolved.append(token)
     a, b = resolved
     if a is not None and b is not None and a[0] == b[0]:

@@ -93,6 +93,15 @@ def test_load_pegs_parses_every_field() -> None:
     assert inverted.fixed() is None
 
 
+def test_a_token_outside_the_known_ones_by_address_and_decimals() -> None:
+    reth = "0x" + "77" * 20
+    (peg,) = load_pegs([{"token_a": reth, "decimals_a": 18, "token_b": "WETH", "target": "1:1"}], TOKENS)
+    assert peg.token_a.lower() == reth and peg.decimals_a == 18 and peg.name == "0x77777777/WETH"
+    assert problems([{"token_a": reth, "decimals_a": "18", "token_b": "WETH", "target": "1:1"}]) == [
+        "[[peg]] #1: decimals_a must be an integer 0..36, not '18'"
+    ]
+
+
 def test_one_to_one_follows_decimals() -> None:
     assert one_to_one(6, 18) == FixedTarget(10**12, 1)
     assert one_to_one(18, 6) == FixedTarget(1, 10**12)
@@ -118,7 +127,8 @@ def test_rate_target_ratio_in_base_units() -> None:
         ),
         (
             {"name": "x", "token_a": "WETH", "token_b": "0x" + "99" * 20, "target": "1:1"},
-            f"[[peg]] #1 'x': token_b '0x{'99' * 20}' is not a known token (known: DAI, USDC, WETH, wstETH)",
+            f"[[peg]] #1 'x': token_b '0x{'99' * 20}' is not a known token (known: DAI, USDC, WETH, wstETH); "
+            "give decimals_b to use a token by its address",
         ),
         ({"name": "x", "token_b": "WETH", "target": "1:1"}, "[[peg]] #1 'x': token_a is missing"),
         (
@@ -165,8 +175,8 @@ def test_rate_target_ratio_in_base_units() -> None:
         ),
         (
             {"name": "x", "token_a": "DAI", "token_b": "USDC", "target": "1:1", "venue": ["uniswap_v3"]},
-            "[[peg]] #1 'x': unknown key(s) venue (known: min_profit_wei, name, target, token_a, token_b, "
-            "venues)",
+            "[[peg]] #1 'x': unknown key(s) venue (known: decimals_a, decimals_b, min_profit_wei, name, "
+            "target, token_a, token_b, venues)",
         ),
         (
             {"name": "", "token_a": "DAI", "token_b": "USDC", "target": "1:1"},
@@ -190,8 +200,8 @@ def test_every_problem_of_every_entry_is_listed() -> None:
         ]
     )
     assert found == [
-        "[[peg]] #2 'bad': unknown key(s) extra (known: min_profit_wei, name, target, token_a, token_b, "
-        "venues)",
+        "[[peg]] #2 'bad': unknown key(s) extra (known: decimals_a, decimals_b, min_profit_wei, name, "
+        "target, token_a, token_b, venues)",
         "[[peg]] #2 'bad': token_a 'XYZ' is not a known token (known: DAI, USDC, WETH, wstETH)",
         "[[peg]] #3: expected a table, got str",
         "[[peg]] #4 'ok': name already used by [[peg]] #1",
