@@ -381,6 +381,56 @@ def positions(
 
 
 @app.command()
+def pegs(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON output (amounts as decimal strings).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Every peg: each pool's price against its target (bps) and the best round trip now, with its size,
+    flash source, and profit after the builder's share and gas (nothing is sent).
+
+    Uses the running devnet (deployments/devnet.json) unless --config is given; with a config, the pegs
+    are KEEPER_PEG_PRESETS and the [[peg]] tables, on the configured pools.
+    """
+    from keeper.chain.rpc import RpcClient
+    from keeper.devnet.stack import DEPLOYMENTS_FILE, read_deployments_file
+    from strategies.peg.cli import collect, render
+    from strategies.peg.wiring import build_strategy, devnet_peg_setup, peg_setup
+
+    setup_logging("text", "WARNING")
+    builder_share_bps, min_profit_wei = 9_000, 0
+    try:
+        if config is None and DEPLOYMENTS_FILE.is_file():
+            info = read_deployments_file()
+            url = str(info["rpc_http_url"])
+            setup = devnet_peg_setup(info["deployment"])
+        else:
+            settings = _load(config)
+            url = settings.rpc_http_url
+            builder_share_bps, min_profit_wei = settings.builder_share_bps, settings.min_profit_wei
+            setup = peg_setup(settings, None)
+    except ConfigError as exc:
+        _fail_config(exc)
+
+    async def main() -> None:
+        async with RpcClient(url, timeout=60) as rpc:
+            strategy, actions = await build_strategy(
+                rpc, setup, builder_share_bps=builder_share_bps, min_profit_wei=min_profit_wei
+            )
+            rows = await collect(rpc, strategy, actions)
+        render(rows, as_json=as_json)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        _fail_config(exc)
+    except (RpcError, OSError) as exc:
+        _echo(f"error: cannot read pegs from {redact_url(url)}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def report(
     ledger: Annotated[
         Path,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "noop": "strategies.noop:create",
     "liquidations": "strategies.liquidations.wiring:create",
+    "peg": "strategies.peg.wiring:create",
 }
 
 

@@ -1,0 +1,220 @@
+"""The peg keeper end to end on the devnet: a de-peg -> spreads sized on the exact venue math -> one
+`arbitrage` bundle per spread -> included -> the ledger matches the chain, to the wei.
+
+Built through the same wiring as `keeper run` (strategies/peg/wiring.py) and driven block by block as
+the engine does (the executor sees each block first, then the strategy, then the executor gets the
+strategy's actions as one group)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_abi.abi import decode
+
+from keeper.chain.abi import encode_call
+from keeper.chain.rpc import RpcClient
+from keeper.core.actions import SubmitBundle
+from keeper.devnet.deploy import WHALE, DevnetDeployment
+from keeper.devnet.scenarios.common import BulkSender, call_tx
+from keeper.devnet.scenarios.depeg import LST_POOL, STABLE_POOL, run_depeg
+from keeper.devnet.stack import Devnet, DevnetMiner
+from keeper.executors.bundle_executor import BundleExecutor
+from keeper.executors.executor_contract import arbitraged_events
+from keeper.ledger.store import LedgerReader
+from keeper.runner import RunServices, plan_run
+from keeper.strategies_registry import StrategyContext
+from strategies.peg.detect import pool_prices, target_of
+from strategies.peg.wiring import PegKeeper, build_keeper
+from tests.integration.keeper_harness import devnet_settings, latest_block
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def fresh(devnet: Devnet) -> AsyncIterator[Devnet]:
+    rpc, _ = devnet.require()
+    snap = await rpc.call("evm_snapshot")
+    yield devnet
+    await rpc.call("evm_revert", [snap])
+
+
+@asynccontextmanager
+async def peg_keeper(net: Devnet, tmp_path: Path, **overrides: Any) -> AsyncIterator[PegKeeper]:
+    rpc, dep = net.require()
+    settings = devnet_settings(net, tmp_path, strategies=["peg"], **overrides)
+    services = RunServices(plan_run(settings), rpc, dep.chain_id)
+    try:
+        keeper = await build_keeper(StrategyContext(settings=settings, rpc=rpc, services=services))
+        await keeper.strategy.sync_state()
+        yield keeper
+    finally:
+        await services.aclose()
+
+
+def executor_of(keeper: PegKeeper) -> BundleExecutor:
+    assert isinstance(keeper.executor, BundleExecutor)
+    return keeper.executor
+
+
+async def step(net: Devnet, keeper: PegKeeper, log: list[SubmitBundle]) -> None:
+    await net.mine()
+    block = await latest_block(net)
+    executor = executor_of(keeper)
+    await executor.on_block(block)
+    actions = [a for a in await keeper.strategy.process_event(block) if isinstance(a, SubmitBundle)]
+    if actions:
+        await executor.execute_group(actions)
+    log.extend(actions)
+
+
+async def supply_aave_liquidity(
+    net: Devnet, symbols: tuple[str, ...] = ("WETH", "USDC", "USDT", "DAI")
+) -> None:
+    """A lender supplies each token to the Aave V3 Pool, as mainnet's depositors do: what the Pool can
+    flash-lend (a fresh devnet's reserves hold nothing until someone supplies)."""
+    rpc, dep = net.require()
+    lender = WHALE
+    pool = dep.aave_v3.pool
+    sender = BulkSender(rpc, miner=DevnetMiner(net))
+    txs = []
+    for symbol in symbols:
+        tok = dep.tokens[symbol]
+        amount = 10 ** (tok.decimals + 7)  # 10M tokens
+        txs += [
+            call_tx(
+                lender,
+                tok.address,
+                "mint(address,uint256)",
+                ["address", "uint256"],
+                [lender, amount],
+                200_000,
+            ),
+            call_tx(
+                lender,
+                tok.address,
+                "approve(address,uint256)",
+                ["address", "uint256"],
+                [pool, amount],
+                100_000,
+            ),
+            call_tx(
+                lender,
+                pool,
+                "supply(address,uint256,address,uint16)",
+                ["address", "uint256", "address", "uint16"],
+                [tok.address, amount, lender, 0],
+                500_000,
+            ),
+        ]
+    await sender.impersonate_all(True)
+    try:
+        await sender.run(txs)
+    finally:
+        await sender.impersonate_all(False)
+
+
+async def _balances(rpc: RpcClient, dep: DevnetDeployment, owner: str) -> dict[str, int]:
+    out = {}
+    for token in dep.tokens.values():
+        raw = await rpc.eth_call(token.address, encode_call("balanceOf(address)", ["address"], [owner]))
+        out[token.address] = int(decode(["uint256"], raw)[0])
+    return out
+
+
+def _deviations(keeper: PegKeeper) -> dict[str, float]:
+    """Pool address -> |deviation from its peg's target| in bps, at the strategy's last read."""
+    s = keeper.strategy
+    out: dict[str, float] = {}
+    for peg in s.pegs:
+        target = target_of(peg, s.targets)
+        if target is None:
+            continue
+        for p in pool_prices(peg, target, s.venues):
+            out[p.pool.lower()] = max(out.get(p.pool.lower(), 0.0), abs(p.deviation_bps))
+    return out
+
+
+async def test_depeg_is_arbitraged_back_and_the_ledger_matches_the_chain(
+    fresh: Devnet, tmp_path: Path
+) -> None:
+    net = fresh
+    rpc, dep = net.require()
+    owner = dep.accounts["keeper"]
+    sent: list[SubmitBundle] = []
+    await supply_aave_liquidity(net)
+    async with peg_keeper(net, tmp_path, builder_share_bps=5_000, peg_backruns=False) as keeper:
+        executor = executor_of(keeper)
+        before = await _balances(rpc, dep, owner)
+        await run_depeg(rpc, dep, lst_discount_bps=300, stable_discount_bps=150, miner=DevnetMiner(net))
+        await keeper.strategy.refresh(await rpc.block_number())
+        lst_pool = dep.uniswap_v3.pools[LST_POOL].lower()
+        stable_pool = dep.uniswap_v3.pools[STABLE_POOL].lower()
+        depegged = _deviations(keeper)
+        assert depegged[lst_pool] > 200 and depegged[stable_pool] > 100, depegged
+        quiet = 0
+        for _ in range(12):  # until two blocks in a row send nothing
+            count = len(sent)
+            await step(net, keeper, sent)
+            quiet = quiet + 1 if len(sent) == count and not executor.pending else 0
+            if quiet == 2:
+                break
+        stats = executor.stats
+        after_dev = _deviations(keeper)
+    assert sent, f"nothing sent: {keeper.actions.skipped}"
+    assert stats.included >= 2, (stats, keeper.actions.skipped)
+    assert quiet == 2, "the keeper kept finding spreads"
+    assert stats.simulation_failed == 0 and stats.failed_in_batch == 0, stats.reasons
+    # The spreads were closed: the de-pegged pools traded back toward the target until no round trip
+    # between any two pools pays its fees and gas (the other pools moved part of the way: the peg is
+    # restored as far as the venues' depth allows, not beyond).
+    assert after_dev[lst_pool] < depegged[lst_pool] * 2 / 3
+    assert after_dev[stable_pool] < depegged[stable_pool] / 2
+
+    # Each included arbitrage did exactly what was predicted, to the wei: its route's output and the
+    # profit paid to the owner (after the builder's share) in the borrowed token.
+    reader = LedgerReader(tmp_path / "ledger.sqlite")
+    try:
+        data = reader.report_data()
+    finally:
+        reader.close()
+    assert {o.strategy for o in data.opportunities} <= {"peg", "peg-backrun"}
+    by_tag = {a.meta["tag"]: a for a in sent}
+    realized: dict[str, int] = {}
+    checked = 0
+    for inc in data.inclusions:
+        assert inc.success
+        realized[inc.realized_profit_asset] = realized.get(inc.realized_profit_asset, 0) + inc.realized_profit
+    for tx_hash in {inc.tx_hash for inc in data.inclusions}:
+        receipt = await rpc.call("eth_getTransactionReceipt", [tx_hash])
+        for event in arbitraged_events(receipt):
+            action = by_tag[event.tag_hex]
+            assert event.amount_in == action.meta["amount_in"]
+            assert event.amount_out == action.meta["amount_out"]
+            assert event.gross_profit == action.meta["gross_profit"]
+            checked += 1
+    assert checked == len(data.inclusions)
+    after = await _balances(rpc, dep, owner)
+    for token, amount in before.items():
+        assert after[token] - amount == realized.get(token, 0), token
+    assert any(v > 0 for v in realized.values())
+
+
+async def test_a_peg_whose_rate_source_reverts_is_named_at_start(fresh: Devnet, tmp_path: Path) -> None:
+    from keeper.errors import ConfigError
+
+    net = fresh
+    usdc = net.require()[1].tokens["USDC"].address
+    bad = {
+        "name": "bad",
+        "token_a": "USDC",
+        "token_b": "WETH",
+        "target": {"rate": usdc, "method": "getRate()", "scale": "1e18"},  # USDC has no getRate()
+    }
+    with pytest.raises(ConfigError) as info:
+        async with peg_keeper(net, tmp_path, peg=[bad]):
+            pass
+    assert any("'bad'" in p for p in info.value.problems), info.value.problems
