@@ -23,6 +23,7 @@ from tests.unit.peg.cases import (
     brute_force,
     make_peg,
     random_case,
+    random_swaps,
     round_trip,
     token_pair,
     v2_state,
@@ -30,6 +31,7 @@ from tests.unit.peg.cases import (
     v3_state,
     v3_venue,
 )
+from tests.unit.peg.cases import market as cases_market
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -241,3 +243,23 @@ def test_venues_without_marginal_rates_are_sized_by_golden_section() -> None:
     best = brute_force(round_trip(cheap, cheap.pool, dear, dear.pool, b, a, 0))
     assert best is not None and opp.profit >= best[1] - best[1] // 1000
     assert opp.hops[0].pool == cheap.pool and opp.hops[1].pool == dear.pool
+
+
+def test_changed_pools_give_exactly_the_full_results_touching_them() -> None:
+    """What the 5-of-50 block evaluates equals the full evaluation's opportunities with a changed pool
+    (so the caller may keep its previous ones between unchanged pools)."""
+    rng = random.Random(7)
+    base = cases_market(rng, 6)
+    left_out = 0
+    for _ in range(5):
+        before, _ = random_swaps(rng, base, 8, max_fraction=2e-2)  # spreads from an earlier block
+        venues, changed = random_swaps(rng, replace(base, venues=before), 5, max_fraction=2e-2)
+        keys = {c.lower() for c in changed}
+        full = best_opportunities(base.pegs, base.targets, venues)
+        part = best_opportunities(base.pegs, base.targets, venues, changed_pools=changed)
+        touching = [o for o in full if {p.lower() for p in o.pools} & keys]
+        assert [(o.spread.pools, o.amount_in, o.profit) for o in part] == [
+            (o.spread.pools, o.amount_in, o.profit) for o in touching
+        ]
+        left_out += len(full) - len(part)
+    assert left_out > 0
