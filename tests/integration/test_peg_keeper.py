@@ -7,6 +7,7 @@ strategy's actions as one group)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,9 +18,12 @@ from eth_abi.abi import decode
 
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
+from keeper.collectors.mempool import PendingTxCollector
 from keeper.core.actions import SubmitBundle
 from keeper.devnet.deploy import WHALE, DevnetDeployment
+from keeper.devnet.scenarios.amm import fund_trader_txs, v3_move_tx
 from keeper.devnet.scenarios.common import BulkSender, call_tx
+from keeper.devnet.scenarios.crash import current_usd_prices
 from keeper.devnet.scenarios.depeg import LST_POOL, STABLE_POOL, run_depeg
 from keeper.devnet.stack import Devnet, DevnetMiner
 from keeper.executors.bundle_executor import BundleExecutor
@@ -28,6 +32,7 @@ from keeper.ledger.store import LedgerReader
 from keeper.runner import RunServices, plan_run
 from keeper.strategies_registry import StrategyContext
 from strategies.peg.detect import pool_prices, target_of
+from strategies.peg.pending import PendingSwaps
 from strategies.peg.wiring import PegKeeper, build_keeper
 from tests.integration.keeper_harness import devnet_settings, latest_block
 
@@ -218,3 +223,54 @@ async def test_a_peg_whose_rate_source_reverts_is_named_at_start(fresh: Devnet, 
         async with peg_keeper(net, tmp_path, peg=[bad]):
             pass
     assert any("'bad'" in p for p in info.value.problems), info.value.problems
+
+
+async def test_a_pending_depeg_swap_is_backrun_in_its_own_block(fresh: Devnet, tmp_path: Path) -> None:
+    """A whale's pending swap that pushes the LST pool off its peg: the keeper decodes it, applies it to
+    its venues, and sends [their swap, our arbitrage] for the next block; both land there, in order."""
+    net = fresh
+    rpc, dep = net.require()
+    await supply_aave_liquidity(net)
+    sender = BulkSender(rpc, miner=DevnetMiner(net))
+    await sender.impersonate_all(True)
+    try:
+        await sender.run(fund_trader_txs(dep, WHALE, {"wstETH", "WETH"}))
+    finally:
+        await sender.impersonate_all(False)
+    sent: list[SubmitBundle] = []
+    async with peg_keeper(net, tmp_path, builder_share_bps=5_000) as keeper:
+        executor = executor_of(keeper)
+        pending_swaps = keeper.strategy.pending
+        assert isinstance(pending_swaps, PendingSwaps)
+        await step(net, keeper, sent)  # the keeper has seen a block
+        assert not sent  # the pegs hold
+        usd = await current_usd_prices(rpc, dep)
+        usd["wstETH"] = usd["wstETH"] * 9_700 // 10_000
+        swap = await v3_move_tx(rpc, dep, LST_POOL, usd, WHALE)
+        assert swap is not None
+        collector = PendingTxCollector(net.ws_url, name="test-swaps", filter=pending_swaps.filter)
+        events = collector.events()
+        first = asyncio.ensure_future(anext(events))
+        await asyncio.sleep(0.3)  # subscribed
+        tx_hash = await rpc.call("eth_sendTransaction", [swap.to_rpc()])
+        async with asyncio.timeout(30):
+            pending = await first
+        await events.aclose()
+        assert "0x" + pending.hash.hex() == tx_hash and pending.raw is not None
+        head = await latest_block(net)
+        actions = [a for a in await keeper.strategy.process_event(pending) if isinstance(a, SubmitBundle)]
+        assert actions, keeper.actions.skipped
+        assert all(a.strategy == "peg-backrun" and a.target_block == head.number + 1 for a in actions)
+        await executor.execute_group(actions)
+        await step(net, keeper, sent)
+        stats = executor.stats
+    block = await rpc.call("eth_getBlockByNumber", [hex(head.number + 1), False])
+    txs = [str(h).lower() for h in block["transactions"]]
+    assert txs[0] == tx_hash.lower()  # their swap first...
+    receipt = await rpc.call("eth_getTransactionReceipt", [txs[1]])
+    events_ = arbitraged_events(receipt)  # ...our arbitrage right after it
+    assert {e.tag_hex for e in events_} == {a.meta["tag"] for a in actions}
+    for event in events_:
+        action = next(a for a in actions if a.meta["tag"] == event.tag_hex)
+        assert event.amount_out == action.meta["amount_out"]  # valued on the state their swap leaves
+    assert stats.included == len(actions)
