@@ -274,3 +274,23 @@ async def test_a_pending_depeg_swap_is_backrun_in_its_own_block(fresh: Devnet, t
         action = next(a for a in actions if a.meta["tag"] == event.tag_hex)
         assert event.amount_out == action.meta["amount_out"]  # valued on the state their swap leaves
     assert stats.included == len(actions)
+
+
+async def test_liquidations_and_pegs_share_one_executor(fresh: Devnet, tmp_path: Path) -> None:
+    """KEEPER_STRATEGIES=liquidations,peg: both strategies send through one executor (one nonce tracker
+    per key, one packing of the block's calls), and each brings its own mempool filter."""
+    from keeper.strategies_registry import build_components
+
+    net = fresh
+    rpc, dep = net.require()
+    settings = devnet_settings(net, tmp_path, strategies=["liquidations", "peg"])
+    services = RunServices(plan_run(settings), rpc, dep.chain_id)
+    try:
+        components = await build_components(
+            settings.strategies, StrategyContext(settings=settings, rpc=rpc, services=services)
+        )
+    finally:
+        await services.aclose()
+    assert [s.name for s in components.strategies] == ["liquidations", "peg"]
+    assert len(components.executors) == 1 and isinstance(components.executors[0], BundleExecutor)
+    assert {c.name for c in components.collectors} >= {"oracle-updates", "peg-swaps"}
