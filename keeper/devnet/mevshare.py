@@ -49,6 +49,16 @@ ranked with every other bundle by the builder (`keeper.devnet.builder.assemble`)
 transaction from the private pool, a shared bundle as its own bundle for N. An item without a valid
 backrun lands the same way.
 
+**Nonce order.** One sender's private transactions execute in nonce order, as on mainnet, where the
+matchmaker hands merged bundles and private transactions to builders that order them by the sender
+nonces they need (a Chainlink transmitter's several SVR updates: each may be backrun). A shared item
+whose sender has earlier private transactions still pending is auctioned on the state after them
+(its backruns simulated after [those, the item]), and the builder places them right before the merged
+bundle, in nonce order (`Builder.nonce_prerequisites`); when one of them is itself merged with its own
+winning backrun, that bundle goes first. So [update n, its backrun, update n+1, its backrun] lands
+whichever backrun bids more. (The real MEV-Share node and builders are not reproduced line by line:
+this is the behaviour the spec and the builders' nonce rules imply, modelled for the devnet.)
+
 **Refunds.** After the block that includes a merged bundle (a `Builder.post_build` hook), the builder
 pays the refund from its coinbase to the recipient with a plain transfer (value = the refund exactly;
 the gas is the builder's) sent to the pool, so it lands in the next block. Real builders pay at the end
@@ -598,27 +608,31 @@ class MevShare:
         n = ctx.number
         senders = [t.sender for t in item.txs] + [t.sender for b in candidates for t in b.txs]
         nonces = await fetch_nonces(self.rpc, senders, ctx.state_block)
-        item_hashes = {t.hash for t in item.txs}
+        # The sender's earlier private transactions still pending come first (nonce order): an oracle's
+        # transmitter sends several updates at once, and a backrun of a later one runs after them all.
+        ahead = self.builder.nonce_prerequisites(item.txs, nonces)
+        item_hashes = {t.hash for t in (*ahead, *item.txs)}
+        k = len(ahead) + len(item.txs)
         bids: dict[str, int] = {}
         percents: dict[str, int] = {}
         refunds: dict[str, int] = {}
         rejected: dict[str, str] = {}
         for b in candidates:
             try:
-                sim = await simulate(self.rpc, [*item.txs, *b.txs], ctx, nonces=nonces)
+                sim = await simulate(self.rpc, [*ahead, *item.txs, *b.txs], ctx, nonces=nonces)
             except SimulationError as exc:
                 if exc.tx_hash in item_hashes:
                     log.info("mev-share: item %s not includable in block %d: %s", item.hash, n, exc)
                     return
                 rejected[b.bundle_hash] = str(exc)
                 continue
-            head = sim.results[: len(item.txs)]
+            head = sim.results[len(ahead) : k]
             if item.kind == "bundle" and any(
                 not r.success and r.tx.hash not in item.can_revert for r in head
             ):
                 log.info("mev-share: bundle %s reverts in block %d; no auction", item.hash, n)
                 return
-            tail = sim.results[len(item.txs) :]
+            tail = sim.results[k:]
             bad = next((r for r in tail if not r.success and r.tx.hash not in b.can_revert), None)
             if bad is not None:
                 rejected[b.bundle_hash] = f"tx {bad.tx.hash} reverts and canRevert is false"

@@ -320,7 +320,14 @@ class BundleExecutor:
             return
         if self._headers:
             self.slots.forget_before(max(self._headers))
-        backrun_targets = {a.target_block for a in bundles if prefix_of(a)}
+        # A public backrun's new version replaces the block's last one (same senders and nonces); a backrun
+        # by hash (MEV-Share) is a bundle of its own, auctioned with its hinted transaction: it keeps
+        # senders and nonces apart from the block's other backruns, so that all of them can land.
+        backrun_targets = {
+            a.target_block
+            for a in bundles
+            if (prefix := prefix_of(a)) and not any(isinstance(f, HintedTx) for f in prefix)
+        }
         for target in backrun_targets:
             self._retire_backrun_version(target)
         before = {

@@ -654,3 +654,49 @@ async def test_a_subscriber_that_falls_behind_is_disconnected(relay: RelayServer
     events = [line for line in rest.split(b"\n") if line.startswith(b"data: ")]
     assert len(events) == 3
     assert len(relay.mevshare.history) == 10
+
+
+async def test_a_backrun_of_a_senders_later_private_tx_lands_after_its_earlier_ones(
+    relay: RelayServer, rpc: RpcClient, searcher: BundleClient
+) -> None:
+    """Three private txs of one sender (nonces 0, 1, 2), only the last one backrun: the builder places
+    the earlier two right before the merged bundle, in nonce order, and the backrun wins its auction."""
+    head = await rpc.block_number()
+    hashes = []
+    for nonce in range(3):
+        raw, h = sign_tx(A_KEY, nonce, SINK, value=5 + nonce)
+        await private(searcher, raw, ["contract_address"])
+        hashes.append(h)
+    back, back_h = sign_tx(D_KEY, 0, SINK, value=1, tip=3 * GWEI)
+    bundle = await searcher.send_mev_bundle(MevBundle(block=head + 1, body=(MevHash(hashes[2]), MevTx(back))))
+    built = await relay.builder.build_block()
+    assert built.tx_hashes == (*hashes, back_h)
+    assert built.bundles == (bundle,)
+    assert set(built.private_txs) == set(hashes[:2])
+    [auction] = relay.mevshare.auctions[built.number]
+    assert auction.winner == bundle
+    assert relay.builder.private_txs == []
+    [refund] = relay.mevshare.refunds
+    assert (refund.recipient, refund.bid) == (A_ADDR, 21_000 * 3 * GWEI)
+
+
+async def test_each_of_a_senders_private_txs_keeps_its_own_backrun_in_nonce_order(
+    relay: RelayServer, rpc: RpcClient, searcher: BundleClient, rival: BundleClient
+) -> None:
+    """Two private txs of one sender, each backrun, the later one's backrun paying more (its merged
+    bundle ranks first): the block is [tx 0, its backrun, tx 1, its backrun], and both are refunded."""
+    head = await rpc.block_number()
+    raw0, h0 = sign_tx(A_KEY, 0, SINK, value=5)
+    raw1, h1 = sign_tx(A_KEY, 1, SINK, value=6)
+    for raw in (raw0, raw1):
+        await private(searcher, raw, ["contract_address"])
+    back0, back0_h = sign_tx(D_KEY, 0, SINK, value=1, tip=3 * GWEI)
+    back1, back1_h = sign_tx(E_KEY, 0, SINK, value=1, tip=7 * GWEI)
+    b0 = await searcher.send_mev_bundle(MevBundle(block=head + 1, body=(MevHash(h0), MevTx(back0))))
+    b1 = await rival.send_mev_bundle(MevBundle(block=head + 1, body=(MevHash(h1), MevTx(back1))))
+    built = await relay.builder.build_block()
+    assert built.tx_hashes == (h0, back0_h, h1, back1_h)
+    winners = {a.target: a.winner for a in relay.mevshare.auctions[built.number]}
+    assert winners == {h0: b0, h1: b1}
+    assert len(built.bundles) == 2
+    assert sorted(r.bid for r in relay.mevshare.refunds) == [21_000 * 3 * GWEI, 21_000 * 7 * GWEI]

@@ -48,6 +48,13 @@ async def fresh(devnet: Devnet) -> AsyncIterator[Devnet]:
 
 async def _hinted_update(net: Devnet, dep: DevnetDeployment, eth_usd: int) -> MevShareHint:
     """Sends a private WETH/USD update with hints and returns the hint the keeper's collector reads."""
+    [hint] = await _hinted_updates(net, dep, [eth_usd])
+    return hint
+
+
+async def _hinted_updates(net: Devnet, dep: DevnetDeployment, prices: list[int]) -> list[MevShareHint]:
+    """Sends private WETH/USD updates from the transmitter, one after the other (consecutive nonces and
+    rounds, as `crash --private` does within a step), and returns their hints in order."""
     rpc, _ = net.require()
     assert net.relay is not None and net.relay_url is not None
     collector = MevShareCollector(net.relay.stream_url, name="test-hints")
@@ -64,23 +71,28 @@ async def _hinted_update(net: Devnet, dep: DevnetDeployment, eth_usd: int) -> Me
             await asyncio.sleep(0.01)
         await sender.start_step()
         feed = dep.feeds.usd["WETH"]
-        tx = price_update_tx(
-            feed,
-            eth_usd,
-            transmitter=dep.feeds.transmitter,
-            epoch_round=await next_epoch_round(rpc, feed),
-            observations_timestamp=await latest_block_timestamp(rpc),
-        )
-        tx_hash = await sender.send(tx)
+        first_round = await next_epoch_round(rpc, feed)
+        sent = []
+        for i, price in enumerate(prices):
+            tx = price_update_tx(
+                feed,
+                price,
+                transmitter=dep.feeds.transmitter,
+                epoch_round=first_round + i,
+                observations_timestamp=await latest_block_timestamp(rpc),
+            )
+            sent.append(await sender.send(tx))
+        out = []
         async with asyncio.timeout(30):
-            hint = await hints.get()
+            for _ in prices:
+                out.append(await hints.get())
     finally:
         await sender.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert hint.hash_hex == tx_hash
-    return hint
+    assert [h.hash_hex for h in out] == sent
+    return out
 
 
 async def _backrun(keeper: LiquidationKeeper, hint: MevShareHint) -> list[SubmitBundle]:
@@ -196,3 +208,50 @@ async def test_against_a_competing_backrunner_the_higher_bid_wins_and_a_loser_sp
     else:
         assert rival_tx.lower() not in txs
         assert stats.included == len(actions)
+
+
+async def test_several_hinted_updates_of_one_transmitter_are_each_backrun_in_nonce_order(
+    fresh: Devnet, tmp_path: Path
+) -> None:
+    """`crash --private` sends a step's updates from one transmitter with consecutive nonces: each one's
+    backrun lands right after it, [update n, our liquidations, update n+1, our liquidations]."""
+    net = fresh
+    rpc, dep = net.require()
+    await create_borrowers(rpc, dep, 400, seed=41, miner=DevnetMiner(net))
+    async with devnet_keeper(net, tmp_path) as keeper:
+        executor = bundle_executor(keeper)
+        await step(net, keeper)
+        eth = (await current_usd_prices(rpc, dep))["WETH"]
+        # 2 positions liquidatable at -4%, 12 at -6%: both backruns fit in the block's gas budget.
+        first, second = await _hinted_updates(net, dep, [eth * 96 // 100, eth * 94 // 100])
+        actions_first = await _backrun(keeper, first)
+        actions_second = await _backrun(keeper, second)
+        assert actions_first, keeper.strategy.backrun_stats
+        assert actions_second, keeper.strategy.backrun_stats
+        block = await step(net, keeper)
+        stats = executor.stats
+    header = await rpc.call("eth_getBlockByNumber", [hex(block.number), False])
+    txs = [str(h).lower() for h in header["transactions"]]
+    assert first.hash_hex in txs
+    assert second.hash_hex in txs
+    at_first, at_second = txs.index(first.hash_hex), txs.index(second.hash_hex)
+    assert at_first == 0
+    logs = await rpc.call(
+        "eth_getLogs",
+        [
+            {
+                "address": dep.executor,
+                "topics": [LIQUIDATED_TOPIC],
+                "fromBlock": hex(block.number),
+                "toBlock": hex(block.number),
+            }
+        ],
+    )
+    ours = {str(entry["transactionHash"]).lower() for entry in logs}
+    # Our transactions of the first backrun sit between the two updates, those of the second after it.
+    assert ours & set(txs[at_first + 1 : at_second])
+    assert net.relay is not None
+    built = net.relay.builder.blocks[block.number]
+    auctions = net.relay.mevshare.auctions[block.number]
+    assert ours & set(txs[at_second + 1 :]), (txs, built.skipped, auctions)
+    assert stats.included == len(actions_first) + len(actions_second) == len(logs)

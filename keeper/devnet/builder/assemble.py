@@ -8,6 +8,13 @@ then the public ones (minus those made invalid by the bundles; highest tip first
 order, as their arrival order is unknown), and `evm_mine` mines them; with FIFO ordering anvil keeps that
 order (checked at start-up: `anvil_nodeInfo.transactionOrder`). The mined block is checked afterwards
 (`BuiltBlock.order_ok`). The known limits are listed in `keeper.devnet.builder`'s docstring.
+
+Nonce order (as real builders treat orders, e.g. rbuilder, which parks an order until the sender nonces
+it needs are reached by what the block already holds): a bundle whose transaction from sender S has a
+nonce above S's next one is not dropped when the private pool holds S's missing transactions; those
+are placed right before the bundle, in nonce order (`nonce_prerequisites`). When one of them is the
+first transaction of another candidate bundle (a backrun merged with it by the MEV-Share matchmaker),
+that bundle is tried first, so S's updates land in nonce order, each followed by its own backrun.
 """
 
 from __future__ import annotations
@@ -108,6 +115,11 @@ class _Selection:
     bundles: list[Bundle] = field(default_factory=list)
     txs: list[SignedTx] = field(default_factory=list)
     sims: dict[str, SimResult] = field(default_factory=dict)
+    ahead: dict[str, list[SignedTx]] = field(default_factory=dict)
+    """Bundle hash -> private transactions placed right before it (its senders' missing nonces)."""
+
+    def pulled(self) -> list[SignedTx]:
+        return [t for b in self.bundles for t in self.ahead.get(b.bundle_hash, ())]
 
 
 def _bundle_key(b: Bundle) -> tuple[str, str, str]:
@@ -226,6 +238,25 @@ class Builder:
     @property
     def private_txs(self) -> list[PrivateTx]:
         return list(self._private.values())
+
+    def nonce_prerequisites(self, txs: Sequence[SignedTx], expected: dict[str, int]) -> list[SignedTx]:
+        """The private transactions that must come right before `txs`: for each sender whose first
+        transaction in `txs` has a nonce above `expected` (its next nonce where `txs` would start), that
+        sender's private transactions with the nonces in between, in nonce order. A sender with a gap
+        the private pool cannot fill gets none (the simulation then refuses the nonce, as before)."""
+        first: dict[str, int] = {}
+        for tx in txs:
+            first.setdefault(tx.sender, tx.nonce)
+        out: list[SignedTx] = []
+        for sender, nonce in first.items():
+            want = expected.get(sender)
+            if want is None or nonce <= want:
+                continue
+            by_nonce = {p.tx.nonce: p.tx for p in self._private.values() if p.tx.sender == sender}
+            gap = [by_nonce.get(k) for k in range(want, nonce)]
+            if all(t is not None for t in gap):
+                out += [t for t in gap if t is not None]
+        return out
 
     # -- context ---------------------------------------------------------------------------------
 
@@ -361,37 +392,64 @@ class Builder:
     async def _select(
         self, ctx: BlockContext, candidates: list[Bundle], skipped: dict[str, str]
     ) -> _Selection:
-        nonces = await fetch_nonces(self.rpc, (t.sender for b in candidates for t in b.txs), ctx.state_block)
+        senders = {t.sender for b in candidates for t in b.txs} | {
+            p.tx.sender for p in self._private.values()
+        }
+        nonces = await fetch_nonces(self.rpc, senders, ctx.state_block)
         scored: list[tuple[int, int, Bundle]] = []
         for b in candidates:
+            ahead = self.nonce_prerequisites(b.txs, nonces)
             try:
-                sim = await simulate(self.rpc, b.txs, ctx, nonces=nonces)
+                sim = await simulate(self.rpc, [*ahead, *b.txs], ctx, nonces=nonces)
             except SimulationError as exc:
                 skipped[b.bundle_hash] = str(exc)
                 continue
-            bad = b.disallowed_revert(sim.results)
+            own = sim.tail(len(ahead))
+            bad = b.disallowed_revert(own.results)
             if bad is not None:
                 skipped[b.bundle_hash] = f"tx {bad.tx.hash} reverts and is not in revertingTxHashes"
                 continue
-            scored.append((-sim.bundle_gas_price, b.seq, b))
+            scored.append((-own.bundle_gas_price, b.seq, b))
         scored.sort(key=lambda s: (s[0], s[1]))
+        order = [b for _, _, b in scored]
         sel = _Selection()
-        for _, _, b in scored:
+        expected = dict(nonces)
+        tried: set[str] = set()
+
+        async def attempt(b: Bundle, depth: int) -> None:
+            tried.add(b.bundle_hash)
+            ahead = self.nonce_prerequisites(b.txs, expected)
+            if ahead and depth < len(order):
+                # A missing nonce that another candidate bundle starts with (a merged backrun of it):
+                # that bundle goes first, with its own backrun, rather than the bare transaction.
+                wanted = {t.hash for t in ahead}
+                for c in order:
+                    if c.bundle_hash not in tried and any(t.hash in wanted for t in c.txs):
+                        await attempt(c, depth + 1)
+                ahead = self.nonce_prerequisites(b.txs, expected)
             try:
-                sim = await simulate(self.rpc, [*sel.txs, *b.txs], ctx, nonces=nonces)
+                sim = await simulate(self.rpc, [*sel.txs, *ahead, *b.txs], ctx, nonces=nonces)
             except SimulationError as exc:
                 skipped[b.bundle_hash] = f"conflicts with a better-paying bundle: {exc}"
-                continue
-            mine = sim.tail(len(sel.txs))
+                return
+            mine = sim.tail(len(sel.txs) + len(ahead))
             bad = b.disallowed_revert(mine.results)
             if bad is not None:
                 skipped[b.bundle_hash] = (
                     f"conflicts with a better-paying bundle: tx {bad.tx.hash} reverts on top of it"
                 )
-                continue
+                return
             sel.bundles.append(b)
-            sel.txs.extend(b.txs)
+            if ahead:
+                sel.ahead[b.bundle_hash] = ahead
+            sel.txs.extend([*ahead, *b.txs])
             sel.sims[b.bundle_hash] = mine
+            for tx in (*ahead, *b.txs):
+                expected[tx.sender] = tx.nonce + 1
+
+        for b in order:
+            if b.bundle_hash not in tried:
+                await attempt(b, 0)
         return sel
 
     # -- building --------------------------------------------------------------------------------
@@ -489,7 +547,7 @@ class Builder:
         and returns that bundle (the selection is then redone without it)."""
         sent: list[str] = []
         for b in sel.bundles:
-            for tx in b.txs:
+            for tx in (*sel.ahead.get(b.bundle_hash, ()), *b.txs):
                 err = await self._send(tx)
                 if err is not None:
                     skipped[b.bundle_hash] = f"rejected by the node's pool: {err}; txhash {tx.hash}"
@@ -507,9 +565,12 @@ class Builder:
         expected = await fetch_nonces(self.rpc, senders, ctx.state_block)
         for tx in sel.txs:
             expected[tx.sender] = tx.nonce + 1
-        private_sent: list[SignedTx] = []
+        private_sent: list[SignedTx] = sel.pulled()  # sent already, right before their bundles
+        pulled = {t.hash for t in private_sent}
         for p in sorted(self._private.values(), key=lambda p: (p.received_at, p.tx.nonce)):
             tx = p.tx
+            if tx.hash in pulled:
+                continue
             want = expected[tx.sender]
             if tx.nonce < want:
                 log.info("private tx %s is stale (nonce %d < %d); dropped", tx.hash, tx.nonce, want)
