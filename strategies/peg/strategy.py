@@ -108,6 +108,9 @@ class PegStrategy:
         self.last_timings: dict[str, float] = {}
         self._live: list[Venue] = list(venues)
         self._backrun_seen: set[bytes] = set()
+        self._prints: dict[tuple[str, str], object] | None = None
+        """(venue, pool) -> its state at the last block (what `_search` compares)."""
+        self._last_targets: dict[str, tuple[int, int]] = {}
 
     # ---------------------------------------------------------------------------------------- state
 
@@ -180,7 +183,7 @@ class PegStrategy:
         self.stats["blocks"] += 1
         await self.refresh(block.number)
         t1 = time.perf_counter()
-        self.opportunities = self.find(self._pegs_with_targets(), self.targets, self._live)
+        self.opportunities = self._search()
         t2 = time.perf_counter()
         self.stats["opportunities"] += len(self.opportunities)
         actions: list[Action] = []
@@ -204,6 +207,30 @@ class PegStrategy:
                 ),
             )
         return actions
+
+    def _search(self) -> list[PegOpportunity]:
+        """The block's opportunities. Only the spreads with a pool whose state changed since the last
+        block are sized again (an opportunity depends on nothing but its two pools' states and its peg's
+        target); the others are kept as sized. A target that moved, a venue that failed or recovered, or
+        the first block: everything is sized again."""
+        pegs = self._pegs_with_targets()
+        prints = {
+            (venue.name, addr_key(pool)): _fingerprint(venue, pool)
+            for venue in self._live
+            for peg in pegs
+            for pool in venue.pools(peg.token_a, peg.token_b)
+        }
+        previous, self._prints = self._prints, prints
+        targets, self._last_targets = self._last_targets, dict(self.targets)
+        if previous is None or targets != self.targets or previous.keys() != prints.keys():
+            self.stats["full_searches"] = self.stats.get("full_searches", 0) + 1
+            return self.find(pegs, self.targets, self._live)
+        changed = {key[1] for key, now in prints.items() if now is None or now != previous.get(key)}
+        if not changed:
+            return list(self.opportunities)
+        fresh = self.find(pegs, self.targets, self._live, changed_pools=changed)
+        kept = [o for o in self.opportunities if not {addr_key(p) for p in o.pools} & changed]
+        return sorted([*fresh, *kept], key=lambda o: o.profit_b, reverse=True)
 
     async def on_pending(self, tx: PendingTx) -> list[Action]:
         """A pending swap that moves a pegged pool -> [their swap, our arbitrage] for the next block."""
@@ -247,6 +274,19 @@ class PegStrategy:
                 extra=kv(tx="0x" + tx.hash.hex(), arbitrages=len(backruns), target=block.number + 1),
             )
         return backruns
+
+
+def _fingerprint(venue: Venue, pool: str) -> object:
+    """The pool's state as the venue holds it (compared between blocks); None when the venue does not
+    expose it (then the pool counts as changed every block)."""
+    for attr in ("state", "reserves"):
+        read = getattr(venue, attr, None)
+        if callable(read):
+            try:
+                return read(pool)
+            except (KeeperError, KeyError, ValueError):
+                return None
+    return None
 
 
 def _touches(peg: Peg, pools: frozenset[str], venues: Sequence[Venue]) -> bool:
