@@ -122,6 +122,8 @@ class LiquidationStrategy:
         self._backrun_seen: set[bytes] = set()
         self._pending_updates: dict[bytes, PendingPrices] = {}
         self._hint_users: set[tuple[str, str]] = set()
+        self._hint_opportunities: list[Opportunity] = []
+        """What the block's earlier backruns by hash liquidate (they execute before a later one's)."""
         """The price updates heard since the last block (what the block's backrun bundle carries)."""
         self.backrun_timings: dict[str, float] = {}
         self._touched: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=REORG_MEMORY)
@@ -177,7 +179,11 @@ class LiquidationStrategy:
             for market, asset in self.oracle_watch.aggregators.get(update.aggregator, []):
                 overrides.setdefault(market, {})[asset] = update.answer
         already = {(o.protocol, o.user) for o in self.liquidatable} | self._hint_users
-        found, actions = await self._backrun_liquidations(block, overrides, already, t0)
+        # A later hinted update lands after the earlier ones and their backruns (the sender's nonce order):
+        # value on the pools their sales leave, within what is left of the gas budget.
+        found, actions = await self._backrun_liquidations(
+            block, overrides, already, t0, after=[*self.opportunities, *self._hint_opportunities]
+        )
         if not found:
             return []
         backruns: list[Action] = [
@@ -191,6 +197,8 @@ class LiquidationStrategy:
             if isinstance(a, SubmitBundle)
         ]
         self._hint_users |= {(o.protocol, o.user) for o in found}
+        sent = {a.opportunity_id for a in backruns if isinstance(a, SubmitBundle)}
+        self._hint_opportunities += [o for o in found if o.id in sent]
         self.backrun_stats["actions"] += len(backruns)
         if backruns:
             log.info(
@@ -262,9 +270,13 @@ class LiquidationStrategy:
         overrides: Mapping[str, Mapping[str, int]],
         already: set[tuple[str, str]],
         t0: float,
+        after: Sequence[Opportunity] | None = None,
     ) -> tuple[list[Opportunity], list[Action]]:
         """The positions `overrides` make liquidatable that are not in `already`, valued after the block's
-        other liquidations, and the actions for them (`backrun_timings` from `t0`)."""
+        other liquidations (`after`: those sent before these in the block; default the block's own), and
+        the actions for them (`backrun_timings` from `t0`)."""
+        if after is None:
+            after = self.opportunities
         assert self.action_builder is not None
         # Only the positions holding a repriced asset can change; those already liquidatable are left out.
         found = self.detect(price_overrides=overrides, only_repriced=True, exclude=already)
@@ -278,9 +290,9 @@ class LiquidationStrategy:
             # value these on the pools those sales leave, within what is left of the gas budget.
             costs = self.costs(block) if self.costs is not None else None
             if costs is not None and costs.gas_budget is not None:
-                used = len(self.opportunities) * costs.gas_per_liquidation
+                used = len(after) * costs.gas_per_liquidation
                 costs = replace(costs, gas_budget=max(costs.gas_budget - used, 0))
-            found = list(await self.valuer(found, block.number, costs, after=self.opportunities))
+            found = list(await self.valuer(found, block.number, costs, after=after))
         t2 = time.perf_counter()
         actions = await self.action_builder(found, block)
         t3 = time.perf_counter()
@@ -298,6 +310,7 @@ class LiquidationStrategy:
         self._backrun_seen.clear()
         self._pending_updates.clear()
         self._hint_users.clear()
+        self._hint_opportunities = []
         if self.oracle_watch.due(block.number):
             await self._refresh_oracle_watch(block.number)
         prefetch: Callable[[int | None], None] | None = getattr(self.valuer, "prefetch", None)

@@ -255,3 +255,27 @@ async def test_several_hinted_updates_of_one_transmitter_are_each_backrun_in_non
     auctions = net.relay.mevshare.auctions[block.number]
     assert ours & set(txs[at_second + 1 :]), (txs, built.skipped, auctions)
     assert stats.included == len(actions_first) + len(actions_second) == len(logs)
+
+
+async def test_a_later_hinted_update_gets_what_is_left_of_the_blocks_gas_budget(
+    fresh: Devnet, tmp_path: Path
+) -> None:
+    """Two deep hinted updates: the first one's backrun fills the block's gas budget, so the second is
+    valued within what is left (after the first one's sales) and nothing is built that cannot be packed."""
+    net = fresh
+    rpc, dep = net.require()
+    await create_borrowers(rpc, dep, 400, seed=41, miner=DevnetMiner(net))
+    async with devnet_keeper(net, tmp_path) as keeper:
+        executor = bundle_executor(keeper)
+        await step(net, keeper)
+        eth = (await current_usd_prices(rpc, dep))["WETH"]
+        first, second = await _hinted_updates(net, dep, [eth * 85 // 100, eth * 75 // 100])
+        actions_first = await _backrun(keeper, first)
+        actions_second = await _backrun(keeper, second)
+        block = await step(net, keeper)
+        stats = executor.stats
+    assert actions_first
+    assert stats.not_packed == 0, stats.reasons
+    assert stats.included == len(actions_first) + len(actions_second)
+    header = await rpc.call("eth_getBlockByNumber", [hex(block.number), False])
+    assert str(header["transactions"][0]).lower() == first.hash_hex
