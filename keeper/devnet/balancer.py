@@ -10,9 +10,14 @@ Artifacts (Hardhat JSON with bytecode, no libraries to link) from `dist/tasks/<t
   swapFee, owner)` (v3 has no `salt` argument; v4+ added it). The factory emits `PoolCreated(pool)`.
 
 Pools (defaults): wstETH/WETH with the LST contract itself as wstETH's rate provider (it exposes
-`getRate()`), A=50; USDC/USDT/DAI, A=1000; both 0.01% swap fee. Rate cache duration is 0, so the pool
-refreshes a rate on the first swap/join/exit in any block after the one it was cached in (mainnet pools use
-hours; 0 makes a rate change visible to the next trade, which devnet scenarios want).
+`getRate()`), A=200, $150M a side; USDC/USDT/DAI, A=1000, $100M each; both 0.01% swap fee. They are the
+devnet's peg anchors: deep and flat near the peg, standing for mainnet's aggregate stable-swap depth
+(Curve and Balancer together), so a de-pegged Uniswap pool arbitraged against them returns within a few
+bps of the target (a $6M round trip moves the wstETH/WETH pool ~10 bps, the stable pool ~3 bps).
+
+Rate cache duration is 0, so the pool refreshes a rate on the first swap/join/exit in any block after the
+one it was cached in (mainnet pools use hours; 0 makes a rate change visible to the next trade, which
+devnet scenarios want).
 
 Initialization: `Vault.joinPool` with JoinKind.INIT (0) and `abi.encode(0, amountsIn)` where `amountsIn`
 has an entry for every registered token INCLUDING the pool's own BPT (0 there), and `maxAmountsIn` has
@@ -103,8 +108,8 @@ class StablePoolSpec:
 
 
 DEFAULT_STABLE_POOLS: tuple[StablePoolSpec, ...] = (
-    StablePoolSpec((LST, WETH), 50, 10**14, 15_000_000, {LST: "self"}),
-    StablePoolSpec(("USDC", "USDT", "DAI"), 1000, 10**14, 10_000_000),
+    StablePoolSpec((LST, WETH), 200, 10**14, 150_000_000, {LST: "self"}),
+    StablePoolSpec(("USDC", "USDT", "DAI"), 1000, 10**14, 100_000_000),
 )
 
 

@@ -97,9 +97,9 @@ async def test_pools_are_initialized_balanced(net: Net) -> None:
     stable = net.bal.pools["USDC/USDT/DAI"]
     assets, balances = await _pool_tokens(net, stable.pool_id)
     by = {a.lower(): b for a, b in zip(assets, balances, strict=True)}
-    assert by[net.tokens["USDC"].address.lower()] == 10_000_000 * 10**6
-    assert by[net.tokens["USDT"].address.lower()] == 10_000_000 * 10**6
-    assert by[net.tokens["DAI"].address.lower()] == 10_000_000 * 10**18
+    assert by[net.tokens["USDC"].address.lower()] == 100_000_000 * 10**6
+    assert by[net.tokens["USDT"].address.lower()] == 100_000_000 * 10**6
+    assert by[net.tokens["DAI"].address.lower()] == 100_000_000 * 10**18
     (bpt,) = await net.deployer.call(
         stable.address, "balanceOf(address)", ["address"], [net.deployer.sender], ["uint256"]
     )

@@ -174,11 +174,15 @@ async def test_depeg_is_arbitraged_back_and_the_ledger_matches_the_chain(
     assert quiet == 2, "the keeper kept finding spreads"
     assert stats.simulation_failed == 0 and stats.failed_in_batch == 0, stats.reasons
     # The spreads were closed: the de-pegged pools traded back toward the target until no round trip
-    # between any two pools pays its fees and gas (the other pools moved part of the way: the peg is
-    # restored as far as the venues' depth allows, not beyond).
-    assert after_dev[lst_pool] < depegged[lst_pool] * 2 / 3
-    assert after_dev[stable_pool] < depegged[stable_pool] / 2
-
+    # between any two pools pays its fees and gas. With the devnet's deep stable pools as anchors, that
+    # leaves them within a few bps of the target (the round trip's fees: 1 bp per pool and Aave's 5 bp
+    # flash premium when the route swaps on Balancer, whose Vault then cannot lend).
+    print(
+        f"\nde-pegged {depegged[lst_pool]:.1f} / {depegged[stable_pool]:.1f} bps, after "
+        f"{after_dev[lst_pool]:.1f} / {after_dev[stable_pool]:.1f} bps; included {stats.included}"
+    )
+    assert after_dev[lst_pool] <= 15
+    assert after_dev[stable_pool] <= 10
     # Each included arbitrage did exactly what was predicted, to the wei: its route's output and the
     # profit paid to the owner (after the builder's share) in the borrowed token.
     reader = LedgerReader(tmp_path / "ledger.sqlite")
