@@ -10,9 +10,13 @@
    at the relay, sent, tracked), with a SQLite ledger.
 4. ETH crashes: oracle updates are sent as pending transactions; the devnet's background arbitrageur
    moves the AMM pools back toward the oracle every block, as CEX-DEX arbitrage does on mainnet.
-5. The keeper liquidates what is profitable; when nothing more lands, a summary (with how many landed
-   in the first block after they became profitable, and the debt left liquidatable) and the ledger's
-   report are printed. Exit code 0.
+5. The keeper liquidates what is profitable until nothing more lands.
+6. A de-peg: large swaps push wstETH and USDT off their pegs on Uniswap V3 (the `depeg` scenario). The
+   peg strategy (running alongside, KEEPER_STRATEGIES=liquidations,peg, through the same executor)
+   arbitrages the pools back toward their targets with flash-loan-funded round trips.
+7. A summary (liquidations: how many landed in the first block after they became profitable, the debt
+   left liquidatable; arbitrages: how many landed, the pools' distance to their pegs before and after;
+   P&L of each) and the ledger's report are printed. Exit code 0.
 """
 
 from __future__ import annotations
@@ -38,12 +42,15 @@ from keeper.devnet.anvil import DEV_ACCOUNTS
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.common import wait_blocks
 from keeper.devnet.scenarios.crash import CrashStep, current_usd_prices, run_crash
+from keeper.devnet.scenarios.depeg import run_depeg
 from keeper.devnet.stack import Devnet, DevnetMiner, write_deployments_file
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.ledger.cli import load_report, render
 from keeper.runner import plan_run, run_keeper
 from keeper.strategies_registry import Components
 from strategies.liquidations.strategy import LiquidationStrategy
+from strategies.peg.detect import pool_prices, target_of
+from strategies.peg.strategy import PegStrategy
 
 
 @dataclass
@@ -62,11 +69,21 @@ class DemoView:
     received_ns: dict[int, int] = field(default_factory=dict)
     backruns_landed: int = 0
     """Liquidations included in the same block as the price update they backran."""
+    landed: Counter[str] = field(default_factory=Counter)
+    """"liquidations" / "arbitrages" -> how many landed."""
+    profit_wei: Counter[str] = field(default_factory=Counter)
+    """"liquidations" / "arbitrages" -> realized profit valued in wei (owner's, after the builder)."""
+    builder_wei: Counter[str] = field(default_factory=Counter)
+    peg: PegStrategy | None = None
+    peg_gap_bps: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """De-pegged pool -> (how far the scenario pushed it off its peg, how far it is at the end), bps."""
 
     def attach(self, components: Components) -> None:
         for s in components.strategies:
             if isinstance(s, LiquidationStrategy):
                 self.strategy = s
+            if isinstance(s, PegStrategy):
+                self.peg = s
         for e in components.executors:
             if isinstance(e, BundleExecutor):
                 self.executor = e
@@ -79,7 +96,12 @@ class DemoView:
             self.first_target.setdefault(base_id, int(data["block"]))
         if kind == "included" and data.get("success") and base_id in self.first_target:
             self.landed_blocks_after[int(data["block"]) - self.first_target.pop(base_id)] += 1
-        if kind == "included" and data.get("success") and data.get("backrun"):
+        what = "arbitrages" if base_id.startswith("peg:") else "liquidations"
+        if kind == "included" and data.get("success"):
+            self.landed[what] += 1
+            self.profit_wei[what] += int(data.get("profit_wei", 0))
+            self.builder_wei[what] += int(data.get("builder_paid_wei", 0))
+        if kind == "included" and data.get("success") and data.get("backrun") and what == "liquidations":
             self.backruns_landed += 1
         if kind == "included":
             ok = "landed" if data.get("success") else "reverted"
@@ -123,6 +145,22 @@ class DemoView:
                     total += debt if p.kind == "aave-v3" else debt * self.eth_usd // 10**18
         return total
 
+    def peg_gaps(self) -> dict[str, float]:
+        """Pool -> its distance to its peg's target in bps (the largest over the pegs it trades), at the
+        peg strategy's last read."""
+        out: dict[str, float] = {}
+        s = self.peg
+        if s is None:
+            return out
+        for peg in s.pegs:
+            target = target_of(peg, s.targets)
+            if target is None:
+                continue
+            for p in pool_prices(peg, target, s.venues):
+                key = f"{peg.name} {p.venue.name}"
+                out[key] = max(out.get(key, 0.0), abs(p.deviation_bps))
+        return out
+
 
 class BlockPrinter:
     """A strategy that only prints one line per block (what the keeper did with the previous one)."""
@@ -150,6 +188,7 @@ async def run_demo(
     ledger_path: Path | None = None,
     max_blocks_after: int = 30,
     arbitrageur: bool = True,
+    depeg: bool = True,
 ) -> DemoView:
     console = Console()
     if not console.is_terminal:  # piped or captured: do not squeeze lines and tables into 80 columns
@@ -178,7 +217,7 @@ async def run_demo(
                 rpc_ws_url=net.ws_url,
                 private_key=DEV_ACCOUNTS[2][1],  # the devnet's keeper account (owner of the executor)
                 flashbots_signer_key=Account.create().key.hex(),  # relay identity: holds no funds
-                strategies=["liquidations"],
+                strategies=["liquidations", "peg"] if depeg else ["liquidations"],
                 devnet=True,
                 devnet_file=devnet_file,
                 ledger_path=path,
@@ -219,13 +258,20 @@ async def run_demo(
                 view.eth_usd = (await current_usd_prices(rpc, dep))["WETH"]
                 console.print(f"[bold]crash[/]: ETH -{drop_bps / 100:g}% over {crash_blocks} blocks")
                 await run_crash(rpc, dep, drop_bps=drop_bps, blocks=crash_blocks, on_step=on_step)
-                quiet = 0
-                for _ in range(max_blocks_after):
-                    before = view.events["sent"] + view.events["included"]
-                    await wait_blocks(rpc, 1)
-                    quiet = quiet + 1 if view.events["sent"] + view.events["included"] == before else 0
-                    if quiet >= 3 and not executor.pending:
-                        break
+                await _until_quiet(rpc, view, executor, max_blocks_after)
+                if depeg:
+                    console.print("[bold]de-peg[/]: wstETH -3% and USDT -1.5% on their Uniswap V3 pools")
+                    moved = await run_depeg(
+                        rpc, dep, lst_discount_bps=300, stable_discount_bps=150, miner=DevnetMiner(net)
+                    )
+                    await _until_quiet(rpc, view, executor, max_blocks_after)
+                    gaps = view.peg_gaps()
+                    for pool, bps in moved.pools.items():  # "wstETH/WETH/100": the V3 pool it moved
+                        peg_name = "/".join(pool.split("/")[:2])
+                        view.peg_gap_bps[f"{peg_name} uniswap_v3"] = (
+                            float(bps),
+                            gaps.get(f"{peg_name} uniswap_v3", float("nan")),
+                        )
                 keeper_task.cancel()
         _summary(console, view, time.perf_counter() - started)
         render(load_report(path), console)
@@ -236,6 +282,17 @@ async def run_demo(
     return view
 
 
+async def _until_quiet(rpc: Any, view: DemoView, executor: BundleExecutor, max_blocks: int) -> None:
+    """Waits block by block until three pass with nothing sent or included and nothing pending."""
+    quiet = 0
+    for _ in range(max_blocks):
+        before = view.events["sent"] + view.events["included"]
+        await wait_blocks(rpc, 1)
+        quiet = quiet + 1 if view.events["sent"] + view.events["included"] == before else 0
+        if quiet >= 3 and not executor.pending:
+            return
+
+
 def _summary(console: Console, view: DemoView, seconds: float) -> None:
     executor, strategy = view.executor, view.strategy
     assert executor is not None
@@ -244,7 +301,7 @@ def _summary(console: Console, view: DemoView, seconds: float) -> None:
     table = Table(title="demo summary")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("liquidations landed", str(s.included))
+    table.add_row("liquidations landed", str(view.landed["liquidations"]))
     landed = sum(view.landed_blocks_after.values())
     first = view.landed_blocks_after.get(0, 0)
     worst = max(view.landed_blocks_after, default=0)
@@ -263,7 +320,21 @@ def _summary(console: Console, view: DemoView, seconds: float) -> None:
     table.add_row("  below the minimum profit (nothing sent)", str(s.below_minimum))
     table.add_row("left for a later block (gas budget, senders)", str(s.not_packed))
     table.add_row(
-        "realized profit (owner, valued in ETH)", f"{format_units(s.realized_profit_wei, 18, 6)} ETH"
+        "realized profit of the liquidations (owner, valued in ETH)",
+        f"{format_units(view.profit_wei['liquidations'], 18, 6)} ETH",
+    )
+    if view.peg is not None:
+        table.add_row("arbitrages landed (de-peg)", str(view.landed["arbitrages"]))
+        table.add_row(
+            "realized profit of the arbitrages (owner, valued in ETH)",
+            f"{format_units(view.profit_wei['arbitrages'], 18, 6)} ETH",
+        )
+        for pool, (before, after) in sorted(view.peg_gap_bps.items()):
+            table.add_row(
+                f"  {pool}: off its peg, de-pegged -> at the end", f"{before:.0f} bps -> {after:.1f} bps"
+            )
+    table.add_row(
+        "realized profit in all (owner, valued in ETH)", f"{format_units(s.realized_profit_wei, 18, 6)} ETH"
     )
     # The devnet's blocks are nearly empty, so EIP-1559 walks its base fee down to a few wei: gas is
     # real here but almost free. Mainnet pricing is exercised by the executor's min-profit checks.
