@@ -39,10 +39,19 @@ class PegRow:
     priced: PricedArbitrage | str | None
     """The best round trip's execution, or why it would not be sent."""
 
+    @property
+    def executed(self) -> PegOpportunity:
+        """The round trip as it would be sent: the best size, or the largest loan a lender can make when
+        that is smaller (re-quoted by the action builder); `best` keeps the unconstrained sizing."""
+        if isinstance(self.priced, PricedArbitrage):
+            return self.priced.opportunity
+        assert self.best is not None
+        return self.best
+
     def to_json(self) -> dict[str, Any]:
         best: dict[str, Any] | None = None
         if self.best is not None:
-            b = self.best
+            b = self.executed
             best = {
                 "token_in": b.token_in,
                 "amount_in": _num(b.amount_in),
@@ -62,6 +71,8 @@ class PegRow:
                     "gas_cost_wei": _num(p.gas_cost_wei),
                     "net_profit_wei": _num(p.net_profit_wei),
                 }
+                if b.amount_in != self.best.amount_in:
+                    best["sized_amount_in"] = _num(self.best.amount_in)
             elif isinstance(self.priced, str):
                 best["not_sent"] = self.priced
         return {
@@ -112,6 +123,22 @@ async def collect(rpc: RpcClient, strategy: PegStrategy, actions: PegActions) ->
     return PegReport(rows, block=block.number, timestamp=block.timestamp)
 
 
+def _token(peg: Peg, address: str) -> tuple[str, int]:
+    """(symbol, decimals) of one of the peg's two tokens (the address abbreviated if it has no symbol)."""
+    if address.lower() == peg.token_a.lower():
+        return peg.symbol_a or f"{address[:8]}…", peg.decimals_a
+    if address.lower() == peg.token_b.lower():
+        return peg.symbol_b or f"{address[:8]}…", peg.decimals_b
+    return f"{address[:8]}…", 18
+
+
+def target_in_tokens(peg: Peg, target: tuple[int, int]) -> float:
+    """The target as whole tokens of B per whole token of A (1 for a 1:1 peg whatever the decimals): the
+    (num, den) target is in base units."""
+    num, den = target
+    return float(num * 10**peg.decimals_a / (den * 10**peg.decimals_b))
+
+
 def render(report: PegReport, *, as_json: bool, console: Console | None = None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
@@ -121,14 +148,15 @@ def render(report: PegReport, *, as_json: bool, console: Console | None = None) 
     for col in ("peg", "target", "pools: price vs target (bps)", "best round trip", "net profit"):
         table.add_column(col)
     for r in report:
-        target = "-" if r.target is None else f"{r.target[0] / r.target[1]:.6g}"
+        target = "-" if r.target is None else f"{target_in_tokens(r.peg, r.target):.6g}"
         pools = "\n".join(f"{p.venue.name} {p.pool[:10]}…: {p.deviation_bps:+.1f}" for p in r.prices) or "-"
         best, net = "-", "-"
         if r.best is not None:
-            b = r.best
+            b = r.executed
+            symbol, decimals = _token(r.peg, b.token_in)
             best = (
-                f"{b.amount_in} {b.token_in[:8]}… via {b.hops[0].venue} -> {b.hops[1].venue}: "
-                f"+{b.profit} before gas"
+                f"{format_units(b.amount_in, decimals, 4)} {symbol} via {b.hops[0].venue} -> "
+                f"{b.hops[1].venue}: +{format_units(b.profit, decimals, 6)} {symbol} before gas"
             )
             if isinstance(r.priced, PricedArbitrage):
                 net = "Ξ" + format_units(r.priced.net_profit_wei, 18, 6)
