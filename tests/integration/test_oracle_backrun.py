@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.crash import current_usd_prices
 from keeper.devnet.stack import Devnet, DevnetMiner
 from keeper.devnet.tokens import send_price_update
+from keeper.executors.bundle_executor import ledger_opportunity
 from keeper.executors.executor_contract import LIQUIDATED_TOPIC, decode_liquidated
 from strategies.liquidations.wiring import LiquidationKeeper
 from tests.integration.keeper_harness import KEEPER_ACCOUNTS, bundle_executor, devnet_keeper, step
@@ -57,10 +58,15 @@ async def _health_factor(rpc: RpcClient, pool: str, user: str, block: str) -> in
 
 
 async def _pending_update(
-    net: Devnet, keeper: LiquidationKeeper, dep: DevnetDeployment, eth_usd: int
+    net: Devnet,
+    keeper: LiquidationKeeper,
+    dep: DevnetDeployment,
+    eth_usd: int,
+    before_execute: Callable[[list[SubmitBundle]], Awaitable[None]] | None = None,
 ) -> tuple[str, PendingTx, list[SubmitBundle]]:
     """Sends a WETH/USD price update (pending), waits for the mempool collector to see it, and runs it
-    through the strategy and the executor. Returns (tx hash, the pending tx, the backrun actions)."""
+    through the strategy and the executor (`before_execute` first, given the actions). Returns (tx hash,
+    the pending tx, the backrun actions)."""
     rpc, _ = net.require()
     collector = PendingTxCollector(net.ws_url, name="test-oracle", filter=keeper.strategy.oracle_watch.wants)
     seen: asyncio.Queue[PendingTx] = asyncio.Queue()
@@ -83,6 +89,8 @@ async def _pending_update(
     assert "0x" + pending.hash.hex() == tx_hash
     assert pending.raw is not None  # rebuilt from the node's fields and checked against the hash
     actions = [a for a in await keeper.strategy.process_event(pending) if isinstance(a, SubmitBundle)]
+    if before_execute is not None:
+        await before_execute(actions)
     if actions:
         await bundle_executor(keeper).execute_group(actions)
     return tx_hash, pending, actions
@@ -177,3 +185,30 @@ async def test_an_update_that_never_lands_leads_to_nothing_spent(fresh: Devnet, 
     assert stats.simulation_failed == len(actions)
     assert any(reason.startswith("simulation failed: bundle refused") for reason in stats.reasons)
     assert sum([await rpc.get_balance(a) for a, _ in KEEPER_ACCOUNTS]) == eth_before
+
+
+async def test_a_backrun_claimed_before_by_another_run_is_not_sent(fresh: Devnet, tmp_path: Path) -> None:
+    """The ledger claims run alongside the simulation, but a claim that fails (the same opportunity and
+    block claimed by an earlier run, e.g. before a restart) still stops the send: at most once."""
+    net = fresh
+    rpc, dep = net.require()
+    await create_borrowers(rpc, dep, 400, seed=31, miner=DevnetMiner(net))
+    async with devnet_keeper(net, tmp_path) as keeper:
+        executor = bundle_executor(keeper)
+        before = await step(net, keeper)
+        eth = (await current_usd_prices(rpc, dep))["WETH"]
+
+        async def claimed_elsewhere(actions: list[SubmitBundle]) -> None:
+            assert executor.ledger is not None
+            for a in actions:
+                await executor.ledger.record_opportunity(ledger_opportunity(a.opportunity_id, a))
+                assert await executor.ledger.claim_send(a.opportunity_id, a.target_block)
+
+        _, _, actions = await _pending_update(net, keeper, dep, eth * 80 // 100, claimed_elsewhere)
+        stats = executor.stats
+    assert actions
+    assert executor.simulated_by  # simulated alongside the claims, then not sent
+    assert stats.duplicate >= len(actions)
+    assert stats.sent == 0
+    assert net.relay is not None
+    assert net.relay.builder.pending_bundles(before.number + 1) == []
