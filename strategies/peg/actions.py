@@ -56,10 +56,17 @@ class PegExecutionConfig:
     builder_share_bps: int = 9_000
     min_profit_wei: int = 0
     """Net profit after gas and the builder's share, wei (a peg's own min_profit_wei overrides it)."""
-    gas_estimate: int = 700_000
-    """Gas assumed per arbitrage when pricing before simulation and packing (measured on the devnet:
-    456k for a WETH round trip V3 -> V2 with a Balancer flash loan, 657k for a USDT one whose builder
-    payment is swapped to WETH through USDC; the transaction's limit is 125% of the estimates)."""
+    gas_estimate: int = 500_000
+    """Gas assumed for the simplest arbitrage (a Balancer flash loan, two swaps, the builder paid by
+    unwrapping WETH) when pricing before simulation and packing; `gas_for` adds what a route's shape
+    costs on top. The transaction's limit is 125% of the estimates, and a round trip needs more gas
+    while it runs than it uses once the approvals' refunds are counted (devnet: 456k used for a WETH
+    round trip V3 -> V2 on a Vault loan; a USDT one Balancer -> V3 on an Aave loan with the builder paid
+    through USDC uses ~720k but runs out of gas at 875k)."""
+    gas_aave_loan: int = 150_000
+    gas_builder_swap: int = 150_000
+    """The builder's share swapped to WETH on Uniswap V3 (token other than WETH)."""
+    gas_balancer_hop: int = 60_000
     swap_tolerance_bps: int = 10
     """The route's amountOutMinimum is the exact quote less this share (the on-chain profit check is the
     real guard: the trade is atomic and sized at the exact state)."""
@@ -91,6 +98,8 @@ class PricedArbitrage:
     coinbase_route: V3Route | None
     coinbase_out: int
     gas_cost_wei: int
+    gas: int
+    """Gas assumed for it (`PegActions.gas_for`)."""
 
     @property
     def profit_wei(self) -> int:
@@ -155,13 +164,16 @@ class PegActions:
             return f"unprofitable after the flash fee ({fee}): the round trip returns {opp.amount_out}"
         share = gross * cfg.builder_share_bps // BPS
         base_fee = next_base_fee(block.base_fee_per_gas, block.gas_used, block.gas_limit)
-        gas_cost = base_fee * cfg.gas_estimate
+        gas = self.gas_for(opp, source)
+        gas_cost = base_fee * gas
         coinbase_route: V3Route | None = None
         coinbase_out = 0
         if token.lower() == cfg.weth.lower():
             to_wei = (1, 1)
         else:
-            v3 = [v for v in venues if v.kind is RouteKind.UNISWAP_V3]
+            # The builder's share is converted after the round trip, on the pools it leaves (the round
+            # trip may have moved the very pool the conversion goes through).
+            v3 = [v for v in after_round_trip(venues, opp) if v.kind is RouteKind.UNISWAP_V3]
             probe = max(share, gross // 10, 1)
             try:
                 route = best_route(v3, token, cfg.weth, probe, via=list(cfg.connectors), skip_errors=True)
@@ -194,7 +206,18 @@ class PegActions:
             coinbase_route=coinbase_route,
             coinbase_out=coinbase_out,
             gas_cost_wei=gas_cost,
+            gas=gas,
         )
+
+    def gas_for(self, opp: PegOpportunity, source: FlashSource) -> int:
+        """Gas assumed for `opp` by its shape (see `PegExecutionConfig.gas_estimate`)."""
+        cfg = self.config
+        gas = cfg.gas_estimate
+        if source is FlashSource.AAVE_V3:
+            gas += cfg.gas_aave_loan
+        if opp.token_in.lower() != cfg.weth.lower():
+            gas += cfg.gas_builder_swap
+        return gas + cfg.gas_balancer_hop * sum(h.kind is RouteKind.BALANCER_V2 for h in opp.hops)
 
     async def __call__(
         self, opportunities: Sequence[PegOpportunity], block: NewBlock, venues: Sequence[Venue]
@@ -268,7 +291,7 @@ class PegActions:
                 TxIntent(
                     to=cfg.executor,
                     data=encode_arbitrage(params),
-                    gas_estimate=cfg.gas_estimate,
+                    gas_estimate=priced.gas,
                     batchable=True,
                 ),
             ),
@@ -320,6 +343,17 @@ def resize(opp: PegOpportunity, amount_in: int, venues: Sequence[Venue]) -> PegO
         amount_out=q2.amount_out,
         profit=q2.amount_out - amount_in - opp.flash_fee * amount_in // max(opp.amount_in, 1),
     )
+
+
+def after_round_trip(venues: Sequence[Venue], opp: PegOpportunity) -> list[Venue]:
+    """The venues (same order) in the state the round trip's swaps leave: each hop's quote applied to
+    its venue, in order (the second hop was quoted on the state the first left when they share one)."""
+    by_name = {v.name: v for v in venues}
+    for hop in opp.hops:
+        venue = by_name.get(hop.venue)
+        if venue is not None:
+            by_name[hop.venue] = venue.apply(hop)
+    return [by_name.get(v.name, v) for v in venues]
 
 
 def _pool_ids(venues: Sequence[Venue]) -> Callable[[str], str]:

@@ -140,3 +140,34 @@ async def test_below_the_minimum_or_sharing_a_pool_is_not_sent() -> None:
     actions = await builder([opp, twin], block(), venues)
     assert len(actions) == 1
     assert builder.skipped[opportunity_id(twin)] == "shares a pool with a better opportunity of this block"
+
+
+async def test_the_builder_payment_is_quoted_on_the_pools_the_round_trip_leaves() -> None:
+    """USDT/USDC peg, USDC cheap on the V3 pool: the round trip borrows USDT and buys USDC there. The
+    builder's share (USDT) reaches WETH through that same V3 pool (USDT -> USDC -> WETH), which the round
+    trip has just moved: quoted before it, the conversion's minimum would not be met on chain."""
+    from strategies.peg.actions import after_round_trip
+    from strategies.venues.router import best_route
+    from tests.unit.peg.cases import v3_state, v3_venue
+
+    usdt, usdc, weth = "0x" + "b1" * 20, "0x" + "a1" * 20, "0x" + "c1" * 20
+    peg = make_peg(usdc, usdt, 6, 6, name="USDC/USDT")
+    v3 = v3_venue(
+        [
+            v3_state(address(1), usdc, usdt, 0.985, 50_000_000 * 10**6),
+            v3_state(address(2), weth, usdc, 2_000 * 10**6 / 10**18, 20_000 * 10**18, fee=500),
+        ]
+    )
+    v2 = v2_venue([v2_state(address(3), usdc, usdt, 1.0, 50_000_000 * 10**6)])
+    venues: list[Venue] = [v3, v2]
+    found = best_opportunities([peg], {}, venues)
+    opp = next(o for o in found if o.token_in.lower() == usdt.lower())
+    assert opp.hops[0].venue == "uniswap_v3"  # USDC bought on the V3 pool the conversion also uses
+    builder = PegActions(config(weth=weth, balancer_lends=frozenset({usdt.lower()}), connectors=(usdc,)))
+    priced = builder.price(opp, block(), venues)
+    assert not isinstance(priced, str), priced
+    after = [v for v in after_round_trip(venues, opp) if v.name == "uniswap_v3"]
+    expected = best_route(after, usdt, weth, priced.builder_share, via=[usdc])
+    stale = best_route([v3], usdt, weth, priced.builder_share, via=[usdc])
+    assert expected is not None and stale is not None
+    assert priced.coinbase_out == expected.amount_out < stale.amount_out
