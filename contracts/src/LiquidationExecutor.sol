@@ -112,13 +112,20 @@ interface IBalancerVault {
 
 /// @title LiquidationExecutor: flash loan -> liquidationCall -> sell the collateral -> repay -> pay; and
 ///        flash loan -> sell along a cycle back into the borrowed token -> repay -> pay (arbitrage).
-/// @notice One call per opportunity (`liquidate`, `arbitrage`), or several in one transaction (`batch`,
-///         each item isolated).
+/// @notice One call per opportunity (`liquidate`, `liquidateSubsidized`, `arbitrage`), or several in one
+///         transaction (`batch`, each item isolated).
 ///         Liquidation: the debt asset is flash-borrowed from the Aave V3 Pool (`flashLoanSimple`; the Pool
 ///         has no reentrancy lock, so `liquidationCall` on the same Pool, or on an Aave V2 LendingPool,
 ///         works inside `executeOperation`). ALL the seized collateral is sold into the debt asset on one
 ///         explicit route (amountOutMinimum = `minOut`), the sale must clear the oracle floor, the loan
 ///         plus premium is repaid, and what is left is the gross profit G (debt-asset units).
+///         Subsidized liquidation (`liquidateSubsidized`, a protocol keeper's loss-making sale): the same,
+///         except that when the sale returns less than the debt repaid plus the premium, the shortfall
+///         (debt-asset units) is pulled from the OWNER (`transferFrom(owner, this, shortfall)`, within the
+///         allowance the owner gave this contract for that token, and at most the call's `maxSubsidy`,
+///         else SubsidyTooHigh) before the loan is repaid; G is then 0: no profit, the builder is paid
+///         nothing, and `Subsidized` is emitted after `Liquidated`. The oracle floor still applies: a
+///         subsidy never pays for a sale into a manipulated pool.
 ///         Arbitrage: `amount` of `token` is flash-borrowed from the Balancer V2 Vault (`flashLoan`,
 ///         repaid by transfer, fee as the Vault's fee collector sets it) or the Aave V3 Pool, sold along
 ///         a route that starts and ends at `token` (total output >= `minOut`), the loan plus fee is
@@ -136,7 +143,10 @@ interface IBalancerVault {
 ///      sale (`maxSlippageBps`). Operators (hot keys that only pay gas) choose the opportunity within
 ///      those bounds; a leaked operator key cannot give the profit away to a builder, sell a liquidation's
 ///      collateral into a pool it manipulated, or get an approval for its own contract (tokens are only
-///      ever approved to the routers, the Vault, the flash pool and allowlisted lending pools). An
+///      ever approved to the routers, the Vault, the flash pool and allowlisted lending pools). What a
+///      subsidized liquidation may take from the owner is bounded by the owner's own ERC-20 allowance to
+///      this contract (zero: no subsidy at all) and by each call's `maxSubsidy`, and only for a sale that
+///      clears the oracle floor. An
 ///      arbitrage has no oracle floor: its protection is the cycle itself (it must return more of the
 ///      borrowed token than was borrowed plus fee, plus minProfit, or it reverts), so an operator can at
 ///      worst burn gas on it, never the owner's funds (the contract holds none between calls).
@@ -218,6 +228,7 @@ contract LiquidationExecutor {
     uint8 private constant CB_AAVE_LIQUIDATION = 1;
     uint8 private constant CB_AAVE_ARBITRAGE = 2;
     uint8 private constant CB_BALANCER_ARBITRAGE = 3;
+    uint8 private constant CB_AAVE_SUBSIDIZED = 4;
 
     IFlashLoanSimplePool public immutable flashPool;
     IUniswapV3Router public immutable routerV3;
@@ -243,6 +254,8 @@ contract LiquidationExecutor {
     uint256 private transient tSeized;
     uint256 private transient tReceived;
     uint256 private transient tPremium;
+    uint256 private transient tMaxSubsidy;
+    uint256 private transient tSubsidy;
 
     event OperatorSet(address indexed operator, bool enabled);
     event PoolSet(address indexed pool, address oracle);
@@ -265,6 +278,9 @@ contract LiquidationExecutor {
         uint256 profit,
         uint256 coinbasePaid
     );
+    /// A `liquidateSubsidized` call whose sale did not repay the loan: the owner paid `shortfall` (debt-asset
+    /// units). Emitted right after that call's `Liquidated` (whose profit and coinbasePaid are then 0).
+    event Subsidized(address indexed lendingPool, address indexed user, address debt, uint256 shortfall);
     /// amountIn: borrowed and sold; amountOut: what the route returned; profit: paid to the owner in
     /// `token`; coinbasePaid: wei sent to block.coinbase.
     event Arbitraged(
@@ -296,6 +312,7 @@ contract LiquidationExecutor {
     error SlippageTooHigh(uint256 received, uint256 floor);
     error NotBatchable(uint256 index);
     error AllItemsFailed(bytes firstReason);
+    error SubsidyTooHigh(uint256 shortfall, uint256 maxSubsidy);
 
     /// `pools[i]` is allowlisted with its price oracle `oracles[i]`. `balancerVault_` may be zero: then
     /// Balancer routes (BadPath) and Balancer flash loans (BadParams) are refused.
@@ -394,7 +411,8 @@ contract LiquidationExecutor {
 
     // --- operators -----------------------------------------------------------------------------------
 
-    /// Runs several calls of this contract's own batchable entry points (`liquidate`, `arbitrage`) in
+    /// Runs several calls of this contract's own batchable entry points (`liquidate`, `liquidateSubsidized`,
+    /// `arbitrage`) in
     /// one transaction, each as a self-call so that a failing item (liquidated by a competitor,
     /// unprofitable, slippage) reverts only itself. ok[i]/results[i]: the item's success and return data
     /// (or revert data). If no item succeeds the whole call reverts (AllItemsFailed with the first item's
@@ -423,6 +441,29 @@ contract LiquidationExecutor {
 
     /// Runs one liquidation; returns the owner's profit (debt-asset units) and the builder's payment (wei).
     function liquidate(Params calldata p) external returns (uint256 profit, uint256 coinbasePaid) {
+        (profit, coinbasePaid) = _liquidate(p, CB_AAVE_LIQUIDATION);
+    }
+
+    /// `liquidate`, except that a sale returning less than the debt repaid plus the flash premium is made
+    /// up by the owner: the shortfall (debt-asset units, at most `maxSubsidy`, else SubsidyTooHigh) is
+    /// pulled with `transferFrom(owner, this, shortfall)` (the owner approves this contract for the debt
+    /// token beforehand: that allowance is the owner's cap). Returns the owner's profit and the builder's
+    /// payment (both 0 when subsidized: no share of a loss) and the subsidy pulled (0 when the sale
+    /// repaid the loan: then it is a plain liquidation, profit check and builder share included).
+    function liquidateSubsidized(Params calldata p, uint256 maxSubsidy)
+        external
+        returns (uint256 profit, uint256 coinbasePaid, uint256 subsidy)
+    {
+        tMaxSubsidy = maxSubsidy; // a reentrant or unauthorized call reverts in _liquidate, undoing this
+        (profit, coinbasePaid) = _liquidate(p, CB_AAVE_SUBSIDIZED);
+        subsidy = tSubsidy;
+        if (subsidy > 0) emit Subsidized(p.lendingPool, p.user, p.debt, subsidy);
+        (tMaxSubsidy, tSubsidy) = (0, 0);
+    }
+
+    /// The liquidation both entry points run; `callback` tells executeOperation whether a shortfall may be
+    /// pulled from the owner.
+    function _liquidate(Params calldata p, uint8 callback) private returns (uint256 profit, uint256 coinbasePaid) {
         // Checks. The contract itself is a caller only for a batch item, while the batch runs.
         _checkCaller();
         if (block.number > p.maxBlock) revert Expired(p.maxBlock);
@@ -434,7 +475,7 @@ contract LiquidationExecutor {
 
         // Effects
         inFlight = true;
-        tCallback = CB_AAVE_LIQUIDATION;
+        tCallback = callback;
 
         // Interactions: the loan; executeOperation liquidates, sells and approves the repayment.
         uint256 debtBefore = _balance(p.debt);
@@ -492,8 +533,8 @@ contract LiquidationExecutor {
         inFlight = false;
     }
 
-    /// Aave flash-loan callback. Only the flash pool, for a loan this contract took, during `liquidate`
-    /// or `arbitrage` (whichever set the one-shot callback flag).
+    /// Aave flash-loan callback. Only the flash pool, for a loan this contract took, during `liquidate`,
+    /// `liquidateSubsidized` or `arbitrage` (whichever set the one-shot callback flag).
     function executeOperation(
         address asset,
         uint256 amount,
@@ -507,10 +548,11 @@ contract LiquidationExecutor {
         uint8 expected = tCallback;
         tCallback = CB_NONE;
         tPremium = premium;
-        if (expected == CB_AAVE_LIQUIDATION) {
+        if (expected == CB_AAVE_LIQUIDATION || expected == CB_AAVE_SUBSIDIZED) {
             Params memory p = abi.decode(data, (Params));
             if (asset != p.debt || amount != p.debtToCover) revert UnauthorizedCallback();
             _liquidateAndSell(p, data);
+            if (expected == CB_AAVE_SUBSIDIZED) _pullShortfall(asset, premium);
         } else if (expected == CB_AAVE_ARBITRAGE) {
             ArbParams calldata a = _arbParamsAt(data);
             if (asset != a.token || amount != a.amount) revert UnauthorizedCallback();
@@ -597,6 +639,21 @@ contract LiquidationExecutor {
         tReceived = received;
     }
 
+    /// A subsidized liquidation whose sale returned less than the debt repaid plus the premium: the owner
+    /// pays the difference (at most tMaxSubsidy), so the loan is repaid and nothing else is touched.
+    function _pullShortfall(address debt, uint256 premium) private {
+        uint256 owed = tRepaid + premium;
+        uint256 received = tReceived;
+        if (received >= owed) return;
+        uint256 shortfall = owed - received;
+        uint256 cap = tMaxSubsidy;
+        if (shortfall > cap) revert SubsidyTooHigh(shortfall, cap);
+        tSubsidy = shortfall;
+        _tokenCall(
+            debt, abi.encodeWithSignature("transferFrom(address,address,uint256)", owner, address(this), shortfall)
+        );
+    }
+
     /// Sells the borrowed amount along the cycle; a loss (less back than amount + fee) reverts here.
     function _sellCycle(ArbParams calldata a, uint256 fee) private {
         uint256 received = _sell(a.venue, a.path, a.token, a.amount, a.minOut);
@@ -633,7 +690,8 @@ contract LiquidationExecutor {
 
     /// Entry points a batch may run.
     function _batchable(bytes4 selector) private pure returns (bool) {
-        return selector == this.liquidate.selector || selector == this.arbitrage.selector;
+        return selector == this.liquidate.selector || selector == this.arbitrage.selector
+            || selector == this.liquidateSubsidized.selector;
     }
 
     function _setPool(address pool, address oracle) private {

@@ -41,8 +41,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from eth_abi.abi import decode
-
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.chain.signer import Eip1559Tx, SignedTx, TxSigner
 from keeper.core.actions import Action, ForeignTx, HintedTx, SendTx, SubmitBundle, TxIntent
@@ -53,13 +51,16 @@ from keeper.executors.builders import BuilderResult, MultiBuilderClient
 from keeper.executors.episodes import Episodes
 from keeper.executors.executor_contract import (
     LIQUIDATED_TOPIC,
+    SUBSIDIZED_TOPIC,
     ArbitragedEvent,
     ExecutorEvent,
     LiquidatedEvent,
     batch_item_failures,
     decode_batch_result,
     decode_executor_error,
+    decode_item_result,
     decode_liquidated,
+    decode_subsidized,
     encode_batch,
     executor_events,
 )
@@ -104,7 +105,8 @@ class ItemResult:
 
     action: SubmitBundle
     profit: int
-    """In the action's profit token (the owner's share, after the builder's)."""
+    """In the action's profit token (the owner's share, after the builder's); negative for a subsidized
+    liquidation (minus what the owner pays to repay the loan)."""
     builder_paid: int
     profit_wei: int
     gas_share: int
@@ -782,7 +784,8 @@ class BundleExecutor:
         shares = split_gas(result.gas_used, [item_gas(a) for a, _ in ok_items])
         kept: list[ItemResult] = []
         for (a, data), gas_share in zip(ok_items, shares, strict=True):
-            profit, builder_paid = (int(x) for x in decode(["uint256", "uint256"], data))
+            # A subsidized liquidation returns (0, 0, subsidy): its profit is minus what the owner pays.
+            profit, builder_paid = decode_item_result(data)
             num, den = a.profit_to_wei
             profit_wei = profit * num // den
             net = profit_wei - gas_share * base_fee
@@ -1074,7 +1077,12 @@ class BundleExecutor:
         gas_parts = split_gas(gas_used, [item_gas(a) for a, _ in matched])
         for (action, event), gas in zip(matched, gas_parts, strict=True):
             opp_id = action.opportunity_id
-            profit = event.profit if event is not None else 0
+            # A subsidized liquidation: minus what the owner paid (report's subsidy counts it as a loss).
+            profit = (
+                event.realized_profit
+                if isinstance(event, LiquidatedEvent)
+                else (event.profit if event is not None else 0)
+            )
             builder_paid = event.coinbase_paid if event is not None else 0
             num, den = action.profit_to_wei
             profit_wei = profit * num // den
@@ -1154,13 +1162,25 @@ class BundleExecutor:
                 [
                     {
                         "address": self.executor_address,
-                        "topics": [LIQUIDATED_TOPIC],
+                        "topics": [[LIQUIDATED_TOPIC, SUBSIDIZED_TOPIC]],
                         "fromBlock": hex(low),
                         "toBlock": hex(high),
                     }
                 ],
             )
             for entry in logs or []:
+                if str(entry["topics"][0]).lower() == SUBSIDIZED_TOPIC:
+                    # Follows its call's Liquidated (same transaction): the owner's subsidy for it.
+                    sub = decode_subsidized(entry)
+                    for i in range(len(events) - 1, -1, -1):
+                        ev, at = events[i]
+                        if at["transactionHash"] == entry["transactionHash"] and (
+                            ev.subsidy == 0
+                            and (ev.lending_pool, ev.user, ev.debt) == (sub.lending_pool, sub.user, sub.debt)
+                        ):
+                            events[i] = (replace(ev, subsidy=sub.shortfall), at)
+                            break
+                    continue
                 events.append((decode_liquidated(entry), entry))
         by_tx: dict[str, list[tuple[SubmitBundle, LiquidatedEvent]]] = {}
         settled = 0

@@ -11,6 +11,13 @@ a cycle back into `token`, repay, same profit check and builder payment (`Arbitr
 `encode_arbitrage`, `Arbitraged` events). `batch(bytes[])` runs several `liquidate` / `arbitrage` calls in
 one transaction; a failing item reverts only itself (`encode_batch`, `decode_batch_result`).
 
+`liquidateSubsidized(Params, maxSubsidy)` (protocol-keeper mode): `liquidate`, except that a sale returning
+less than the debt repaid plus the flash premium is made up by the owner: the shortfall (debt-asset units,
+at most `maxSubsidy`, else `SubsidyTooHigh`) is pulled with `transferFrom(owner, executor, shortfall)`
+(the owner approves the executor for the debt token beforehand: `encode_approve`); profit and builder
+payment are then 0 and a `Subsidized` event follows the call's `Liquidated` (`SubsidizedEvent`,
+`LiquidatedEvent.subsidy`). Returns (profit, coinbasePaid, subsidy): `decode_liquidate_subsidized_result`.
+
 Two builds of the one source (keeper/contracts/artifacts): `LiquidationExecutor` for Cancun and later
 (transient storage), `LiquidationExecutorLegacy` for chains without EIP-1153; same ABI.
 
@@ -30,7 +37,7 @@ debt asset for the builder's conversion) to the output:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -60,12 +67,14 @@ PARAMS_TUPLE = (
 )
 LIQUIDATE_SIGNATURE = f"liquidate({PARAMS_TUPLE})"
 LIQUIDATE_SELECTOR = function_signature_to_4byte_selector(LIQUIDATE_SIGNATURE)
+LIQUIDATE_SUBSIDIZED_SIGNATURE = f"liquidateSubsidized({PARAMS_TUPLE},uint256)"
+LIQUIDATE_SUBSIDIZED_SELECTOR = function_signature_to_4byte_selector(LIQUIDATE_SUBSIDIZED_SIGNATURE)
 ARB_PARAMS_TUPLE = "(uint8,address,uint256,uint8,bytes,uint256,uint256,uint16,bytes,uint256,uint64,bytes32)"
 ARBITRAGE_SIGNATURE = f"arbitrage({ARB_PARAMS_TUPLE})"
 ARBITRAGE_SELECTOR = function_signature_to_4byte_selector(ARBITRAGE_SIGNATURE)
 BATCH_SIGNATURE = "batch(bytes[])"
 BATCH_SELECTOR = function_signature_to_4byte_selector(BATCH_SIGNATURE)
-BATCHABLE_SELECTORS = frozenset({LIQUIDATE_SELECTOR, ARBITRAGE_SELECTOR})
+BATCHABLE_SELECTORS = frozenset({LIQUIDATE_SELECTOR, LIQUIDATE_SUBSIDIZED_SELECTOR, ARBITRAGE_SELECTOR})
 """Entry points the contract accepts as batch items (its `_batchable`)."""
 EXECUTE_OPERATION_SIGNATURE = "executeOperation(address,uint256,uint256,address,bytes)"
 RECEIVE_FLASH_LOAN_SIGNATURE = "receiveFlashLoan(address[],uint256[],uint256[],bytes)"
@@ -94,6 +103,8 @@ LIQUIDATED_TOPIC = "0x" + keccak(text=LIQUIDATED_EVENT_SIGNATURE).hex()
 _LIQUIDATED_DATA_TYPES = ["address", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256"]
 ARBITRAGED_EVENT_SIGNATURE = "Arbitraged(bytes32,address,uint256,uint256,uint256,uint256,uint256)"
 ARBITRAGED_TOPIC = "0x" + keccak(text=ARBITRAGED_EVENT_SIGNATURE).hex()
+SUBSIDIZED_EVENT_SIGNATURE = "Subsidized(address,address,address,uint256)"
+SUBSIDIZED_TOPIC = "0x" + keccak(text=SUBSIDIZED_EVENT_SIGNATURE).hex()
 BATCH_ITEM_FAILED_EVENT_SIGNATURE = "BatchItemFailed(uint256,bytes)"
 BATCH_ITEM_FAILED_TOPIC = "0x" + keccak(text=BATCH_ITEM_FAILED_EVENT_SIGNATURE).hex()
 
@@ -117,6 +128,7 @@ ERROR_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SlippageTooHigh", ("uint256", "uint256")),
     ("NotBatchable", ("uint256",)),
     ("AllItemsFailed", ("bytes",)),
+    ("SubsidyTooHigh", ("uint256", "uint256")),
 )
 ERRORS: dict[bytes, tuple[str, tuple[str, ...]]] = {
     function_signature_to_4byte_selector(f"{name}({','.join(types)})"): (name, types)
@@ -477,12 +489,39 @@ def encode_liquidate(params: LiquidationParams) -> bytes:
     return LIQUIDATE_SELECTOR + encode([PARAMS_TUPLE], [params.abi_tuple()])
 
 
+def encode_liquidate_subsidized(params: LiquidationParams, max_subsidy: int) -> bytes:
+    """Calldata for `LiquidationExecutor.liquidateSubsidized(params, maxSubsidy)`: `max_subsidy` is the
+    most the owner may pay (debt-asset units) when the sale does not repay the loan plus premium."""
+    if not 0 <= max_subsidy <= UINT256_MAX:
+        raise ValueError("max_subsidy must be uint256")
+    args = encode([PARAMS_TUPLE, "uint256"], [params.abi_tuple(), max_subsidy])
+    return LIQUIDATE_SUBSIDIZED_SELECTOR + args
+
+
+def decode_liquidate_subsidized(calldata: bytes) -> tuple[LiquidationParams, int]:
+    """Inverse of `encode_liquidate_subsidized`: (params, max_subsidy). Raises DecodeError on bad input."""
+    if calldata[:4] != LIQUIDATE_SUBSIDIZED_SELECTOR:
+        raise DecodeError("not a liquidateSubsidized() call")
+    try:
+        t, max_subsidy = decode([PARAMS_TUPLE, "uint256"], calldata[4:])
+    except Exception as exc:
+        raise DecodeError(f"bad liquidateSubsidized() calldata: {exc}") from exc
+    return _params_of(t), int(max_subsidy)
+
+
 def decode_liquidate(calldata: bytes) -> LiquidationParams:
     """Inverse of `encode_liquidate` (for logs, ledgers and tests). Raises DecodeError on bad input."""
     if calldata[:4] != LIQUIDATE_SELECTOR:
         raise DecodeError("not a liquidate() call")
     try:
         (t,) = decode([PARAMS_TUPLE], calldata[4:])
+    except Exception as exc:
+        raise DecodeError(f"bad liquidate() calldata: {exc}") from exc
+    return _params_of(t)
+
+
+def _params_of(t: Sequence[Any]) -> LiquidationParams:
+    try:
         route = decode_route(int(t[6]), bytes(t[7]))
         return LiquidationParams(
             lending_pool=_checksum(bytes.fromhex(t[0][2:])),
@@ -501,7 +540,7 @@ def decode_liquidate(calldata: bytes) -> LiquidationParams:
     except DecodeError:
         raise
     except Exception as exc:  # eth_abi and our own validation raise many types on bad input
-        raise DecodeError(f"bad liquidate() calldata: {exc}") from exc
+        raise DecodeError(f"bad liquidation params: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +645,19 @@ def decode_arbitrage(calldata: bytes) -> ArbitrageParams:
         raise DecodeError(f"bad arbitrage() calldata: {exc}") from exc
 
 
+def encode_approve(spender: str, amount: int) -> bytes:
+    """ERC-20 `approve(spender, amount)`: the owner's approval of the executor for a debt token caps what
+    `liquidateSubsidized` calls may pull from the owner."""
+    if not 0 <= amount <= UINT256_MAX:
+        raise ValueError("amount must be uint256")
+    return encode_call("approve(address,uint256)", ["address", "uint256"], [spender, amount])
+
+
+def encode_allowance(owner: str, spender: str) -> bytes:
+    """ERC-20 `allowance(owner, spender)`."""
+    return encode_call("allowance(address,address)", ["address", "address"], [owner, spender])
+
+
 def encode_set_operator(operator: str, enabled: bool) -> bytes:
     return encode_call("setOperator(address,bool)", ["address", "bool"], [operator, enabled])
 
@@ -672,6 +724,28 @@ def decode_liquidate_result(data: bytes) -> tuple[int, int]:
     wei paid to block.coinbase)."""
     if len(data) != 64:
         raise DecodeError(f"bad liquidate() return data: {len(data)} bytes, expected 64")
+    profit, paid = decode(["uint256", "uint256"], data)
+    return int(profit), int(paid)
+
+
+def decode_liquidate_subsidized_result(data: bytes) -> tuple[int, int, int]:
+    """The return data of `liquidateSubsidized` (or of such a successful batch item): (profit in debt-asset
+    units, wei paid to block.coinbase, subsidy pulled from the owner in debt-asset units)."""
+    if len(data) != 96:
+        raise DecodeError(f"bad liquidateSubsidized() return data: {len(data)} bytes, expected 96")
+    profit, paid, subsidy = decode(["uint256", "uint256", "uint256"], data)
+    return int(profit), int(paid), int(subsidy)
+
+
+def decode_item_result(data: bytes) -> tuple[int, int]:
+    """A successful `liquidate`, `liquidateSubsidized` or `arbitrage` call's (or batch item's) return data
+    as (signed profit in the profit token's units, wei paid to block.coinbase): a subsidized liquidation's
+    profit is minus the subsidy the owner paid."""
+    if len(data) == 96:
+        profit, paid, subsidy = decode_liquidate_subsidized_result(data)
+        return profit - subsidy, paid
+    if len(data) != 64:
+        raise DecodeError(f"bad executor return data: {len(data)} bytes, expected 64 or 96")
     profit, paid = decode(["uint256", "uint256"], data)
     return int(profit), int(paid)
 
@@ -773,11 +847,19 @@ class LiquidatedEvent:
     flash_premium: int
     profit: int
     coinbase_paid: int
+    subsidy: int = 0
+    """What the owner paid to repay the loan (a `liquidateSubsidized` call's `Subsidized` event that follows
+    this one, paired by `liquidated_events` / `executor_events`); 0 otherwise."""
 
     @property
     def gross_profit(self) -> int:
-        """Debt asset left after repaying the loan, before the builder's share."""
+        """Debt asset left after repaying the loan, before the builder's share (negative: subsidized)."""
         return self.swap_out - self.debt_repaid - self.flash_premium
+
+    @property
+    def realized_profit(self) -> int:
+        """The owner's result in the debt asset: the profit, or minus the subsidy paid."""
+        return self.profit - self.subsidy
 
 
 def _topic_word(topic: str) -> bytes:
@@ -825,8 +907,62 @@ def decode_liquidated(log: Mapping[str, Any]) -> LiquidatedEvent:
 
 
 def liquidated_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[LiquidatedEvent]:
-    """Every `Liquidated` log in a receipt (optionally only those emitted by `executor`)."""
-    return [decode_liquidated(log) for log in _receipt_logs(receipt, LIQUIDATED_TOPIC, executor)]
+    """Every `Liquidated` log in a receipt (optionally only those emitted by `executor`), each with the
+    subsidy of the `Subsidized` log that follows it (`subsidy`, 0 when none)."""
+    return [e for e in executor_events(receipt, executor) if isinstance(e, LiquidatedEvent)]
+
+
+@dataclass(frozen=True, slots=True)
+class SubsidizedEvent:
+    """`Subsidized`: a `liquidateSubsidized` call whose sale did not repay the loan; the owner paid
+    `shortfall` (debt-asset units). Emitted right after the same call's `Liquidated`."""
+
+    executor: str
+    lending_pool: str
+    user: str
+    debt: str
+    shortfall: int
+
+
+def decode_subsidized(log: Mapping[str, Any]) -> SubsidizedEvent:
+    """Decodes one `Subsidized` log (a JSON-RPC log object). Raises DecodeError if it is not one."""
+    topics = list(log.get("topics") or [])
+    if len(topics) != 3 or str(topics[0]).lower() != SUBSIDIZED_TOPIC:
+        raise DecodeError("not a Subsidized log")
+    try:
+        debt, shortfall = decode(["address", "uint256"], bytes.fromhex(str(log["data"])[2:]))
+        return SubsidizedEvent(
+            executor=_checksum(bytes.fromhex(str(log["address"])[2:])),
+            lending_pool=_topic_address(topics[1]),
+            user=_topic_address(topics[2]),
+            debt=str(to_checksum_address(debt)),
+            shortfall=int(shortfall),
+        )
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"bad Subsidized log: {exc}") from exc
+
+
+def subsidized_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[SubsidizedEvent]:
+    """Every `Subsidized` log in a receipt (optionally only those emitted by `executor`)."""
+    return [decode_subsidized(log) for log in _receipt_logs(receipt, SUBSIDIZED_TOPIC, executor)]
+
+
+def with_subsidy(events: list[ExecutorEvent], sub: SubsidizedEvent) -> bool:
+    """Attaches `sub` to the last `Liquidated` event of `events` (in log order) it belongs to: same
+    executor, pool, user and debt, no subsidy yet. False when there is none."""
+    for i in range(len(events) - 1, -1, -1):
+        ev = events[i]
+        if (
+            isinstance(ev, LiquidatedEvent)
+            and ev.subsidy == 0
+            and ev.executor == sub.executor
+            and (ev.lending_pool, ev.user, ev.debt) == (sub.lending_pool, sub.user, sub.debt)
+        ):
+            events[i] = replace(ev, subsidy=sub.shortfall)
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -889,7 +1025,7 @@ ExecutorEvent = LiquidatedEvent | ArbitragedEvent
 
 def executor_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[ExecutorEvent]:
     """Every `Liquidated` and `Arbitraged` log in a receipt, in log order (optionally only those emitted by
-    `executor`)."""
+    `executor`); a `Liquidated` event followed by its call's `Subsidized` carries the subsidy."""
     out: list[ExecutorEvent] = []
     for log in receipt.get("logs", []):
         topics = log.get("topics") or []
@@ -902,6 +1038,8 @@ def executor_events(receipt: Mapping[str, Any], executor: str | None = None) -> 
             out.append(decode_liquidated(log))
         elif topic == ARBITRAGED_TOPIC:
             out.append(decode_arbitraged(log))
+        elif topic == SUBSIDIZED_TOPIC:
+            with_subsidy(out, decode_subsidized(log))
     return out
 
 

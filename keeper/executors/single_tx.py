@@ -23,14 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eth_abi.abi import decode
-
 from keeper.chain.rpc import RpcClient, hex_to_int
 from keeper.core.actions import Action, SendTx, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.errors import ExecutionReverted, KeeperError, RelayError, RpcError
 from keeper.executors.bundle_executor import ledger_opportunity
 from keeper.executors.episodes import Episodes
+from keeper.executors.executor_contract import decode_item_result
 from keeper.logs import kv
 
 if TYPE_CHECKING:
@@ -145,9 +144,8 @@ class SingleTxExecutor:
             profit_wei, builder_paid = action.expected_profit_wei, 0
         else:
             try:
-                profit, builder_paid = (
-                    int(x) for x in decode(["uint256", "uint256"], bytes.fromhex(raw[2:]))
-                )
+                # (profit, builderPaid), or a subsidized liquidation's (0, 0, subsidy): profit -subsidy.
+                profit, builder_paid = decode_item_result(bytes.fromhex(raw[2:]))
             except Exception:
                 await self._sim_failed(opp_id, target, "call did not return (profit, builderPaid)")
                 return
@@ -229,7 +227,7 @@ class SingleTxExecutor:
                     log.info("cancel not possible", extra=kv(id=opp_id, error=str(exc)[:200]))
 
     async def _settled(self, f: InFlight, receipt: dict[str, Any], block: NewBlock, *, noop: bool) -> None:
-        from keeper.executors.executor_contract import executor_events
+        from keeper.executors.executor_contract import LiquidatedEvent, executor_events
         from keeper.ledger import Inclusion
 
         success = receipt.get("status") == "0x1" and not noop
@@ -237,7 +235,7 @@ class SingleTxExecutor:
         price = hex_to_int(receipt["effectiveGasPrice"])
         # One action per transaction: its `Liquidated` or `Arbitraged` event(s).
         events = executor_events(receipt) if success else []
-        profit = sum(e.profit for e in events)
+        profit = sum(e.realized_profit if isinstance(e, LiquidatedEvent) else e.profit for e in events)
         if noop:
             self.stats.cancelled += 1
         elif success:
