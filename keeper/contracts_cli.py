@@ -30,6 +30,12 @@
   the record is written to `deployments/executor-<chain id>.json` (in the current directory; `--out` to
   change) and the command prints the address and the KEEPER_EXECUTOR_ADDRESS line to set.
 Keys are never printed: only addresses.
+
+`keeper contracts approve-subsidy --token T --amount A [--executor ADDRESS] [--dry-run]` (protocol mode):
+the owner (the funds account, which must own the executor) approves the executor for `A` base units of
+the debt token `T` (`max`: unlimited; 0 revokes): what loss-making liquidations (`liquidateSubsidized`)
+may pull from the owner to repay their flash loans. The executor defaults to KEEPER_EXECUTOR_ADDRESS (or
+the devnet's). `--dry-run` prints the approval (current allowance, gas, calldata) and sends nothing.
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ from keeper.logs import register_secrets, scrub
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-app = typer.Typer(help="Our contracts: deploy the LiquidationExecutor.", no_args_is_help=True)
+app = typer.Typer(
+    help="Our contracts: deploy the LiquidationExecutor; approve it for subsidies.", no_args_is_help=True
+)
 
 ZERO_ADDRESS = "0x" + "00" * 20
 GWEI = 10**9
@@ -605,3 +613,200 @@ def deploy(
     _echo(f"Balancer V2 Vault {record.balancer_vault}")
     _echo(f"gas paid: {record.gas_cost_wei} wei; record written to {path}")
     _echo(f"now set KEEPER_EXECUTOR_ADDRESS={record.address}")
+
+
+# --- approve-subsidy ------------------------------------------------------------------------------------
+
+APPROVE_GAS_FLOOR = 60_000
+
+
+@dataclass
+class ApprovalPlan:
+    """The owner's `approve(executor, amount)` on a debt token (what `liquidateSubsidized` may pull)."""
+
+    chain_id: int
+    owner: str
+    token: str
+    executor: str
+    amount: int
+    current: int
+    """The allowance before."""
+    gas: int
+    max_fee: int
+    tip: int
+    data: bytes
+
+
+def parse_amount(text: str) -> int:
+    """An allowance in base units: a non-negative integer, or "max" (2**256 - 1). ValueError otherwise."""
+    t = text.strip().lower().replace("_", "")
+    if t == "max":
+        return 2**256 - 1
+    value = int(t)
+    if not 0 <= value < 2**256:
+        raise ValueError("out of uint256 range")
+    return value
+
+
+async def _read_uint(rpc: RpcClient, to: str, data: bytes, block: str = "latest") -> int:
+    return int(decode(["uint256"], await rpc.eth_call(to, data, block))[0])
+
+
+async def plan_approval(rpc: RpcClient, owner: str, token: str, executor: str, amount: int) -> ApprovalPlan:
+    """Reads what the approval needs (the executor's owner must be `owner`, the token must be a contract)
+    and prices it; sends nothing. KeeperError when it cannot work."""
+    from keeper.executors.executor_contract import encode_allowance, encode_approve
+
+    chain_id = hex_to_int(await rpc.call("eth_chainId"))
+    codes = await rpc.batch([("eth_getCode", [a, "latest"]) for a in (executor, token)])
+    if codes[0] in (None, "0x"):
+        raise KeeperError(f"no contract at the executor address {executor}")
+    if codes[1] in (None, "0x"):
+        raise KeeperError(f"no contract at the token address {token}")
+    executor_owner = str(decode(["address"], await rpc.eth_call(executor, encode_call("owner()", [], [])))[0])
+    if executor_owner.lower() != owner.lower():
+        raise KeeperError(
+            f"the executor {executor} is owned by {executor_owner}, not by the funds account {owner}: "
+            "only its owner's allowance is pulled by liquidateSubsidized"
+        )
+    current = await _read_uint(rpc, token, encode_allowance(owner, executor))
+    data = encode_approve(executor, amount)
+    try:
+        estimate = hex_to_int(
+            await rpc.call("eth_estimateGas", [{"from": owner, "to": token, "data": "0x" + data.hex()}])
+        )
+    except JsonRpcError as exc:
+        raise KeeperError(f"approve would revert: {exc}") from None
+    max_fee, tip = await _fees(rpc)
+    gas = max(APPROVE_GAS_FLOOR, estimate * 5 // 4)
+    return ApprovalPlan(chain_id, owner, token, executor, amount, current, gas, max_fee, tip, data)
+
+
+async def approve_subsidy_signed(
+    rpc: RpcClient, signer: TxSigner, plan: ApprovalPlan, *, receipt_timeout: float = 600.0
+) -> tuple[str, int]:
+    """Signs and sends the plan's approve, waits for it; returns (tx hash, allowance read back)."""
+    from keeper.executors.executor_contract import encode_allowance
+
+    balance = hex_to_int(await rpc.call("eth_getBalance", [plan.owner, "latest"]))
+    if balance < plan.gas * plan.max_fee:
+        raise KeeperError(
+            f"the owner {plan.owner} has {balance} wei; the approval may cost up to "
+            f"{plan.gas * plan.max_fee} wei: fund it first"
+        )
+    nonce = hex_to_int(await rpc.call("eth_getTransactionCount", [plan.owner, "pending"]))
+    signed = signer.sign(
+        Eip1559Tx(plan.chain_id, nonce, plan.tip, plan.max_fee, plan.gas, plan.token, 0, plan.data)
+    )
+    tx_hash = await _send(rpc, signed)
+    receipt = await rpc.wait_for_receipt(tx_hash, timeout=receipt_timeout, poll=0.5)
+    if receipt.get("status") != "0x1":
+        raise KeeperError(f"the approve transaction {tx_hash} reverted")
+    after = await _read_uint(rpc, plan.token, encode_allowance(plan.owner, plan.executor))
+    if after != plan.amount:
+        raise KeeperError(f"the allowance reads {after} after the approval, not {plan.amount}")
+    return tx_hash, after
+
+
+def _executor_from(settings: Settings, option: str | None) -> str:
+    if option:
+        if not is_address(option):
+            raise ConfigError([f"--executor: not an address: {option!r}"])
+        return str(to_checksum_address(option))
+    if settings.devnet:
+        from keeper.runner import read_devnet_file
+
+        executor = read_devnet_file(settings.devnet_file).deployment.get("executor")
+        if executor:
+            return str(to_checksum_address(str(executor)))
+    if settings.executor_address:
+        return str(to_checksum_address(settings.executor_address))
+    raise ConfigError(
+        [f"{env_name('executor_address')}: missing (or --executor): the executor the owner approves"]
+    )
+
+
+def _prepare_approval(config: Path | None, executor: str | None) -> tuple[Settings, LocalAccount, str]:
+    settings = load_settings(config)
+    register_secrets(*settings.secrets())
+    account = funds_account(settings)
+    if account is None:
+        raise ConfigError(
+            [
+                f"{env_name('private_key')}: missing (or {env_name('keystore')}): the owner's key signs "
+                "the approval"
+            ]
+        )
+    return settings, account, _executor_from(settings, executor)
+
+
+@app.command("approve-subsidy")
+def approve_subsidy(
+    token: Annotated[str, typer.Option("--token", help="The debt token (address) the owner approves.")],
+    amount: Annotated[
+        str,
+        typer.Option(
+            "--amount",
+            help="The allowance in the token's base units (e.g. 1000000000 = 1000 USDC), or max; 0 revokes. "
+            "It caps what loss-making liquidations (liquidateSubsidized) may pull from the owner.",
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="TOML settings file (env vars and .env override it).", dir_okay=False
+        ),
+    ] = None,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="The executor (default KEEPER_EXECUTOR_ADDRESS, or the devnet's)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the approval; send nothing.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the receipt.")] = 600.0,
+) -> None:
+    """Protocol mode: the owner approves the executor for a debt token, so that a liquidation whose sale
+    does not repay the loan can be subsidized by the owner (up to this allowance)."""
+    problems = []
+    if not is_address(token):
+        problems.append(
+            f"--token: not an address: {token!r} (e.g. 0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48)"
+        )
+    try:
+        value = parse_amount(amount)
+    except ValueError:
+        problems.append(f"--amount: not a non-negative integer of base units or max: {amount!r}")
+        value = 0
+    if problems:
+        raise _fail(problems)
+    token_address = str(to_checksum_address(token))
+    try:
+        settings, account, executor_address = _prepare_approval(config, executor)
+    except ConfigError as exc:
+        raise _fail(exc.problems) from None
+    signer = TxSigner(account)
+
+    async def main() -> tuple[ApprovalPlan, str | None, int | None]:
+        async with RpcClient(settings.rpc_http_url, timeout=30) as rpc:
+            plan = await plan_approval(rpc, signer.address, token_address, executor_address, value)
+            if dry_run:
+                return plan, None, None
+            tx_hash, after = await approve_subsidy_signed(rpc, signer, plan, receipt_timeout=timeout)
+            return plan, tx_hash, after
+
+    try:
+        plan, tx_hash, after = asyncio.run(main())
+    except (KeeperError, OSError) as exc:
+        where = redact_url(settings.rpc_http_url)
+        reason = str(exc) if not isinstance(exc, RpcError) else f"{exc} (node {where})"
+        raise _fail([f"approve-subsidy failed: {reason}"], 1) from None
+    what = (
+        f"approve({plan.executor}, {plan.amount}) on {plan.token} from the owner {plan.owner} "
+        f"(chain {plan.chain_id}; allowance now {plan.current}; gas {plan.gas}, max fee {plan.max_fee} "
+        "wei/gas)"
+    )
+    if tx_hash is None:
+        _echo(f"dry run: nothing sent. Would send {what}")
+        _echo(f"calldata 0x{plan.data.hex()}")
+        return
+    _echo(f"sent {what}: transaction {tx_hash}")
+    _echo(f"allowance of {plan.executor} for {plan.token} from {plan.owner}: {after}")

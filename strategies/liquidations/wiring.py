@@ -13,7 +13,7 @@ settles what an earlier run left open in the ledger (`reconcile`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from keeper.config import Settings, env_name
 from keeper.core.interfaces import Collector, Executor
 from keeper.errors import ConfigError
 from keeper.executors.bundle_executor import BundleExecutor
+from keeper.executors.executor_contract import encode_allowance
 from keeper.executors.single_tx import SingleTxExecutor
 from keeper.executors.submission import block_gas_budget, check_executor_access, submit_executor
 from keeper.logs import kv
@@ -146,6 +147,56 @@ class LiquidationKeeper:
         return Components([self.strategy], executors, list(self.collectors))
 
 
+async def subsidy_allowances(
+    rpc: RpcClient, executor: str, markets: Sequence[MarketConfig]
+) -> dict[str, int]:
+    """Protocol mode: the executor owner's ERC-20 allowance to the executor for every reserve (possible
+    debt asset) of the markets (the pools' `getReservesList()`): what `liquidateSubsidized` may pull."""
+    raw = await rpc.eth_call(executor, encode_call("owner()", [], []))
+    owner = str(decode(["address"], raw)[0])
+    lists = await rpc.batch(
+        [
+            ("eth_call", [{"to": m.pool, "data": "0x" + encode_call("getReservesList()").hex()}, "latest"])
+            for m in markets
+        ]
+    )
+    assets: list[str] = []
+    for result in lists:
+        for a in decode(["address[]"], bytes.fromhex(str(result)[2:]))[0]:
+            if str(a).lower() not in {x.lower() for x in assets}:
+                assets.append(str(a))
+    if not assets:
+        return {}
+    data = "0x" + encode_allowance(owner, executor).hex()
+    results = await rpc.batch([("eth_call", [{"to": a, "data": data}, "latest"]) for a in assets])
+    return {
+        a: int(decode(["uint256"], bytes.fromhex(str(r)[2:]))[0])
+        for a, r in zip(assets, results, strict=True)
+    }
+
+
+async def warn_without_subsidy_allowance(
+    rpc: RpcClient, executor: str, markets: Sequence[MarketConfig]
+) -> list[str]:
+    """A WARNING at start naming the markets' debt assets the owner has not approved the executor for
+    (`keeper contracts approve-subsidy`): their loss-making sales cannot be subsidized (they revert).
+    Returns those assets; a failed read is logged, never fatal."""
+    try:
+        allowances = await subsidy_allowances(rpc, executor, markets)
+    except Exception as exc:  # a warning about warnings: the keeper runs anyway
+        log.warning("cannot read the owner's subsidy allowances", extra=kv(error=str(exc)[:200]))
+        return []
+    missing = [a for a, v in allowances.items() if v == 0]
+    if missing:
+        log.warning(
+            "protocol mode: the executor's owner has not approved it for these debt assets: loss-making "
+            "sales cannot be subsidized (approve with `keeper contracts approve-subsidy --token T "
+            "--amount A`)",
+            extra=kv(executor=executor, tokens=",".join(missing)),
+        )
+    return missing
+
+
 async def build_strategy(
     rpc: RpcClient, setup: LiquidationSetup, execution: ExecutionConfig, *, stuck_after_blocks: int = 10
 ) -> tuple[LiquidationStrategy, LiquidationActions]:
@@ -179,6 +230,7 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
     subsidy: SubsidyBudget | None = None
     if settings.mode == "protocol":
         subsidy = SubsidyBudget(settings.subsidy_budget_wei, (await services.ledger()).subsidy_spent)
+        await warn_without_subsidy_allowance(rpc, setup.executor, setup.markets)
     execution = ExecutionConfig(
         executor=setup.executor,
         weth=setup.weth,

@@ -12,6 +12,9 @@ nothing and has no allowance left.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from eth_utils.crypto import keccak
 
 from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient, hex_to_int
-from keeper.devnet.anvil import Anvil, AnvilConfig
+from keeper.devnet.anvil import DEV_ACCOUNTS, Anvil, AnvilConfig
 from keeper.devnet.contracts import our_artifact
 from keeper.devnet.deploy import WHALE
 from keeper.devnet.deployer import fn_signature
@@ -57,6 +60,7 @@ from tests.integration.test_executor_contract import (
     assert_executor_clean,
     balance_of,
     batch_output,
+    clean_env,
     coinbase_tips,
     e,
     env,
@@ -311,3 +315,77 @@ async def test_legacy_build_subsidized_resets_its_slots(tmp_path: Path) -> None:
         # A plain liquidation still works after it.
         b = await far_params(env, "v3-wbtc-weth")
         assert (await send(env, env.owner, env.executor, encode_liquidate(b)))["status"] == "0x1"
+
+
+async def approve_cli(env: Env, cwd: Path, key: str, *args: str) -> tuple[int, str]:
+    """`python -m keeper contracts approve-subsidy ARGS` against the module's devnet, signed with `key`;
+    blocks are mined while it waits for its receipt."""
+    net = env.net
+    url = getattr(net, "http_url")  # noqa: B009 (the Devnet of this module's env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "keeper",
+        "contracts",
+        "approve-subsidy",
+        *args,
+        cwd=cwd,
+        env=clean_env(KEEPER_RPC_HTTP_URL=str(url), KEEPER_PRIVATE_KEY=key),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+    async def mine() -> None:
+        while True:
+            await asyncio.sleep(0.3)
+            await net.mine()
+
+    miner = asyncio.create_task(mine())
+    try:
+        raw, _ = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        miner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await miner
+    out = raw.decode()
+    assert key[2:] not in out and "Traceback" not in out, out
+    assert proc.returncode is not None
+    return proc.returncode, out
+
+
+async def test_approve_subsidy_cli(e: Env, tmp_path: Path) -> None:
+    """`keeper contracts approve-subsidy`: the dry run prints the approval and sends nothing; the real one
+    sets the owner's allowance (read back); a key that does not own the executor, a bad amount or token
+    are refused."""
+    owner_key = next(k for a, k in DEV_ACCOUNTS if a.lower() == e.owner.lower())
+    usdc = e.sym("USDC")
+    before = await allowance(e, usdc)
+    ex = ("--executor", e.executor)
+    code, out = await approve_cli(
+        e,
+        tmp_path,
+        owner_key,
+        "--token",
+        usdc,
+        "--amount",
+        "1000000000",
+        "--executor",
+        e.executor,
+        "--dry-run",
+    )
+    assert code == 0, out
+    assert "dry run: nothing sent" in out and f"approve({e.executor}, 1000000000) on {usdc}" in out
+    assert f"allowance now {before}" in out
+    assert await allowance(e, usdc) == before
+    code, out = await approve_cli(e, tmp_path, owner_key, "--token", usdc, "--amount", "1000000000", *ex)
+    assert code == 0, out
+    assert await allowance(e, usdc) == 1_000_000_000
+    assert f"allowance of {e.executor} for {usdc} from {e.owner}: 1000000000" in out
+    # Not the executor's owner: refused before anything is sent.
+    stranger = next(k for a, k in DEV_ACCOUNTS if a.lower() != e.owner.lower())
+    code, out = await approve_cli(e, tmp_path, stranger, "--token", usdc, "--amount", "max", *ex)
+    assert code == 1 and "is owned by" in out, out
+    code, out = await approve_cli(e, tmp_path, owner_key, "--token", usdc, "--amount", "-1", *ex)
+    assert code == 2 and "--amount" in out, out
+    code, out = await approve_cli(e, tmp_path, owner_key, "--token", "nope", "--amount", "1", *ex)
+    assert code == 2 and "--token" in out, out
