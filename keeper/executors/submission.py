@@ -8,7 +8,7 @@ builders, MEV-Share backruns by hash) or the `SingleTxExecutor` (public mempool 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from eth_abi.abi import decode
@@ -29,6 +29,25 @@ GAS_BUDGET_SHARE = 3
 """Default gas budget per block: the block gas limit divided by this."""
 
 TokenPricer = Callable[[str], Awaitable[tuple[int, int]]]
+
+MISSING_EXECUTOR = (
+    f"{env_name('executor_address')}: missing (deploy one with `keeper contracts deploy`); "
+    "e.g. KEEPER_EXECUTOR_ADDRESS=0x<the printed address>"
+)
+"""The problem line when a strategy that sends through the executor contract has none configured."""
+
+
+def devnet_executor(devnet: Mapping[str, Any]) -> str:
+    """The executor contract of a devnet deployment record; ConfigError when it has none."""
+    executor = str(devnet.get("executor") or "")
+    if not executor:
+        raise ConfigError(
+            [
+                f"{env_name('devnet_file')}: the deployment has no executor "
+                "(restart the devnet with `keeper devnet up`)"
+            ]
+        )
+    return executor
 
 
 async def submit_executor(

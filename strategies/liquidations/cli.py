@@ -13,6 +13,7 @@ from rich.table import Table
 
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import format_units
+from keeper.rows_at_block import RowsAtBlock
 from strategies.liquidations.markets import MarketConfig, build_adapters
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.strategy import LiquidationStrategy, Valuer
@@ -78,19 +79,10 @@ class PositionRow:
         }
 
 
-class Positions(list[PositionRow]):
+class Positions(RowsAtBlock[PositionRow]):
     """The rows, and the block they were read at."""
 
-    def __init__(self, rows: Sequence[PositionRow], *, block: int, timestamp: int) -> None:
-        super().__init__(rows)
-        self.block = block
-        self.timestamp = timestamp
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "block": {"number": str(self.block), "timestamp": str(self.timestamp)},
-            "positions": [r.to_json() for r in self],
-        }
+    key = "positions"
 
 
 async def collect(

@@ -29,7 +29,13 @@ from keeper.errors import ConfigError
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.executor_contract import encode_allowance
 from keeper.executors.single_tx import SingleTxExecutor
-from keeper.executors.submission import block_gas_budget, check_executor_access, submit_executor
+from keeper.executors.submission import (
+    MISSING_EXECUTOR,
+    block_gas_budget,
+    check_executor_access,
+    devnet_executor,
+    submit_executor,
+)
 from keeper.logs import kv
 from keeper.strategies_registry import Components, Services, StrategyContext
 from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
@@ -58,14 +64,7 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
     if devnet is not None:
         tokens = devnet["tokens"]
         weth, usdc = str(tokens["WETH"]["address"]), str(tokens["USDC"]["address"])
-        executor = str(devnet.get("executor") or "")
-        if not executor:
-            raise ConfigError(
-                [
-                    f"{env_name('devnet_file')}: the deployment has no executor "
-                    "(restart the devnet with `keeper devnet up`)"
-                ]
-            )
+        executor = devnet_executor(devnet)
         return LiquidationSetup(
             markets=devnet_markets(devnet),
             v3_pools=[str(a) for a in devnet["uniswap_v3"]["pools"].values()],
@@ -87,10 +86,7 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
             "e.g. KEEPER_V3_POOLS=0x88e6A0c2dDD26FEEb64F039a2c41296FcB3f5640"
         )
     if settings.executor_address is None:
-        problems.append(
-            f"{env_name('executor_address')}: missing (deploy one with `keeper contracts deploy`); "
-            "e.g. KEEPER_EXECUTOR_ADDRESS=0x<the printed address>"
-        )
+        problems.append(MISSING_EXECUTOR)
     if problems:
         raise ConfigError(problems)
     assert settings.executor_address is not None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from rich.table import Table
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import format_units
 from keeper.collectors.blocks import decode_header
+from keeper.rows_at_block import RowsAtBlock
 from strategies.peg.actions import PegActions, PricedArbitrage
 from strategies.peg.detect import PoolPrice, pool_prices, target_of
 from strategies.peg.pegs import Peg
@@ -93,17 +93,8 @@ class PegRow:
         }
 
 
-class PegReport(list[PegRow]):
-    def __init__(self, rows: Sequence[PegRow], *, block: int, timestamp: int) -> None:
-        super().__init__(rows)
-        self.block = block
-        self.timestamp = timestamp
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "block": {"number": str(self.block), "timestamp": str(self.timestamp)},
-            "pegs": [r.to_json() for r in self],
-        }
+class PegReport(RowsAtBlock[PegRow]):
+    key = "pegs"
 
 
 async def collect(rpc: RpcClient, strategy: PegStrategy, actions: PegActions) -> PegReport:

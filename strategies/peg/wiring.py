@@ -25,7 +25,13 @@ from keeper.core.interfaces import Collector, Executor
 from keeper.errors import ConfigError
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.single_tx import SingleTxExecutor
-from keeper.executors.submission import block_gas_budget, check_executor_access, submit_executor
+from keeper.executors.submission import (
+    MISSING_EXECUTOR,
+    block_gas_budget,
+    check_executor_access,
+    devnet_executor,
+    submit_executor,
+)
 from keeper.logs import kv
 from keeper.strategies_registry import Components, StrategyContext
 from strategies.peg.actions import PegActions, PegExecutionConfig
@@ -81,14 +87,7 @@ def _unique(pegs: Sequence[Peg]) -> list[Peg]:
 def devnet_peg_setup(devnet: Mapping[str, Any], tables: Sequence[Mapping[str, Any]] = ()) -> PegSetup:
     """The devnet's pegs (plus any `[[peg]]` tables over its tokens), pools, executor and routers."""
     tokens = devnet["tokens"]
-    executor = str(devnet.get("executor") or "")
-    if not executor:
-        raise ConfigError(
-            [
-                f"{env_name('devnet_file')}: the deployment has no executor "
-                "(restart the devnet with `keeper devnet up`)"
-            ]
-        )
+    executor = devnet_executor(devnet)
     addresses = devnet_venue_addresses(devnet)
     declared = devnet_pegs(devnet) + (load_pegs(tables, tokens) if tables else [])
     routers: dict[str, SwapProtocol] = {
@@ -128,10 +127,7 @@ def peg_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> PegSetup:
             f"{env_name('peg_presets')} / [[peg]]: no peg to watch; e.g. KEEPER_PEG_PRESETS=wsteth-weth"
         )
     if settings.executor_address is None:
-        problems.append(
-            f"{env_name('executor_address')}: missing (deploy one with `keeper contracts deploy`); "
-            "e.g. KEEPER_EXECUTOR_ADDRESS=0x<the printed address>"
-        )
+        problems.append(MISSING_EXECUTOR)
     if problems:
         raise ConfigError(problems)
     assert settings.executor_address is not None
