@@ -34,7 +34,14 @@ from keeper.chain.units import percent_mul
 from keeper.errors import KeeperError
 from strategies.liquidations.common import LiquidationOutcome, LiquidationTerms, NotLiquidatable
 from strategies.venues.base import Venue
-from strategies.venues.router import Route, best_route, candidate_routes, requote
+from strategies.venues.router import (
+    Route,
+    best_route,
+    best_split,
+    candidate_routes,
+    path_rate,
+    requote,
+)
 
 __all__ = ["UNBOUNDED", "Execution", "PlanCache", "Sizer", "maximize_unimodal"]
 
@@ -53,6 +60,11 @@ MIN_ROOT_SALE = 10**6
 """Below this many collateral units at the largest size, the size search does not use slopes."""
 UNBOUNDED = 2**256
 BPS = 10_000
+SPLIT_IMPACT_BPS = 5
+"""A split of the sale over two paths is tried only when the best path's output at the largest size is
+this many bps below its spot-rate value (the most any split can gain is that shortfall)."""
+SPLIT_PARTNERS = 3
+"""Paths (next best bounds) tried as the second leg of a split."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,7 +377,9 @@ class Sizer:
             knob(k)
         return True
 
-    def best_for_pair(self, terms: LiquidationTerms, *, floor: int | None = None) -> Execution | None:
+    def best_for_pair(
+        self, terms: LiquidationTerms, *, floor: int | None = None, leg_cost: int = 0
+    ) -> Execution | None:
         """The most profitable execution of one pair: size and route. None: no route or always reverts.
 
         Every path (`candidate_routes` at the largest size D, one quote each) is a candidate. With the
@@ -380,7 +394,12 @@ class Sizer:
 
         `floor`: the smallest gross profit worth having (debt-asset units; e.g. what covers gas, the
         builder's share and the minimum); paths whose bound is below it are not sized, and None is returned
-        when no path can reach it (`self.below_floor` is then True)."""
+        when no path can reach it (`self.below_floor` is then True).
+
+        Splits: the best execution's sale, at its size, divided over its path and one of the next ones
+        when that pays at least `leg_cost` (debt-asset units, e.g. the gas of the second leg) more
+        (`_split`). The size is the best single path's (a split pays more per unit at the margin, so its
+        own best size may be larger: not searched)."""
         self.below_floor = False
         found = self._plans(terms)
         if found is None:
@@ -392,14 +411,23 @@ class Sizer:
             self.below_floor = True
             return None
         best: Execution | None = None
+        best_worth = 0
+
+        def worth(ex: Execution) -> int:
+            return ex.gross_profit - (leg_cost * (len(ex.route.legs) - 1))
+
         for bound, neg_i, route in plans:
-            if best is not None and bound <= best.gross_profit:
+            if best is not None and bound <= best_worth:
                 break
             if floor is not None and bound < floor:
                 break
             seed = seeds.get(-neg_i) or self.execute(terms, route, top.debt_to_cover, outcome=top)
             if seed is None:
                 continue
+            if best is not None:
+                tight = self.tangent_bound(seed)
+                if tight is not None and tight <= best_worth:
+                    continue  # quoted at D, this path cannot beat the best at any size
             rising = None
             marginal = self._path_rate(seed.route, marginal=True)
             if marginal is not None:
@@ -407,9 +435,104 @@ class Sizer:
                 lhs = marginal[0] * sale * BPS
                 rising = lhs >= marginal[1] * top.debt_to_cover * (BPS + self.flash_premium_bps)
             ex = self.on_route(terms, seed.route, top.debt_to_cover, rising=rising, seed=seed)
-            if ex is not None and (best is None or ex.gross_profit > best.gross_profit):
-                best = ex
+            if ex is not None and (best is None or worth(ex) > best_worth):
+                best, best_worth = ex, worth(ex)
+        if best is not None:
+            best = self._split(best, [route for _, _, route in plans], leg_cost)
         return best
+
+    def tangent_bound(self, ex: Execution) -> int | None:
+        """An upper bound of the gross profit on `ex`'s path at any size up to ex's (its largest), from
+        its exact sale there: a concave sale lies below its tangent at that size (marginal rate m) and
+        below the spot-rate line (s), so with k the cost (repaid + premium) per unit of collateral sold,
+        profit(c) <= min(c s, out - (C - c) m) - k c, whose maximum is at C when m >= k, else where the
+        two lines meet. Plus a few units for the roundings. None: no rates (or a split: its legs' rates
+        after a shared pool are not its slope)."""
+        route = ex.route
+        if route.is_split:
+            return None
+        c_top = ex.outcome.collateral_to_liquidator
+        if c_top <= 0:
+            return None
+        spot = self._path_rate(route, marginal=False)
+        after = self._path_rate(route, marginal=True)
+        if spot is None or after is None:
+            return None
+        out = route.amount_out
+        cost = ex.outcome.actual_debt_to_cover + ex.flash_premium
+        slack = 3 + -(-cost // c_top)
+        s_n, s_d = spot
+        m_n, m_d = after
+        # m >= k: the profit still rises at C (at most the profit there).
+        if m_n * c_top >= cost * m_d:
+            return ex.gross_profit + slack
+        # s <= k: never profitable past the roundings.
+        if s_n * c_top <= cost * s_d:
+            return slack
+        # c* = (out - C m) / (s - m), clipped to [0, C]; bound c* (s - k).
+        num = (out * m_d - c_top * m_n) * s_d  # (out - C m) * m_d * s_d
+        den = s_n * m_d - m_n * s_d  # (s - m) * m_d * s_d
+        if den <= 0:
+            return ex.gross_profit + slack
+        # bound = c* (s - k) = num / den * (s_n / s_d - cost / C), rounded up.
+        top = num * (s_n * c_top - cost * s_d)
+        bottom = den * s_d * c_top
+        if num <= 0:
+            return slack
+        if num >= c_top * den:
+            return ex.gross_profit + slack
+        return -(-top // bottom) + slack
+
+    def _split(self, ex: Execution, paths: Sequence[Route], leg_cost: int) -> Execution:
+        """`ex` with its sale divided over its path and one of the next paths (`best_split`, by bps, at
+        ex's size), when that pays at least `leg_cost` more; `ex` itself otherwise. Tried only when ex's
+        path loses more than SPLIT_IMPACT_BPS of its spot-rate value to price impact (the most a split can
+        gain is that loss), with the partners (the next SPLIT_PARTNERS paths by bound) whose first unit
+        pays more than ex's path's last."""
+        first = ex.route
+        sale = ex.outcome.collateral_to_liquidator
+        if first.is_split or sale <= 0 or len(paths) < 2:
+            return ex
+        spot = self._path_rate(first, marginal=False)
+        if spot is None or first.amount_out * BPS * spot[1] >= sale * spot[0] * (BPS - SPLIT_IMPACT_BPS):
+            return ex
+        after = self._path_rate(first, marginal=True)
+        pools = [(h.venue, h.pool.lower()) for h in first.hops]
+        found: Route | None = None
+        counter = [0]
+        partners = 0
+        for r2 in paths:
+            if r2.is_split or [(h.venue, h.pool.lower()) for h in r2.hops] == pools:
+                continue
+            partners += 1
+            if partners > SPLIT_PARTNERS:
+                break
+            spot2 = self._path_rate(r2, marginal=False)
+            need = max(1, leg_cost) + (found.amount_out - first.amount_out if found is not None else 0)
+            if after is not None and spot2 is not None:
+                # Moving x from the first path to the second gains at most x * (spot2 - after): the first
+                # path's output is concave (it loses at least its last rate per unit), the second's pays
+                # at most its spot rate per unit.
+                gain = sale * (spot2[0] * after[1] - after[0] * spot2[1]) // (spot2[1] * after[1])
+                if gain < need:
+                    continue
+            split = best_split(
+                self.venues,
+                first,
+                r2,
+                sale,
+                baseline=first.amount_out + need - max(1, leg_cost),
+                min_gain=max(1, leg_cost),
+                fresh=True,
+                evaluations=counter,
+            )
+            if split is not None:
+                found = split
+        self.quotes += counter[0]
+        if found is None:
+            return ex
+        gross = found.amount_out - ex.outcome.actual_debt_to_cover - ex.flash_premium
+        return Execution(ex.terms, ex.outcome, found, ex.flash_premium, gross)
 
     def bound(self, terms: LiquidationTerms) -> int | None:
         """An upper bound of the pair's gross profit (debt-asset units) at any size on the current state,
@@ -473,6 +596,11 @@ class Sizer:
                 if at_probe is not None:
                     # (probe - 1): the venue's 1-unit roundings (fee rounded up, output down) at the probe
                     bound = (at_probe.amount_out + 1) * sale // (probe - 1) - cost_top
+            seed = seeds.get(i)
+            if seed is not None:
+                tight = self.tangent_bound(seed)
+                if tight is not None:
+                    bound = min(bound, tight)
             plans.append((bound, -i, route))
         plans.sort(reverse=True, key=lambda t: (t[0], t[1]))
         return top, plans, seeds
@@ -491,22 +619,9 @@ class Sizer:
 
     def _path_rate(self, route: Route, *, marginal: bool) -> tuple[int, int] | None:
         """The path's output per unit input: at the current state (spot) or after its quoted sale
-        (marginal); the product of its hops' rates. None when a venue does not tell."""
-        num, den = 1, 1
-        for hop in route.hops:
-            venue = self.venues.get(hop.venue)
-            if venue is None:
-                return None
-            if marginal:
-                fn = getattr(venue, "marginal_rate", None)
-                rate = fn(hop) if fn is not None else None
-            else:
-                fn = getattr(venue, "spot_rate", None)
-                rate = fn(hop.token_in, hop.token_out, hop.pool) if fn is not None else None
-            if rate is None or rate[1] <= 0:
-                return None
-            num, den = num * rate[0], den * rate[1]
-        return num, den
+        (marginal); the product of its hops' rates (a split: `path_rate`). None when a venue does not
+        tell."""
+        return path_rate(self.venues, route, marginal=marginal)
 
     def routes_at(self, terms: LiquidationTerms, collateral: int) -> list[Route]:
         """Every path selling `collateral` of the pair's collateral asset into its debt asset, best first."""

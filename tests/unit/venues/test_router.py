@@ -8,9 +8,16 @@ from typing import Any, Self
 
 import pytest
 
-from keeper.executors.executor_contract import V2Route, V3Route, encode_v2_path, encode_v3_path
+from keeper.executors.executor_contract import (
+    MixedRoute,
+    RouteLeg,
+    V2Route,
+    V3Route,
+    encode_v2_path,
+    encode_v3_path,
+)
 from strategies.venues.base import Pair, Quote, QuoteError, RouteKind, Venue, pair_key
-from strategies.venues.router import Route, best_route, executor_route
+from strategies.venues.router import MIXED, Route, best_route, executor_route
 
 A = "0x" + "aa" * 20
 B = "0x" + "bb" * 20
@@ -207,10 +214,14 @@ def test_none_when_no_path() -> None:
     assert best_route([venue], A, E, 100, via=(C, D)) is None
 
 
-def test_both_hops_must_be_on_one_venue() -> None:
+def test_hops_on_two_venues_are_one_mixed_leg() -> None:
     first = FakeVenue("v3", [rate("ac", A, C, 2, 1)])
     second = FakeVenue("v2", [rate("cb", C, B, 2, 1)], kind=RouteKind.UNISWAP_V2)
-    assert best_route([first, second], A, B, 100, via=(C,)) is None
+    route = best_route([first, second], A, B, 100, via=(C,))
+    assert route is not None and route.amount_out == 400 and route.venue == MIXED
+    assert route.kind is RouteKind.MIXED and not route.is_split
+    assert route.executor_route == MixedRoute((RouteLeg(10_000, (V3Route((A, C), (30,)), V2Route((C, B)))),))
+    assert route.tokens == (A, C, B) and route.amount_in == 100
 
 
 def test_connectors_equal_to_the_ends_are_skipped() -> None:
