@@ -416,18 +416,28 @@ class Sizer:
         def worth(ex: Execution) -> int:
             return ex.gross_profit - (leg_cost * (len(ex.route.legs) - 1))
 
+        # Every path that may win is quoted at D first (one quote each): its profit there is reached, so
+        # a path whose spot bound is below the best of those cannot win; the others are sized in the
+        # order of their tangent bounds (`tangent_bound`), until a bound cannot beat the best sized.
+        quoted: list[tuple[int, int, Execution]] = []
+        reached: int | None = None
         for bound, neg_i, route in plans:
-            if best is not None and bound <= best_worth:
+            if reached is not None and bound <= reached:
                 break
             if floor is not None and bound < floor:
                 break
             seed = seeds.get(-neg_i) or self.execute(terms, route, top.debt_to_cover, outcome=top)
             if seed is None:
                 continue
-            if best is not None:
-                tight = self.tangent_bound(seed)
-                if tight is not None and tight <= best_worth:
-                    continue  # quoted at D, this path cannot beat the best at any size
+            tight = self.tangent_bound(seed)
+            quoted.append((bound if tight is None else min(bound, tight), neg_i, seed))
+            reached = seed.gross_profit if reached is None else max(reached, seed.gross_profit)
+        quoted.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        for bound, _, seed in quoted:
+            if best is not None and bound <= best_worth:
+                break
+            if floor is not None and bound < floor:
+                break
             rising = None
             marginal = self._path_rate(seed.route, marginal=True)
             if marginal is not None:

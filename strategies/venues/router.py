@@ -364,6 +364,41 @@ def _two_hops(
                     yield q1, q2
 
 
+def _every_two_hop(
+    venues: Sequence[Venue], token_in: str, token_out: str, amount_in: int, via: Sequence[str]
+) -> Iterator[tuple[Quote, Quote]]:
+    """token_in -> c -> token_out for every connector c, every pool of the first hop (any venue) and
+    every pool of the second (any venue; on the state the first leaves when it is the same venue);
+    quotes that fail or pay nothing left out. One-venue paths first, then cross-venue ones."""
+    ends = {token_in.lower(), token_out.lower()}
+    connectors = [c for c in via if c.lower() not in ends]
+
+    def quote(venue: Venue, t_in: str, t_out: str, amount: int, pool: str) -> Quote | None:
+        try:
+            q = venue.quote_exact_in(t_in, t_out, amount, pool=pool)
+        except QuoteError:
+            return None
+        return q if q is not None and q.amount_out > 0 else None
+
+    firsts: list[tuple[int, str, Quote]] = []
+    for x, venue in enumerate(venues):
+        for c in connectors:
+            for pool in venue.pools(token_in, c):
+                q1 = quote(venue, token_in, c, amount_in, pool)
+                if q1 is not None:
+                    firsts.append((x, c, q1))
+    for cross in (False, True):
+        for x, c, q1 in firsts:
+            for y, venue in enumerate(venues):
+                if (y != x) is not cross:
+                    continue
+                on = venues[x].apply(q1) if y == x else venue
+                for pool in on.pools(c, token_out):
+                    q2 = quote(on, c, token_out, q1.amount_out, pool)
+                    if q2 is not None:
+                        yield q1, q2
+
+
 def best_route(
     venues: Iterable[Venue],
     token_in: str,
@@ -410,11 +445,12 @@ def best_route(
 def candidate_routes(
     venues: Iterable[Venue], token_in: str, token_out: str, amount_in: int, *, via: Sequence[str] = ()
 ) -> list[Route]:
-    """Every distinct path `best_route` chooses from, each quoted for `amount_in`: a direct swap on every
-    pool of every venue, and token_in -> c -> token_out for every connector c with each hop on any venue
-    (best pool of each hop). Paths that cannot quote the amount (QuoteError) or pay nothing are left out.
-    Best first (ties: direct before two-hop, one venue before across venues, venues and connectors in the
-    order given)."""
+    """Every distinct path, each quoted for `amount_in`: a direct swap on every pool of every venue, and
+    token_in -> c -> token_out for every connector c with each hop on any pool of any venue (not only the
+    pools best at this state: a caller that keeps the paths for later states, after other sales moved
+    the pools, still has the path through the pool best then). Paths that cannot quote the amount
+    (QuoteError) or pay nothing are left out. Best first (ties: direct before two-hop, one venue before
+    across venues, venues, connectors and pools in the order given)."""
     if amount_in <= 0:
         raise ValueError("amount_in must be > 0")
     if token_in.lower() == token_out.lower():
@@ -430,7 +466,7 @@ def candidate_routes(
                 continue
             if q is not None and q.amount_out > 0:
                 found.append(split_route([(q,)], pool_ids=ids))
-    for hops in _two_hops(venues, token_in, token_out, amount_in, via, True):
+    for hops in _every_two_hop(venues, token_in, token_out, amount_in, via):
         found.append(split_route([hops], pool_ids=ids))
     order = {id(r): i for i, r in enumerate(found)}
     found.sort(key=lambda r: (-r.amount_out, order[id(r)]))
