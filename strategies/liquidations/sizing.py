@@ -155,6 +155,7 @@ class Sizer:
         tops: dict[int, tuple[LiquidationTerms, LiquidationOutcome | None]] | None = None,
         planned: PlanCache | None = None,
         version: int = 0,
+        spots: dict[tuple[int, str, str, str], tuple[int, int] | None] | None = None,
     ) -> None:
         self.venues = venues
         self.tops = {} if tops is None else tops
@@ -162,6 +163,9 @@ class Sizer:
         self.version = version
         """Which pool state `venues` holds (the caller's counter): `_plans` results are kept per state."""
         self.planned: PlanCache = {} if planned is None else planned
+        self.spots = {} if spots is None else spots
+        """(version, venue, pool, token_in) -> that hop's spot rate on the state `version` (shared like
+        `planned`: many paths and positions share hops)."""
         """(id(terms), version) -> the pair's paths and bounds on that state (`_plans`)."""
         self.paths = {} if paths is None else paths
         """(collateral, debt) -> the paths found for it (on any state: a path's tokens and pools do not
@@ -631,7 +635,21 @@ class Sizer:
         """The path's output per unit input: at the current state (spot) or after its quoted sale
         (marginal); the product of its hops' rates (a split: `path_rate`). None when a venue does not
         tell."""
-        return path_rate(self.venues, route, marginal=marginal)
+        if marginal or route.is_split:
+            return path_rate(self.venues, route, marginal=marginal)
+        num, den = 1, 1
+        for hop in route.hops:
+            key = (self.version, hop.venue, hop.pool, hop.token_in)
+            if key in self.spots:
+                rate = self.spots[key]
+            else:
+                fn = getattr(self.venues.get(hop.venue), "spot_rate", None)
+                rate = fn(hop.token_in, hop.token_out, hop.pool) if fn is not None else None
+                self.spots[key] = rate
+            if rate is None or rate[1] <= 0:
+                return None
+            num, den = num * rate[0], den * rate[1]
+        return num, den
 
     def routes_at(self, terms: LiquidationTerms, collateral: int) -> list[Route]:
         """Every path selling `collateral` of the pair's collateral asset into its debt asset, best first."""
