@@ -1,9 +1,10 @@
 """Trading venues: local pool state refreshed per block, exact integer quotes, best routes.
 
 - `base`: the `Venue` Protocol, `Quote`, errors.
-- `uniswap_v3`, `uniswap_v2`, `balancer_stable` (Balancer V2 ComposableStablePool; quotes only: the
-  executor contract has no Balancer route yet, so it is not given to the router): one module per venue.
-- `router`: `best_route` over venues, direct or two hops via connector tokens, with the executor's path.
+- `uniswap_v3`, `uniswap_v2`, `balancer_stable` (Balancer V2 ComposableStablePool): one module per venue.
+- `router`: `best_route` over venues, direct or two hops via connector tokens (each hop on any venue: a
+  Mixed route when they differ), `best_split` (a sale divided over two paths by bps), with the executor's
+  route.
 """
 
 from strategies.venues.balancer_stable import BalancerStableVenue, StablePool, load_stable_pools
