@@ -24,7 +24,8 @@ For the actions one strategy produced for one block (`execute_group`):
    zero gas spent on it.
 5. On start (`reconcile`): opportunities the ledger left open with send claims are settled from the chain
    (our contract's events in their claimed target blocks), so the ledger equals the chain after a crash.
-   Only liquidations: the ledger keeps no arbitrage tag, so an arbitrage left open is not matched here.
+   A liquidation by its position; an arbitrage by its tag, which follows from its opportunity id and
+   target block (`executor_contract.arbitrage_tag`).
 
 Net profit of an item = its profit (from the simulation, in the profit token, valued in wei) minus its
 share of the transaction's gas at the target base fee (split by the items' gas estimates).
@@ -50,12 +51,15 @@ from keeper.errors import JsonRpcError, KeeperError, RelayError
 from keeper.executors.builders import BuilderResult, MultiBuilderClient
 from keeper.executors.episodes import Episodes
 from keeper.executors.executor_contract import (
+    ARBITRAGED_TOPIC,
     LIQUIDATED_TOPIC,
     SUBSIDIZED_TOPIC,
     ArbitragedEvent,
     ExecutorEvent,
     LiquidatedEvent,
+    arbitrage_tag,
     batch_item_failures,
+    decode_arbitraged,
     decode_batch_result,
     decode_executor_error,
     decode_item_result,
@@ -1155,14 +1159,14 @@ class BundleExecutor:
         head = await self.rpc.block_number()
         low = min(min(claims[i]) for i in claimed)
         high = min(max(max(claims[i]) for i in claimed), head)
-        events: list[tuple[LiquidatedEvent, dict[str, Any]]] = []
+        events: list[tuple[ExecutorEvent, dict[str, Any]]] = []
         if self.executor_address is not None and low <= high:
             logs = await self.rpc.call(
                 "eth_getLogs",
                 [
                     {
                         "address": self.executor_address,
-                        "topics": [[LIQUIDATED_TOPIC, SUBSIDIZED_TOPIC]],
+                        "topics": [[LIQUIDATED_TOPIC, SUBSIDIZED_TOPIC, ARBITRAGED_TOPIC]],
                         "fromBlock": hex(low),
                         "toBlock": hex(high),
                     }
@@ -1174,6 +1178,8 @@ class BundleExecutor:
                     sub = decode_subsidized(entry)
                     for i in range(len(events) - 1, -1, -1):
                         ev, at = events[i]
+                        if not isinstance(ev, LiquidatedEvent):
+                            continue
                         if at["transactionHash"] == entry["transactionHash"] and (
                             ev.subsidy == 0
                             and (ev.lending_pool, ev.user, ev.debt) == (sub.lending_pool, sub.user, sub.debt)
@@ -1181,35 +1187,56 @@ class BundleExecutor:
                             events[i] = (replace(ev, subsidy=sub.shortfall), at)
                             break
                     continue
+                if str(entry["topics"][0]).lower() == ARBITRAGED_TOPIC:
+                    events.append((decode_arbitraged(entry), entry))
+                    continue
                 events.append((decode_liquidated(entry), entry))
-        by_tx: dict[str, list[tuple[SubmitBundle, LiquidatedEvent]]] = {}
+        by_tx: dict[str, list[tuple[SubmitBundle, ExecutorEvent]]] = {}
         settled = 0
         for opp_id, opp in claimed.items():
-            meta = {
-                "user": opp.user,
-                "collateral_asset": opp.collateral_asset,
-                "debt_asset": opp.debt_asset,
-            }
             blocks = set(claims[opp_id])
+            # An arbitrage's event carries the tag of its target block; a liquidation's, its position.
+            tags = {"0x" + arbitrage_tag(opp_id, b).hex(): b for b in blocks}
             found = next(
                 (
                     (e, entry)
                     for e, entry in events
-                    if _matches(e, meta) and hex_to_int(entry["blockNumber"]) in blocks
+                    if hex_to_int(entry["blockNumber"]) in blocks
+                    and (
+                        (isinstance(e, ArbitragedEvent) and e.tag_hex in tags)
+                        or _matches(
+                            e,
+                            {
+                                "user": opp.user,
+                                "collateral_asset": opp.collateral_asset,
+                                "debt_asset": opp.debt_asset,
+                            },
+                        )
+                    )
                 ),
                 None,
             )
             if found is not None:
                 event, entry = found
                 events.remove(found)
+                if isinstance(event, ArbitragedEvent):
+                    meta: dict[str, Any] = {"tag": event.tag_hex}
+                    token = event.token
+                else:
+                    meta = {
+                        "user": opp.user,
+                        "collateral_asset": opp.collateral_asset,
+                        "debt_asset": opp.debt_asset,
+                    }
+                    token = opp.debt_asset or ""
                 action = SubmitBundle(
                     opportunity_id=opp_id,
                     strategy=opp.strategy,
                     target_block=hex_to_int(entry["blockNumber"]),
                     txs=(),
                     expected_profit_wei=opp.expected_profit,
-                    profit_token=opp.debt_asset or "",
-                    profit_to_wei=await self._token_to_wei(opp.debt_asset),
+                    profit_token=token,
+                    profit_to_wei=await self._token_to_wei(token),
                     meta=meta,
                 )
                 by_tx.setdefault(str(entry["transactionHash"]), []).append((action, event))

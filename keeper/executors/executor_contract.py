@@ -989,6 +989,14 @@ class ArbitragedEvent:
         return self.amount_out - self.amount_in - self.flash_fee
 
 
+def arbitrage_tag(opportunity_id: str, target_block: int) -> bytes:
+    """The tag an arbitrage sent for `target_block` carries (`ArbitrageParams.tag`, emitted in
+    `Arbitraged`): keccak256 of "<opportunity id without its episode suffix>@<target block>". A rule, not
+    a random value, so the executor finds its arbitrages' events on restart from the ledger's claims."""
+    base = opportunity_id.partition("#")[0]
+    return bytes(keccak(text=f"{base}@{target_block}"))
+
+
 def decode_arbitraged(log: Mapping[str, Any]) -> ArbitragedEvent:
     """Decodes one `Arbitraged` log (a JSON-RPC log object). Raises DecodeError if it is not one."""
     topics = list(log.get("topics") or [])

@@ -20,8 +20,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from eth_utils.crypto import keccak
-
 from keeper.chain.units import percent_mul
 from keeper.core.actions import Action, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
@@ -34,6 +32,7 @@ from keeper.executors.executor_contract import (
     Route,
     RouteLeg,
     V3Route,
+    arbitrage_tag,
     encode_arbitrage,
 )
 from keeper.executors.fees import next_base_fee
@@ -268,7 +267,7 @@ class PegActions:
         floor_wei = max(minimum + priced.gas_cost_wei, 0)
         min_profit = -(-floor_wei * den // num)
         keep = BPS - cfg.swap_tolerance_bps
-        tag = bytes(keccak(f"{oid}@{target}".encode()))
+        tag = arbitrage_tag(oid, target)
         params = ArbitrageParams(
             source=priced.source,
             token=opp.token_in,

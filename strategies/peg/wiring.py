@@ -27,6 +27,7 @@ from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.single_tx import SingleTxExecutor
 from keeper.executors.submission import (
     MISSING_EXECUTOR,
+    TokenPricer,
     block_gas_budget,
     check_executor_access,
     devnet_executor,
@@ -50,7 +51,8 @@ from strategies.peg.pending import PendingSwaps
 from strategies.peg.strategy import PegStrategy
 from strategies.peg.venues import VenueAddresses, devnet_venue_addresses, load_venues
 from strategies.venues.balancer_stable import BalancerStableVenue
-from strategies.venues.base import Venue
+from strategies.venues.base import RouteKind, Venue
+from strategies.venues.router import best_route
 
 log = logging.getLogger("strategies.peg")
 
@@ -181,6 +183,26 @@ def balancer_tokens(venues: Sequence[Venue]) -> frozenset[str]:
     return frozenset(out)
 
 
+def venue_pricer(strategy: PegStrategy, setup: PegSetup) -> TokenPricer:
+    """(num, den) valuing a token's base units in wei at the exact Uniswap V3 quote of one whole token
+    into WETH, read now (the executor uses it for profits found on chain after a restart)."""
+    decimals = {p.token_a.lower(): p.decimals_a for p in setup.pegs} | {
+        p.token_b.lower(): p.decimals_b for p in setup.pegs
+    }
+
+    async def to_wei(token: str) -> tuple[int, int]:
+        if token.lower() == setup.weth.lower():
+            return (1, 1)
+        if any(v.block is None for v in strategy.venues):
+            await strategy.refresh(await strategy.rpc.block_number())
+        unit = 10 ** decimals.get(token.lower(), 18)
+        v3 = [v for v in strategy.venues if v.kind is RouteKind.UNISWAP_V3]
+        route = best_route(v3, token, setup.weth, unit, via=list(setup.connectors), skip_errors=True)
+        return (route.amount_out, unit) if route is not None and route.amount_out > 0 else (0, 1)
+
+    return to_wei
+
+
 @dataclass
 class PegKeeper:
     """What the wiring built: tests and the CLI look inside."""
@@ -248,7 +270,12 @@ async def build_keeper(ctx: StrategyContext) -> PegKeeper:
         pending=pending,
     )
     gas_budget = await block_gas_budget(rpc, settings.block_gas_budget)
-    executor = await submit_executor(ctx, executor_address=setup.executor, gas_budget=gas_budget)
+    executor = await submit_executor(
+        ctx,
+        executor_address=setup.executor,
+        gas_budget=gas_budget,
+        token_to_wei=venue_pricer(strategy, setup),
+    )
     collectors: list[Collector] = []
     if pending is not None:
         collectors.append(PendingTxCollector(settings.ws_url, name="peg-swaps", filter=pending.filter))

@@ -15,6 +15,7 @@ from keeper.chain.signer import TxSigner
 from keeper.errors import DecodeError
 from keeper.executors.bundle_executor import BundleExecutor
 from keeper.executors.executor_contract import (
+    ARBITRAGED_TOPIC,
     BATCHABLE_SELECTORS,
     LIQUIDATE_SUBSIDIZED_SELECTOR,
     LIQUIDATED_TOPIC,
@@ -199,7 +200,7 @@ async def test_reconcile_settles_a_subsidized_item_at_minus_the_shortfall(tmp_pa
             token_to_wei=to_wei,
         )
         assert await executor.reconcile() == 1
-        assert node.filters[0]["topics"] == [[LIQUIDATED_TOPIC, SUBSIDIZED_TOPIC]]
+        assert node.filters[0]["topics"] == [[LIQUIDATED_TOPIC, SUBSIDIZED_TOPIC, ARBITRAGED_TOPIC]]
         await ledger.flush()
         (inc,) = await ledger.inclusions(opp_id)
         assert inc.realized_profit == -4_000 and inc.realized_profit_asset == A
