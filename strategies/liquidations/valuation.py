@@ -27,6 +27,7 @@ import heapq
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from keeper.chain.rpc import RpcClient
 from keeper.chain.units import percent_mul
@@ -42,6 +43,9 @@ from strategies.venues.router import Route, best_route
 log = logging.getLogger("strategies.liquidations")
 
 AAVE_V3_FLASHLOAN_PREMIUM_BPS = 5
+SPLIT_LEG_GAS = 120_000
+"""Gas a split sale's second leg adds (one more swap, its transfers and approvals): charged to a split
+route's opportunity and required of its gain."""
 WAD = 10**18
 BPS = 10_000
 
@@ -124,6 +128,7 @@ class VenueValuer:
         self._tops: dict[int, tuple[LiquidationTerms, LiquidationOutcome | None]] = {}
         self._used: dict[str, set[Pair]] = {}
         self._planned: PlanCache = {}
+        self._spots: dict[tuple[int, str, str, str], tuple[int, int] | None] = {}
         self._version = 0
         """How many sales the working pool state holds (keys the sizers' per-state caches)."""
         self.last_quotes = 0
@@ -207,6 +212,7 @@ class VenueValuer:
         self._tops = {}
         self._used = {}
         self._planned = {}
+        self._spots = {}
         self._version = 0
         dropped: dict[str, str] = {}
         quotes = 0
@@ -394,6 +400,7 @@ class VenueValuer:
             tops=self._tops,
             planned=self._planned,
             version=self._version,
+            spots=self._spots,
         )
 
     def _value_one(
@@ -415,7 +422,8 @@ class VenueValuer:
                 if to_wei is None:
                     reason = f"no ETH price to convert {terms.debt_asset} amounts to wei"
                     continue
-                ex = sizer.best_for_pair(terms, floor=_floor(costs, to_wei))
+                leg_cost = _split_leg_cost(costs, to_wei)
+                ex = sizer.best_for_pair(terms, floor=_floor(costs, to_wei), leg_cost=leg_cost)
                 if ex is None:
                     reason = (
                         f"{costs.below_minimum}: no size of {terms.collateral_asset}/{terms.debt_asset} "
@@ -424,7 +432,10 @@ class VenueValuer:
                         else f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
                     )
                     continue
-                wei = ex.gross_profit * to_wei[0] // to_wei[1]
+                # Pairs compared by gross profit in wei less a split's extra gas (its value to us).
+                wei = ex.gross_profit * to_wei[0] // to_wei[1] - _split_gas_wei(costs, ex.route) * BPS // max(
+                    1, BPS - costs.builder_share_bps
+                )
                 if best is None or wei > best[0]:
                     best = (wei, ex, to_wei)
         except (KeeperError, ValueError) as exc:
@@ -439,7 +450,7 @@ class VenueValuer:
             route=ex.route,
             flash_premium=ex.flash_premium,
             to_wei=to_wei,
-            gas_cost_wei=costs.gas_cost_wei,
+            gas_cost_wei=costs.gas_cost_wei + _split_gas_wei(costs, ex.route),
             builder_share_bps=costs.builder_share_bps,
         )
         return valued, sizer.quotes
@@ -487,6 +498,22 @@ def _floor(costs: ValuationCosts, to_wei: tuple[int, int]) -> int:
     return max(1, gross_wei * den // num)  # rounded down: a bound, never above the true floor
 
 
+def _split_gas_wei(costs: ValuationCosts, route: Route) -> int:
+    """The gas a split route's extra legs cost beyond `gas_per_liquidation`, in wei."""
+    return (len(route.legs) - 1) * SPLIT_LEG_GAS * costs.base_fee
+
+
+def _split_leg_cost(costs: ValuationCosts, to_wei: tuple[int, int]) -> int:
+    """What a split's second leg must gain (gross, debt-asset units) to pay its gas after the builder's
+    share, rounded up."""
+    gas = SPLIT_LEG_GAS * costs.base_fee
+    if gas <= 0:
+        return 0
+    gross_wei = -(-gas * BPS // max(1, BPS - costs.builder_share_bps))
+    num, den = to_wei
+    return -(-gross_wei * den // num)
+
+
 def _net(opp: Opportunity) -> int:
     assert opp.net_profit_wei is not None
     return opp.net_profit_wei
@@ -516,8 +543,12 @@ async def build_valuer(
     connectors: Sequence[str],
     flash_pool: str | None,
     weth: str | None = None,
+    balancer_vault: str | None = None,
+    balancer_pools: Sequence[str] = (),
 ) -> VenueValuer:
-    """Venues from pool addresses (one batched read of their fixed parameters) and the flash premium."""
+    """Venues from pool addresses (one batched read of their fixed parameters) and the flash premium:
+    Uniswap V3 pools, V2 pairs and Balancer V2 ComposableStablePools (of `balancer_vault`)."""
+    from strategies.venues.balancer_stable import BalancerStableVenue, load_stable_pools
     from strategies.venues.uniswap_v2 import UniswapV2Venue, load_v2_pairs
     from strategies.venues.uniswap_v3 import UniswapV3Venue, load_v3_pools
 
@@ -526,8 +557,20 @@ async def build_valuer(
         venues.append(UniswapV3Venue(await load_v3_pools(rpc, v3_pools)))
     if v2_pairs:
         venues.append(UniswapV2Venue(await load_v2_pairs(rpc, v2_pairs)))
+    if balancer_pools:
+        if not balancer_vault:
+            raise ValueError("Balancer pools need the Balancer Vault's address")
+        venues.append(BalancerStableVenue(await load_stable_pools(rpc, balancer_vault, balancer_pools)))
     premium = await read_flash_premium_bps(rpc, flash_pool) if flash_pool else AAVE_V3_FLASHLOAN_PREMIUM_BPS
     return VenueValuer(rpc, venues, connectors=connectors, flash_premium_bps=premium, weth=weth)
+
+
+def devnet_balancer(deployment: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """(Vault, stable pool addresses) of a devnet deployment record; (None, []) without Balancer."""
+    balancer = deployment.get("balancer") or {}
+    vault = str(balancer["vault"]) if balancer.get("vault") else None
+    pools = [str(p["address"]) for p in dict(balancer.get("pools") or {}).values()]
+    return vault, pools if vault else []
 
 
 async def devnet_valuer(rpc: RpcClient, deployment: dict[str, object]) -> VenueValuer:
@@ -536,6 +579,7 @@ async def devnet_valuer(rpc: RpcClient, deployment: dict[str, object]) -> VenueV
     tokens: dict[str, dict[str, object]] = d["tokens"]  # type: ignore[assignment]
     v3_pools: dict[str, str] = d["uniswap_v3"]["pools"]  # type: ignore[assignment]
     v2_pairs: dict[str, str] = d["uniswap_v2"]["pairs"]  # type: ignore[assignment]
+    vault, pools = devnet_balancer(deployment)
     return await build_valuer(
         rpc,
         v3_pools=list(v3_pools.values()),
@@ -543,4 +587,6 @@ async def devnet_valuer(rpc: RpcClient, deployment: dict[str, object]) -> VenueV
         connectors=[str(tokens["WETH"]["address"]), str(tokens["USDC"]["address"])],
         flash_pool=str(d["aave_v3"]["pool"]),
         weth=str(tokens["WETH"]["address"]),
+        balancer_vault=vault,
+        balancer_pools=pools,
     )

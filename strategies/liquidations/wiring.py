@@ -42,7 +42,7 @@ from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
 from strategies.liquidations.markets import MarketConfig, build_adapters, devnet_markets, presets
 from strategies.liquidations.strategy import LiquidationStrategy
 from strategies.liquidations.subsidy import SubsidyBudget
-from strategies.liquidations.valuation import build_valuer
+from strategies.liquidations.valuation import build_valuer, devnet_balancer
 
 log = logging.getLogger("strategies.liquidations")
 
@@ -58,6 +58,9 @@ class LiquidationSetup:
     flash_pool: str
     executor: str
     weth: str
+    balancer_vault: str | None = None
+    balancer_pools: list[str] = field(default_factory=list)
+    """Balancer V2 ComposableStablePools the sales may use (with the Vault they belong to)."""
 
 
 def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> LiquidationSetup:
@@ -65,6 +68,7 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
         tokens = devnet["tokens"]
         weth, usdc = str(tokens["WETH"]["address"]), str(tokens["USDC"]["address"])
         executor = devnet_executor(devnet)
+        balancer_vault, balancer_pools = devnet_balancer(devnet)
         return LiquidationSetup(
             markets=devnet_markets(devnet),
             v3_pools=[str(a) for a in devnet["uniswap_v3"]["pools"].values()],
@@ -73,6 +77,8 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
             flash_pool=str(devnet["aave_v3"]["pool"]),
             executor=executor,
             weth=weth,
+            balancer_vault=balancer_vault,
+            balancer_pools=balancer_pools,
         )
     problems = []
     if not settings.markets:
@@ -98,6 +104,8 @@ def liquidation_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> L
         flash_pool=settings.flash_pool,
         executor=settings.executor_address,
         weth=settings.weth_address,
+        balancer_vault=settings.balancer_vault if settings.balancer_pools else None,
+        balancer_pools=list(settings.balancer_pools),
     )
 
 
@@ -203,6 +211,8 @@ async def build_strategy(
         connectors=setup.connectors,
         flash_pool=setup.flash_pool,
         weth=setup.weth,
+        balancer_vault=setup.balancer_vault,
+        balancer_pools=setup.balancer_pools,
     )
     strategy = LiquidationStrategy(
         build_adapters(rpc, list(setup.markets)), valuer=valuer, stuck_after_blocks=stuck_after_blocks
@@ -246,6 +256,7 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
             markets=",".join(m.name for m in setup.markets),
             v3_pools=len(setup.v3_pools),
             v2_pairs=len(setup.v2_pairs),
+            balancer_pools=len(setup.balancer_pools),
             executor=setup.executor,
             builder_share_bps=settings.builder_share_bps,
             min_profit_wei=settings.min_profit_wei,

@@ -11,6 +11,7 @@ import pytest
 
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.valuation import (
+    SPLIT_LEG_GAS,
     ValuationCosts,
     VenueValuer,
     eth_price_in_base,
@@ -59,7 +60,8 @@ def test_ranked_by_net_profit_in_wei_across_markets(crash: Crash) -> None:
             assert (num, den) == (price * 10**18, terms.debt_unit * crash.eth_prices["aave-v3"])
         assert o.profit_wei == o.gross_profit * num // den
         assert o.builder_share_wei == o.profit_wei * COSTS.builder_share_bps // 10_000
-        assert o.gas_cost_wei == COSTS.gas_cost_wei
+        # A split sale pays its second leg's gas too.
+        assert o.gas_cost_wei == COSTS.gas_cost_wei + (len(o.route.legs) - 1) * SPLIT_LEG_GAS * COSTS.base_fee
         assert o.net_profit_wei == o.profit_wei - o.builder_share_wei - o.gas_cost_wei
         assert o.net_profit_wei >= COSTS.min_profit_wei
         assert o.gross_profit == o.swap_out - o.repaid - o.flash_premium
