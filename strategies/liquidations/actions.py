@@ -6,6 +6,12 @@ amountOutMinimum = the exact quote minus `swap_tolerance_bps`, the builder is pa
 the profit check, and the call reverts in any block after the target (`max_block`). The executor then
 packs a block's calls into batches, simulates at the relay (the authority) and sends only what clears
 the minimum there too.
+
+Protocol mode (`ExecutionConfig.subsidy`): a liquidation whose net profit after gas is negative is sent
+when the day's subsidy budget covers the loss; one whose sale does not even repay the loan plus the flash
+premium (gross profit <= 0) is sent as `liquidateSubsidized`: the owner makes up the shortfall (at most
+`max_subsidy` = the predicted shortfall plus the sale's tolerance, in debt-asset units), and the whole
+loss (shortfall in wei plus gas) comes out of the budget. Searcher mode never sends either.
 """
 
 from __future__ import annotations
@@ -17,7 +23,12 @@ from dataclasses import dataclass
 from keeper.core.actions import Action, SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
 from keeper.errors import KeeperError
-from keeper.executors.executor_contract import LiquidationParams, V3Route, encode_liquidate
+from keeper.executors.executor_contract import (
+    LiquidationParams,
+    V3Route,
+    encode_liquidate,
+    encode_liquidate_subsidized,
+)
 from keeper.executors.fees import next_base_fee
 from keeper.executors.packing import BATCH_OVERHEAD_GAS, MAX_TX_GAS
 from keeper.logs import kv
@@ -94,6 +105,7 @@ class LiquidationActions:
             builder_share_bps=cfg.builder_share_bps,
             min_profit_wei=minimum,
             gas_budget=max(cfg.gas_budget - transactions * BATCH_OVERHEAD_GAS, 0),
+            loss_making_sales=cfg.subsidy is not None,
         )
 
     async def __call__(self, opportunities: Sequence[Opportunity], block: NewBlock) -> list[Action]:
@@ -125,17 +137,20 @@ class LiquidationActions:
         cfg = self.config
         if opp.route is None or opp.gross_profit is None or opp.swap_out is None:
             return "no route to sell the collateral"
-        if opp.gross_profit <= 0:
+        # A sale that does not repay the loan plus premium: only protocol mode sends it, subsidized by the
+        # owner (liquidateSubsidized).
+        subsidized = opp.gross_profit <= 0
+        if subsidized and cfg.subsidy is None:
             return (
-                "unprofitable before gas: the swap returns less than the debt plus the flash premium (the "
-                "executor contract cannot take a loss on the sale itself)"
+                "unprofitable before gas: the swap returns less than the debt plus the flash premium (only "
+                "protocol mode liquidates it, subsidized by the owner)"
             )
         if opp.to_wei is None or opp.profit_wei is None or opp.net_profit_wei is None:
             return "no ETH price in this market"
         num, den = opp.to_wei
         if cfg.subsidy is not None:
-            # Protocol mode: the loss (gas beyond the profit) comes out of the day's budget; the contract
-            # still refuses a sale that does not repay the loan (minProfit 0).
+            # Protocol mode: the loss (gas beyond the profit, plus the sale's shortfall when subsidized) comes
+            # out of the day's budget; the owner's minimum on chain is 0 (a subsidized call's profit is 0).
             loss = max(-opp.net_profit_wei, 0)
             if not cfg.subsidy.take(loss, block.number + 1):
                 return (
@@ -156,9 +171,13 @@ class LiquidationActions:
             floor_wei = max(cfg.min_profit_wei + costs.gas_cost_wei, 0)
             min_profit_debt = -(-floor_wei * den // num)
         keep = BPS - cfg.swap_tolerance_bps
+        min_out = opp.swap_out * keep // BPS
         coinbase_route: V3Route | None = None
         coinbase_min_out = 0
-        if cfg.builder_share_bps and opp.debt_asset.lower() != cfg.weth.lower():
+        # No share of a loss: a subsidized call pays the builder nothing (it would only if the sale turned
+        # out to repay the loan after all; then the owner keeps it all).
+        coinbase_bps = 0 if subsidized else cfg.builder_share_bps
+        if coinbase_bps and opp.debt_asset.lower() != cfg.weth.lower():
             share = opp.gross_profit * cfg.builder_share_bps // BPS
             v3 = [v for v in self.venues if v.kind is RouteKind.UNISWAP_V3]
             route = best_route(
@@ -176,12 +195,22 @@ class LiquidationActions:
             debt_to_cover=opp.debt_to_cover,
             route=opp.route.executor_route,
             min_profit=min_profit_debt,
-            coinbase_bps=cfg.builder_share_bps,
+            coinbase_bps=coinbase_bps,
             max_block=block.number + 1,
             coinbase_route=coinbase_route,
-            min_out=opp.swap_out * keep // BPS,
+            min_out=min_out,
             coinbase_min_out=coinbase_min_out,
         )
+        meta_subsidy: dict[str, int] = {}
+        if subsidized:
+            # The most the owner may pay: the predicted shortfall, plus what the sale may return less than
+            # quoted (down to min_out). Debt-asset units.
+            shortfall = -opp.gross_profit
+            max_subsidy = shortfall + (opp.swap_out - min_out)
+            data = encode_liquidate_subsidized(params, max_subsidy)
+            meta_subsidy = {"subsidy": shortfall, "max_subsidy": max_subsidy}
+        else:
+            data = encode_liquidate(params)
         return SubmitBundle(
             opportunity_id=opp.id,
             strategy=self.strategy.name,
@@ -189,7 +218,7 @@ class LiquidationActions:
             txs=(
                 TxIntent(
                     to=cfg.executor,
-                    data=encode_liquidate(params),
+                    data=data,
                     gas_estimate=cfg.gas_estimate,
                     batchable=True,
                 ),
@@ -210,5 +239,6 @@ class LiquidationActions:
                 "net_profit_wei": opp.net_profit_wei,
                 "detected_block": opp.block_number,
                 "block_timestamp": opp.timestamp,
+                **meta_subsidy,
             },
         )

@@ -66,6 +66,10 @@ class ValuationCosts:
     """Total gas the block's liquidations may use (None: no limit)."""
     below_minimum: str = "below minimum"
     """How a drop under `min_profit_wei` is explained (protocol mode: the subsidy budget left today)."""
+    loss_making_sales: bool = False
+    """Protocol mode: a position whose sale cannot repay the loan plus premium at any size is valued too
+    (at the largest size: the position must go; the executor sends it subsidized by the owner) and kept
+    when its whole loss fits `min_profit_wei`; otherwise it is dropped as unprofitable."""
 
     def __post_init__(self) -> None:
         if self.base_fee < 0 or self.gas_per_liquidation < 0:
@@ -302,7 +306,7 @@ class VenueValuer:
     def _below(opp: Opportunity, costs: ValuationCosts) -> str | None:
         assert opp.gross_profit is not None
         assert opp.net_profit_wei is not None
-        if opp.gross_profit <= 0:
+        if opp.gross_profit <= 0 and not costs.loss_making_sales:
             return (
                 f"unprofitable: the sale returns {opp.swap_out} for {opp.repaid} repaid "
                 f"+ {opp.flash_premium} premium"
@@ -432,6 +436,9 @@ class VenueValuer:
                         else f"no route sells {terms.collateral_asset} for {terms.debt_asset}"
                     )
                     continue
+                if costs.loss_making_sales and ex.gross_profit <= 0:
+                    # Protocol mode, no size repays the loan: the largest one (the position must go).
+                    ex = _largest(sizer, terms) or ex
                 # Pairs compared by gross profit in wei less a split's extra gas (its value to us).
                 wei = ex.gross_profit * to_wei[0] // to_wei[1] - _split_gas_wei(costs, ex.route) * BPS // max(
                     1, BPS - costs.builder_share_bps
@@ -487,15 +494,27 @@ class VenueValuer:
         )
 
 
-def _floor(costs: ValuationCosts, to_wei: tuple[int, int]) -> int:
+def _floor(costs: ValuationCosts, to_wei: tuple[int, int]) -> int | None:
     """The smallest gross profit (debt-asset units) whose net can reach `min_profit_wei`: gross in wei,
-    less the builder's share, less gas; never below 1 (an execution must gain something)."""
+    less the builder's share, less gas; never below 1 (an execution must gain something). None in
+    protocol mode (`loss_making_sales`): a loss on the sale is acceptable."""
+    if costs.loss_making_sales:
+        return None
     need = costs.min_profit_wei + costs.gas_cost_wei
     if need <= 0:
         return 1
     gross_wei = -(-need * BPS // (BPS - costs.builder_share_bps))
     num, den = to_wei
     return max(1, gross_wei * den // num)  # rounded down: a bound, never above the true floor
+
+
+def _largest(sizer: Sizer, terms: LiquidationTerms) -> Execution | None:
+    """The execution of the pair's largest useful request on the path that sells its collateral best."""
+    top = sizer.top(terms)
+    if top is None or top.collateral_to_liquidator <= 0:
+        return None
+    routes = sizer.routes_at(terms, top.collateral_to_liquidator)
+    return sizer.execute(terms, routes[0], top.debt_to_cover, outcome=top) if routes else None
 
 
 def _split_gas_wei(costs: ValuationCosts, route: Route) -> int:

@@ -6,6 +6,7 @@ in `keeper run` / `keeper demo`), so that every step is deterministic: see tests
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,12 +18,14 @@ from keeper.chain.abi import encode_call
 from keeper.chain.rpc import RpcClient
 from keeper.chain.signer import TxSigner
 from keeper.core.actions import SubmitBundle
-from keeper.devnet.deploy import DevnetDeployment
+from keeper.devnet.deploy import WHALE, DevnetDeployment
+from keeper.devnet.scenarios.amm import move_all_txs
 from keeper.devnet.scenarios.borrowers import create_borrowers
 from keeper.devnet.scenarios.competitor import run_competitor
-from keeper.devnet.scenarios.crash import run_crash
+from keeper.devnet.scenarios.crash import current_usd_prices, run_crash
 from keeper.devnet.scenarios.positions import discover, read_health_factors
 from keeper.devnet.stack import Devnet, DevnetMiner
+from keeper.executors.executor_contract import encode_approve, subsidized_events
 from keeper.ledger import Ledger
 from keeper.ledger.store import LedgerReader
 from strategies.liquidations.wiring import LiquidationKeeper
@@ -258,3 +261,96 @@ async def test_protocol_mode_liquidates_at_a_loss_within_the_daily_budget(
         assert reason.startswith(
             ("loss beyond the subsidy budget", "subsidy budget", "unprofitable", "sent, but not landed")
         ), entry.reason
+
+
+async def test_protocol_mode_subsidizes_sales_that_cannot_repay_the_loan(
+    fresh: Devnet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """KEEPER_MODE=protocol after a steep crash into thin markets: every WETH pool and pair stays 8% below
+    the oracle (nobody re-aligns them), beyond the liquidation bonus, so selling the seized WETH cannot
+    repay the flash loan. Without the owner's approval the keeper warns at start; with it, such positions
+    are liquidated through liquidateSubsidized, the owner paying each shortfall (Subsidized events), within
+    the day's budget; the ledger equals the owner's balances to the wei and the report shows the subsidy."""
+    net = fresh
+    rpc, dep = net.require()
+    miner = DevnetMiner(net)
+    await create_borrowers(rpc, dep, 40, seed=11, miner=miner)
+    budget = 2 * 10**18
+    path = tmp_path / "ledger.sqlite"
+    owner = dep.accounts["keeper"]
+    with caplog.at_level(logging.WARNING, logger="strategies.liquidations"):
+        async with devnet_keeper(
+            net,
+            tmp_path,
+            mode="protocol",
+            subsidy_budget_wei=budget,
+            oracle_backruns=False,
+            stuck_alert_blocks=3,
+        ) as keeper:
+            warned = [r for r in caplog.records if "cannot be subsidized" in r.getMessage()]
+            assert warned, caplog.text
+            executor = bundle_executor(keeper)
+            executor_address = keeper.actions.config.executor
+            await run_crash(rpc, dep, drop_bps=2_500, blocks=3, mine=True, miner=miner)
+            # The crash's last price, but every WETH venue 8% below it.
+            usd = dict(await current_usd_prices(rpc, dep))
+            low = dict(usd)
+            for symbol in ("WETH", "wstETH"):
+                low[symbol] = usd[symbol] * 92 // 100
+            await rpc.call("anvil_impersonateAccount", [WHALE])
+            for tx in await move_all_txs(rpc, dep, low, WHALE, only_symbols={"WETH", "wstETH"}):
+                await rpc.call("eth_sendTransaction", [tx.to_rpc()])
+            await rpc.call("anvil_stopImpersonatingAccount", [WHALE])
+            # The owner holds the debt assets and approves the executor for them (its own cap).
+            for token in dep.tokens.values():
+                mint = encode_call(
+                    "mint(address,uint256)", ["address", "uint256"], [owner, 10 ** (token.decimals + 8)]
+                )
+                await rpc.call(
+                    "eth_sendTransaction", [{"from": owner, "to": token.address, "data": "0x" + mint.hex()}]
+                )
+                approve = encode_approve(executor_address, 2**256 - 1)
+                await rpc.call(
+                    "eth_sendTransaction",
+                    [{"from": owner, "to": token.address, "data": "0x" + approve.hex()}],
+                )
+            await net.mine()
+            before_tokens = await _balances(rpc, dep, owner)
+            await run_until_quiet(net, keeper, max_blocks=30)
+            stats = executor.stats
+    reader = LedgerReader(path)
+    try:
+        data = reader.report_data()
+    finally:
+        reader.close()
+    from keeper.ledger.report import build_report
+
+    report = build_report(data)
+    subsidized = [inc for inc in data.inclusions if inc.success and inc.realized_profit < 0]
+    print(
+        f"\nprotocol mode, thin markets: included {stats.included}, subsidized {len(subsidized)}, subsidy "
+        f"{report.total.subsidy_wei} wei of {budget}"
+    )
+    assert subsidized, "no subsidized liquidation landed"
+    # Each one's Subsidized event (after its Liquidated) says what the owner paid: -realized profit.
+    users = {o.id: o.user for o in data.opportunities}
+    for inc in subsidized:
+        receipt = await rpc.call("eth_getTransactionReceipt", [inc.tx_hash])
+        subs = [
+            s
+            for s in subsidized_events(receipt, executor_address)
+            if s.user.lower() == users[inc.opportunity_id].lower()
+        ]
+        assert [s.shortfall for s in subs] == [-inc.realized_profit]
+        assert inc.realized_profit_wei is not None and inc.realized_profit_wei < 0
+        assert inc.builder_payment_wei == 0  # no share of a loss
+    # The ledger equals the owner's token balances, subsidies included, to the wei.
+    after_tokens = await _balances(rpc, dep, owner)
+    realized: dict[str, int] = {}
+    for inc in data.inclusions:
+        realized[inc.realized_profit_asset] = realized.get(inc.realized_profit_asset, 0) + inc.realized_profit
+    for token, before in before_tokens.items():
+        assert after_tokens[token] - before == realized.get(token, 0), token
+    # The report's subsidy counts the shortfalls (in wei) and the gas of the loss-making ones, within budget.
+    shortfalls_wei = sum(-(inc.realized_profit_wei or 0) for inc in subsidized)
+    assert shortfalls_wei < report.total.subsidy_wei <= budget

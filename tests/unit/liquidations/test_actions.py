@@ -8,7 +8,12 @@ from typing import Any
 
 from keeper.core.actions import SubmitBundle, TxIntent
 from keeper.core.events import NewBlock
-from keeper.executors.executor_contract import V2Route, decode_liquidate
+from keeper.executors.executor_contract import (
+    LIQUIDATE_SUBSIDIZED_SELECTOR,
+    V2Route,
+    decode_liquidate,
+    decode_liquidate_subsidized,
+)
 from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
 from strategies.liquidations.opportunity import Opportunity
 
@@ -180,10 +185,60 @@ async def test_protocol_mode_sends_at_a_loss_within_the_daily_budget() -> None:
     assert budget.reserved_wei == len(actions) * loss
     # The valuer may keep what the budget left (as of the last block the builder saw).
     assert builder.costs(cheap).min_profit_wei == -budget.remaining_wei
-    # A loss on the sale itself is never sent: the contract cannot repay the loan.
-    losing = replace(opportunity(-5 * 10**6), id="losing")
+    # A loss on the sale itself is sent subsidized when the budget covers it: none left here.
+    losing = replace(opportunity(-5 * 10**6, builder, cheap), id="losing")
     assert await builder([losing], replace(cheap, number=101)) == []
-    assert builder.skipped["losing"].startswith("unprofitable before gas")
+    assert builder.skipped["losing"].startswith("subsidy budget for today spent")
     # A new day starts with a fresh budget; reservations expire after their target block.
     await budget.update(200, 86_400 + 5)
     assert budget.reserved_wei == 0 and budget.remaining_wei == 3 * 10**15
+
+
+async def test_protocol_mode_sends_a_sale_that_cannot_repay_the_loan_subsidized() -> None:
+    """gross_profit <= 0 in protocol mode: liquidateSubsidized with maxSubsidy = the predicted shortfall
+    plus the sale's tolerance, no builder share, the whole loss (shortfall in wei + gas) taken from the
+    budget and accepted by the executor's minimum; beyond the budget it waits; searcher mode never."""
+    from strategies.liquidations.subsidy import SubsidyBudget
+
+    budget = SubsidyBudget(10**16)
+    cfg = ExecutionConfig(
+        executor=EXECUTOR, weth=WETH, builder_share_bps=5_000, subsidy=budget, swap_tolerance_bps=50
+    )
+    builder = LiquidationActions(strategy(), [], cfg)
+    at = block(GWEI)
+    costs = builder.costs(at)
+    assert costs.loss_making_sales
+    # The sale returns $5 less than the debt repaid: 0.0025 ETH of shortfall, plus ~0.001 ETH of gas.
+    losing = opportunity(-5 * 10**6, builder, at)
+    assert losing.net_profit_wei is not None and losing.swap_out is not None
+    loss = -losing.net_profit_wei
+    assert loss == 5 * 10**6 * 10**18 // (2_000 * 10**6) + costs.gas_cost_wei
+    actions = await builder([losing], at)
+    assert len(actions) == 1
+    action = actions[0]
+    assert isinstance(action, SubmitBundle) and isinstance(action.txs[0], TxIntent)
+    data = action.txs[0].data
+    assert data[:4] == LIQUIDATE_SUBSIDIZED_SELECTOR
+    params, max_subsidy = decode_liquidate_subsidized(data)
+    min_out = losing.swap_out * 9_950 // 10_000
+    assert params.min_out == min_out
+    assert max_subsidy == 5 * 10**6 + (losing.swap_out - min_out)
+    assert params.min_profit == 0 and params.coinbase_bps == 0 and params.coinbase_route is None
+    assert action.txs[0].batchable
+    assert action.min_profit_wei == -loss  # the executor's simulation must show no more loss than this
+    assert action.meta["subsidy"] == 5 * 10**6 and action.meta["max_subsidy"] == max_subsidy
+    assert budget.reserved_wei == loss
+    # A second one the budget cannot cover waits.
+    big = replace(opportunity(-40 * 10**6, builder, at), id="big")  # 0.02 ETH shortfall
+    assert await builder([big], replace(at, number=101)) == []
+    assert builder.skipped["big"].startswith("subsidy budget for today spent")
+    # A profitable one in protocol mode is still a plain liquidate with the builder's share, which needs a
+    # route to pay the builder in ETH (none here; the subsidized one above needed none).
+    fine = replace(opportunity(500 * 10**6, builder, at), id="fine")
+    assert await builder([fine], replace(at, number=102)) == []
+    assert builder.skipped["fine"] == "no Uniswap V3 route to pay the builder in ETH"
+    # Searcher mode: never sent, never subsidized.
+    searcher = LiquidationActions(strategy(), [], replace(cfg, subsidy=None))
+    assert not searcher.costs(at).loss_making_sales
+    assert await searcher([losing], at) == []
+    assert searcher.skipped[losing.id].startswith("unprofitable before gas")

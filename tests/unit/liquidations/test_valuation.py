@@ -180,3 +180,27 @@ async def test_a_blocks_later_valuations_reuse_its_read_until_the_next_block(cra
     await w(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
     await w(crash.opportunities[:3], 7, COSTS, eth_prices=crash.eth_prices)
     assert all(c.refreshed == [7, 7, 7, 7] for c in venues)
+
+
+def test_protocol_mode_values_loss_making_sales_at_the_largest_size(crash: Crash) -> None:
+    """`loss_making_sales` (protocol mode): a position whose sale cannot repay the loan at any size is not
+    dropped as unprofitable but valued at its largest size (the position must go), its loss in wei
+    (shortfall and gas) within the minimum; searcher mode never returns one."""
+    searcher = valuer(crash).value(crash.opportunities, COSTS, eth_prices=crash.eth_prices)
+    assert all(o.gross_profit is not None and o.gross_profit > 0 for o in searcher)
+    costs = replace(COSTS, min_profit_wei=-(10**30), loss_making_sales=True, gas_budget=None)
+    protocol = valuer(crash).value(crash.opportunities, costs, eth_prices=crash.eth_prices)
+    assert not any(why.startswith("unprofitable") for why in protocol.dropped.values())
+    losing = [o for o in protocol if o.gross_profit is not None and o.gross_profit <= 0]
+    assert losing, searcher.dropped
+    for o in losing:
+        terms = next(
+            t for t in o.pairs if (t.collateral_asset, t.debt_asset) == (o.collateral_asset, o.debt_asset)
+        )
+        top = terms.outcome(terms.smallest_request(terms.max_cover()))
+        assert o.debt_to_cover == top.debt_to_cover
+        assert o.collateral_out == top.collateral_to_liquidator
+        assert o.net_profit_wei is not None and o.profit_wei is not None
+        assert o.builder_share_wei == 0 and o.net_profit_wei == o.profit_wei - o.gas_cost_wei < 0
+    # Searcher mode dropped each of them.
+    assert {o.id for o in losing} <= set(searcher.dropped)
