@@ -156,8 +156,12 @@ class Sizer:
         planned: PlanCache | None = None,
         version: int = 0,
         spots: dict[tuple[int, str, str, str], tuple[int, int] | None] | None = None,
+        max_request: Mapping[str, int] | None = None,
     ) -> None:
         self.venues = venues
+        self.max_request = max_request or {}
+        """Debt asset (lowercase) -> the largest debtToCover the flash lender can fund now (the request
+        is flash-borrowed whole): sizes are searched below it. Absent: no limit known."""
         self.tops = {} if tops is None else tops
         """id(terms) -> (terms, `top(terms)`): the largest size's outcome does not depend on the pools."""
         self.version = version
@@ -627,6 +631,9 @@ class Sizer:
         if hit is not None and hit[0] is terms:
             return hit[1]
         largest = terms.max_cover()
+        limit = self.max_request.get(terms.debt_asset.lower())
+        if limit is not None:
+            largest = min(largest, limit)
         top = terms.outcome(terms.smallest_request(largest)) if largest > 0 else None
         self.tops[key] = (terms, top)
         return top

@@ -38,6 +38,7 @@ from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.sizing import UNBOUNDED, Execution, PlanCache, Sizer
 from strategies.venues.base import Pair, Venue, pair_key
+from strategies.venues.lenders import FlashLiquidity
 from strategies.venues.router import Route, best_route
 
 log = logging.getLogger("strategies.liquidations")
@@ -115,8 +116,12 @@ class VenueValuer:
         connectors: Sequence[str] = (),
         flash_premium_bps: int = AAVE_V3_FLASHLOAN_PREMIUM_BPS,
         weth: str | None = None,
+        lenders: FlashLiquidity | None = None,
     ) -> None:
         self.rpc = rpc
+        self.lenders = lenders
+        """What the flash pool can lend, read with the venues: each liquidation's request (flash-borrowed
+        whole) is sized within it, so none fails for want of the Pool's liquidity."""
         self.venues = list(venues)
         self.connectors = tuple(connectors)
         self.flash_premium_bps = flash_premium_bps
@@ -139,7 +144,10 @@ class VenueValuer:
         """Route quotes the last valuation made."""
 
     async def _refresh(self, block: int) -> None:
-        await asyncio.gather(*(v.refresh(self.rpc, block) for v in self.venues))
+        reads = [v.refresh(self.rpc, block) for v in self.venues]
+        if self.lenders is not None:
+            reads.append(self.lenders.refresh(self.rpc, block))
+        await asyncio.gather(*reads)
 
     def prefetch(self, block: int | None) -> None:
         """Starts reading every venue's state at `block` now (None: nothing); `__call__` for `block`
@@ -405,6 +413,7 @@ class VenueValuer:
             planned=self._planned,
             version=self._version,
             spots=self._spots,
+            max_request=self.lenders.aave_available if self.lenders is not None else None,
         )
 
     def _value_one(
@@ -581,7 +590,14 @@ async def build_valuer(
             raise ValueError("Balancer pools need the Balancer Vault's address")
         venues.append(BalancerStableVenue(await load_stable_pools(rpc, balancer_vault, balancer_pools)))
     premium = await read_flash_premium_bps(rpc, flash_pool) if flash_pool else AAVE_V3_FLASHLOAN_PREMIUM_BPS
-    return VenueValuer(rpc, venues, connectors=connectors, flash_premium_bps=premium, weth=weth)
+    lenders: FlashLiquidity | None = None
+    if flash_pool:
+        tokens = sorted({t for v in venues for pair in v.pairs() for t in pair})
+        lenders = FlashLiquidity(tokens, vault=None, aave_pool=flash_pool)
+        await lenders.load(rpc)
+    return VenueValuer(
+        rpc, venues, connectors=connectors, flash_premium_bps=premium, weth=weth, lenders=lenders
+    )
 
 
 def devnet_balancer(deployment: Mapping[str, Any]) -> tuple[str | None, list[str]]:

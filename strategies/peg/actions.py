@@ -37,9 +37,9 @@ from keeper.executors.executor_contract import (
 )
 from keeper.executors.fees import next_base_fee
 from keeper.logs import kv
-from strategies.peg.flash import FlashLiquidity
 from strategies.peg.sizing import PegOpportunity
 from strategies.venues.base import Quote, QuoteError, RouteKind, Venue
+from strategies.venues.lenders import FlashLiquidity
 from strategies.venues.router import best_route, executor_route
 
 log = logging.getLogger("strategies.peg")

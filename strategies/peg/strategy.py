@@ -30,10 +30,10 @@ from keeper.core.actions import Action, ForeignTx, SubmitBundle
 from keeper.core.events import Event, NewBlock, PendingTx
 from keeper.errors import KeeperError
 from keeper.logs import kv
-from strategies.peg.flash import FlashLiquidity
 from strategies.peg.pegs import Peg, TargetReader
 from strategies.peg.sizing import PegOpportunity, best_opportunities
 from strategies.venues.base import Venue, addr_key
+from strategies.venues.lenders import FlashLiquidity
 
 log = logging.getLogger("strategies.peg")
 

@@ -36,7 +36,6 @@ from keeper.executors.submission import (
 from keeper.logs import kv
 from keeper.strategies_registry import Components, StrategyContext
 from strategies.peg.actions import PegActions, PegExecutionConfig
-from strategies.peg.flash import FlashLiquidity
 from strategies.peg.pegs import (
     MAINNET_TOKENS,
     Peg,
@@ -52,6 +51,7 @@ from strategies.peg.strategy import PegStrategy
 from strategies.peg.venues import VenueAddresses, devnet_venue_addresses, load_venues
 from strategies.venues.balancer_stable import BalancerStableVenue
 from strategies.venues.base import RouteKind, Venue
+from strategies.venues.lenders import FlashLiquidity
 from strategies.venues.router import best_route
 
 log = logging.getLogger("strategies.peg")

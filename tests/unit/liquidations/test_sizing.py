@@ -78,3 +78,27 @@ def test_a_deep_pool_takes_the_largest_size_and_a_shallow_one_less() -> None:
             shallow += 1
     assert deep > 10
     assert shallow > 10
+
+
+def test_the_request_is_sized_within_what_the_flash_pool_can_lend() -> None:
+    """The debtToCover is flash-borrowed whole: with the lender holding less than the best size, the best
+    size within that limit is chosen (and predicted exactly), never one that would fail the loan."""
+    rng = random.Random(5)
+    checked = 0
+    for _ in range(200):
+        case = random_case(rng)
+        free = Sizer(case.venues, flash_premium_bps=PREMIUM_BPS).best_for_pair(case.terms)
+        if free is None or free.gross_profit <= 0 or free.debt_to_cover < 4:
+            continue
+        limit = free.debt_to_cover // 2
+        sizer = Sizer(
+            case.venues,
+            flash_premium_bps=PREMIUM_BPS,
+            max_request={case.terms.debt_asset.lower(): limit},
+        )
+        capped = sizer.best_for_pair(case.terms)
+        assert capped is not None and 1 <= capped.debt_to_cover <= limit, case.label
+        assert capped.outcome == case.terms.outcome(capped.debt_to_cover)
+        assert capped.gross_profit <= free.gross_profit
+        checked += 1
+    assert checked > 20

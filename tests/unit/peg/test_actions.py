@@ -13,9 +13,9 @@ from keeper.core.events import NewBlock
 from keeper.executors.executor_contract import FlashSource, MixedRoute, V2Route, decode_arbitrage
 from keeper.executors.fees import next_base_fee
 from strategies.peg.actions import PegActions, PegExecutionConfig, opportunity_id, resize
-from strategies.peg.flash import FlashLiquidity
 from strategies.peg.sizing import PegOpportunity, best_opportunities
 from strategies.venues.base import Venue
+from strategies.venues.lenders import FlashLiquidity
 from tests.unit.peg.cases import address, make_peg, token_pair, v2_state, v2_venue
 
 EXECUTOR = "0x" + "ee" * 20

@@ -1,9 +1,10 @@
 """What each flash-loan source can lend right now: the Balancer V2 Vault's balance of a token, and the
 Aave V3 Pool's available liquidity (the underlying held by the reserve's aToken).
 
-A loan larger than that reverts (the lender's token transfer fails), so an arbitrage is sized within
-it. The aToken of each reserve is read once (`getReserveData`, word 8 of Aave V3's ReserveData); the
-balances are read at each block in one batch, alongside the venues."""
+A loan larger than that reverts (the lender's token transfer fails), so an arbitrage (the peg strategy)
+and a liquidation (the liquidation valuer) are sized within it. The aToken of each reserve is read once
+(`getReserveData`, word 8 of Aave V3's ReserveData); the balances are read at each block in one batch,
+alongside the venues."""
 
 from __future__ import annotations
 
@@ -96,6 +97,10 @@ class FlashLiquidity:
     async def refresh(self, rpc: BatchRpc, block: int) -> None:
         calls = self.calls(block)
         self.decode(await rpc.batch(calls, raise_errors=False) if calls else [])
+
+    def aave_limit(self, token: str) -> int | None:
+        """The most the Aave V3 Pool can lend of `token` now; None when it is not read (not a reserve)."""
+        return self.aave_available.get(addr_key(token))
 
     def available(self) -> Mapping[str, tuple[int, int]]:
         """token (lowercase) -> (Balancer Vault balance, Aave V3 available liquidity)."""
