@@ -17,7 +17,7 @@ loss (shortfall in wei plus gas) comes out of the budget. Searcher mode never se
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from keeper.core.actions import Action, SubmitBundle, TxIntent
@@ -43,6 +43,9 @@ log = logging.getLogger("strategies.liquidations")
 
 BPS = 10_000
 
+OwnerFunds = Callable[[str], Awaitable[int]]
+"""Debt token -> what the executor may pull from its owner of it now."""
+
 
 @dataclass(frozen=True)
 class ExecutionConfig:
@@ -65,6 +68,10 @@ class ExecutionConfig:
     swap_tolerance_bps: int = 50
     """The sale's amountOutMinimum is the exact quote minus this share."""
     subsidy: SubsidyBudget | None = None
+    owner_funds: OwnerFunds | None = None
+    """Protocol mode: what the owner lets `liquidateSubsidized` pull of a debt token (allowance and
+    balance, read when a block has a subsidized liquidation); None: not checked (the call then fails in
+    simulation when the owner has not approved enough)."""
     """Protocol mode (KEEPER_MODE=protocol): liquidate at a loss too, within this daily budget; None:
     searcher mode (only what clears `min_profit_wei`)."""
 
@@ -86,6 +93,8 @@ class LiquidationActions:
         self.config = config
         self.skipped: dict[str, str] = {}
         self._budget_block: int | None = None
+        self._owner_funds: dict[str, int] = {}
+        """This call's debt token (lowercase) -> what the owner still lets the executor pull of it."""
 
     def costs(self, block: NewBlock) -> ValuationCosts:
         """What one liquidation costs for the block after `block`: gas at its exact base fee, the builder's
@@ -115,6 +124,17 @@ class LiquidationActions:
             self._budget_block = block.number
         costs = self.costs(block)
         self.skipped = {}
+        self._owner_funds = {}
+        if cfg.subsidy is not None and cfg.owner_funds is not None:
+            for token in {
+                o.debt_asset for o in opportunities if o.gross_profit is not None and o.gross_profit <= 0
+            }:
+                try:
+                    self._owner_funds[token.lower()] = await cfg.owner_funds(token)
+                except (KeeperError, OSError, ValueError) as exc:
+                    log.warning(
+                        "cannot read the owner's subsidy funds", extra=kv(token=token, error=str(exc)[:200])
+                    )
         actions: list[Action] = []
         for opp in opportunities:
             if len(actions) >= cfg.max_per_block:
@@ -148,6 +168,17 @@ class LiquidationActions:
         if opp.to_wei is None or opp.profit_wei is None or opp.net_profit_wei is None:
             return "no ETH price in this market"
         num, den = opp.to_wei
+        keep = BPS - cfg.swap_tolerance_bps
+        min_out = opp.swap_out * keep // BPS
+        max_subsidy = -opp.gross_profit + (opp.swap_out - min_out) if subsidized else 0
+        debt_key = opp.debt_asset.lower()
+        if subsidized and cfg.owner_funds is not None:
+            left = self._owner_funds.get(debt_key)
+            if left is None or left < max_subsidy:
+                return (
+                    f"subsidy cannot be pulled: the owner lets the executor take {left} of {opp.debt_asset}, "
+                    f"this sale may need {max_subsidy} (keeper contracts approve-subsidy)"
+                )
         if cfg.subsidy is not None:
             # Protocol mode: the loss (gas beyond the profit, plus the sale's shortfall when subsidized) comes
             # out of the day's budget; the owner's minimum on chain is 0 (a subsidized call's profit is 0).
@@ -159,6 +190,8 @@ class LiquidationActions:
                 )
             min_profit_wei = -loss
             min_profit_debt = 0
+            if subsidized and debt_key in self._owner_funds:
+                self._owner_funds[debt_key] -= max_subsidy  # what later items of the block may still pull
         else:
             if opp.net_profit_wei < cfg.min_profit_wei:
                 return (
@@ -170,8 +203,6 @@ class LiquidationActions:
             # up: the contract must never accept less than what made us send it.
             floor_wei = max(cfg.min_profit_wei + costs.gas_cost_wei, 0)
             min_profit_debt = -(-floor_wei * den // num)
-        keep = BPS - cfg.swap_tolerance_bps
-        min_out = opp.swap_out * keep // BPS
         coinbase_route: V3Route | None = None
         coinbase_min_out = 0
         # No share of a loss: a subsidized call pays the builder nothing (it would only if the sale turned
@@ -206,7 +237,6 @@ class LiquidationActions:
             # The most the owner may pay: the predicted shortfall, plus what the sale may return less than
             # quoted (down to min_out). Debt-asset units.
             shortfall = -opp.gross_profit
-            max_subsidy = shortfall + (opp.swap_out - min_out)
             data = encode_liquidate_subsidized(params, max_subsidy)
             meta_subsidy = {"subsidy": shortfall, "max_subsidy": max_subsidy}
         else:

@@ -38,7 +38,7 @@ from keeper.executors.submission import (
 )
 from keeper.logs import kv
 from keeper.strategies_registry import Components, Services, StrategyContext
-from strategies.liquidations.actions import ExecutionConfig, LiquidationActions
+from strategies.liquidations.actions import ExecutionConfig, LiquidationActions, OwnerFunds
 from strategies.liquidations.markets import MarketConfig, build_adapters, devnet_markets, presets
 from strategies.liquidations.strategy import LiquidationStrategy
 from strategies.liquidations.subsidy import SubsidyBudget
@@ -179,6 +179,39 @@ async def subsidy_allowances(
     }
 
 
+def owner_funds_reader(rpc: RpcClient, executor: str) -> OwnerFunds:
+    """What `liquidateSubsidized` can pull from the owner now, per debt token: the lower of the owner's
+    allowance to the executor and its balance (one batched read per token; the owner read once)."""
+    owner: list[str] = []
+
+    async def funds(token: str) -> int:
+        if not owner:
+            raw = await rpc.eth_call(executor, encode_call("owner()", [], []))
+            owner.append(str(decode(["address"], raw)[0]))
+        calls: list[tuple[str, Any]] = [
+            (
+                "eth_call",
+                [{"to": token, "data": "0x" + encode_allowance(owner[0], executor).hex()}, "latest"],
+            ),
+            (
+                "eth_call",
+                [
+                    {
+                        "to": token,
+                        "data": "0x" + encode_call("balanceOf(address)", ["address"], [owner[0]]).hex(),
+                    },
+                    "latest",
+                ],
+            ),
+        ]
+        allowance, balance = (
+            int(decode(["uint256"], bytes.fromhex(str(r)[2:]))[0]) for r in await rpc.batch(calls)
+        )
+        return min(allowance, balance)
+
+    return funds
+
+
 async def warn_without_subsidy_allowance(
     rpc: RpcClient, executor: str, markets: Sequence[MarketConfig]
 ) -> list[str]:
@@ -246,6 +279,7 @@ async def build_keeper(ctx: StrategyContext) -> LiquidationKeeper:
         gas_budget=gas_budget,
         swap_tolerance_bps=settings.swap_tolerance_bps,
         subsidy=subsidy,
+        owner_funds=owner_funds_reader(rpc, setup.executor) if subsidy is not None else None,
     )
     strategy, actions = await build_strategy(
         rpc, setup, execution, stuck_after_blocks=settings.stuck_alert_blocks

@@ -242,3 +242,42 @@ async def test_protocol_mode_sends_a_sale_that_cannot_repay_the_loan_subsidized(
     assert not searcher.costs(at).loss_making_sales
     assert await searcher([losing], at) == []
     assert searcher.skipped[losing.id].startswith("unprofitable before gas")
+
+
+async def test_protocol_mode_sends_subsidized_sales_only_as_far_as_the_owner_lets_the_executor_pull() -> None:
+    """The owner's allowance and balance (read once per block for the debt tokens that need a subsidy) cap
+    what liquidateSubsidized may pull: beyond it a sale waits with a reason instead of failing in
+    simulation; each one sent lowers what is left for the next in the block."""
+    from strategies.liquidations.subsidy import SubsidyBudget
+
+    reads: list[str] = []
+    owner_has = 0
+
+    async def owner_funds(token: str) -> int:
+        reads.append(token)
+        return owner_has
+
+    cfg = ExecutionConfig(
+        executor=EXECUTOR,
+        weth=WETH,
+        builder_share_bps=0,
+        subsidy=SubsidyBudget(10**18),
+        owner_funds=owner_funds,
+    )
+    builder = LiquidationActions(strategy(), [], cfg)
+    at = block(GWEI)
+    first = replace(opportunity(-5 * 10**6, builder, at), id="first")
+    second = replace(opportunity(-5 * 10**6, builder, at), id="second")
+    # Nothing approved: both wait, with the reason (and no budget is reserved for them).
+    assert await builder([first, second], at) == []
+    assert reads == [USDC]
+    assert builder.skipped["first"].startswith("subsidy cannot be pulled: the owner lets the executor take 0")
+    assert cfg.subsidy is not None and cfg.subsidy.reserved_wei == 0
+    # Enough for one: the first goes, the second waits for what the first may take.
+    assert first.swap_out is not None
+    max_subsidy = 5 * 10**6 + (first.swap_out - first.swap_out * 9_950 // 10_000)
+    owner_has = max_subsidy + max_subsidy // 2
+    actions = await builder([first, second], replace(at, number=102))
+    assert [a.opportunity_id for a in actions] == ["first"]
+    assert decode_liquidate_subsidized(actions[0].txs[0].data)[1] == max_subsidy  # type: ignore[union-attr]
+    assert builder.skipped["second"].startswith("subsidy cannot be pulled")
