@@ -59,14 +59,12 @@ from keeper.executors.executor_contract import (
     LiquidatedEvent,
     arbitrage_tag,
     batch_item_failures,
-    decode_arbitraged,
     decode_batch_result,
     decode_executor_error,
     decode_item_result,
-    decode_liquidated,
-    decode_subsidized,
     encode_batch,
     executor_events,
+    executor_logs,
 )
 from keeper.executors.fees import next_base_fee, next_base_fee_from_header
 from keeper.executors.packing import (
@@ -1159,7 +1157,7 @@ class BundleExecutor:
         head = await self.rpc.block_number()
         low = min(min(claims[i]) for i in claimed)
         high = min(max(max(claims[i]) for i in claimed), head)
-        events: list[tuple[ExecutorEvent, dict[str, Any]]] = []
+        events: list[tuple[ExecutorEvent, Mapping[str, Any]]] = []
         if self.executor_address is not None and low <= high:
             logs = await self.rpc.call(
                 "eth_getLogs",
@@ -1172,25 +1170,7 @@ class BundleExecutor:
                     }
                 ],
             )
-            for entry in logs or []:
-                if str(entry["topics"][0]).lower() == SUBSIDIZED_TOPIC:
-                    # Follows its call's Liquidated (same transaction): the owner's subsidy for it.
-                    sub = decode_subsidized(entry)
-                    for i in range(len(events) - 1, -1, -1):
-                        ev, at = events[i]
-                        if not isinstance(ev, LiquidatedEvent):
-                            continue
-                        if at["transactionHash"] == entry["transactionHash"] and (
-                            ev.subsidy == 0
-                            and (ev.lending_pool, ev.user, ev.debt) == (sub.lending_pool, sub.user, sub.debt)
-                        ):
-                            events[i] = (replace(ev, subsidy=sub.shortfall), at)
-                            break
-                    continue
-                if str(entry["topics"][0]).lower() == ARBITRAGED_TOPIC:
-                    events.append((decode_arbitraged(entry), entry))
-                    continue
-                events.append((decode_liquidated(entry), entry))
+            events = executor_logs(logs or [])
         by_tx: dict[str, list[tuple[SubmitBundle, ExecutorEvent]]] = {}
         settled = 0
         for opp_id, opp in claimed.items():

@@ -36,7 +36,7 @@ debt asset for the builder's conversion) to the output:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, Protocol
@@ -1031,11 +1031,15 @@ ExecutorEvent = LiquidatedEvent | ArbitragedEvent
 """What one successful `liquidate` or `arbitrage` emits: both carry `profit` and `coinbase_paid`."""
 
 
-def executor_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[ExecutorEvent]:
-    """Every `Liquidated` and `Arbitraged` log in a receipt, in log order (optionally only those emitted by
-    `executor`); a `Liquidated` event followed by its call's `Subsidized` carries the subsidy."""
-    out: list[ExecutorEvent] = []
-    for log in receipt.get("logs", []):
+def executor_logs(
+    logs: Iterable[Mapping[str, Any]], executor: str | None = None
+) -> list[tuple[ExecutorEvent, Mapping[str, Any]]]:
+    """Every `Liquidated` and `Arbitraged` log among `logs` (a receipt's, or an `eth_getLogs` answer), in
+    log order, each with its log (optionally only those emitted by `executor`); a `Liquidated` event
+    followed by its call's `Subsidized` carries the subsidy."""
+    events: list[ExecutorEvent] = []
+    entries: list[Mapping[str, Any]] = []
+    for log in logs:
         topics = log.get("topics") or []
         if not topics:
             continue
@@ -1043,12 +1047,20 @@ def executor_events(receipt: Mapping[str, Any], executor: str | None = None) -> 
             continue
         topic = str(topics[0]).lower()
         if topic == LIQUIDATED_TOPIC:
-            out.append(decode_liquidated(log))
+            events.append(decode_liquidated(log))
+            entries.append(log)
         elif topic == ARBITRAGED_TOPIC:
-            out.append(decode_arbitraged(log))
+            events.append(decode_arbitraged(log))
+            entries.append(log)
         elif topic == SUBSIDIZED_TOPIC:
-            with_subsidy(out, decode_subsidized(log))
-    return out
+            with_subsidy(events, decode_subsidized(log))
+    return list(zip(events, entries, strict=True))
+
+
+def executor_events(receipt: Mapping[str, Any], executor: str | None = None) -> list[ExecutorEvent]:
+    """Every `Liquidated` and `Arbitraged` log in a receipt, in log order (optionally only those emitted by
+    `executor`); a `Liquidated` event followed by its call's `Subsidized` carries the subsidy."""
+    return [event for event, _ in executor_logs(receipt.get("logs", []), executor)]
 
 
 def decode_executor_error(revert_data: bytes) -> tuple[str, tuple[Any, ...]] | None:
