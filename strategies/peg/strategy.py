@@ -30,6 +30,7 @@ from keeper.core.actions import Action, ForeignTx, SubmitBundle
 from keeper.core.events import Event, NewBlock, PendingTx
 from keeper.errors import KeeperError
 from keeper.logs import kv
+from strategies.peg.detect import pegs_touching
 from strategies.peg.pegs import Peg, TargetReader
 from strategies.peg.sizing import PegOpportunity, best_opportunities
 from strategies.venues.base import Venue, addr_key
@@ -248,7 +249,7 @@ class PegStrategy:
         if applied is None:
             return []
         venues, touched = applied
-        pegs = [p for p in self._pegs_with_targets() if _touches(p, touched, self._live)]
+        pegs = pegs_touching(self._pegs_with_targets(), self._live, touched)
         if not pegs:
             return []
         self.stats["pending_moved"] += 1
@@ -287,12 +288,3 @@ def _fingerprint(venue: Venue, pool: str) -> object:
             except (KeeperError, KeyError, ValueError):
                 return None
     return None
-
-
-def _touches(peg: Peg, pools: frozenset[str], venues: Sequence[Venue]) -> bool:
-    """Whether one of `pools` trades the peg's pair on one of `venues`."""
-    for venue in venues:
-        for pool in venue.pools(peg.token_a, peg.token_b):
-            if addr_key(pool) in pools:
-                return True
-    return False
