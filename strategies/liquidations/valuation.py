@@ -38,7 +38,7 @@ from strategies.liquidations.model import MarketState
 from strategies.liquidations.opportunity import Opportunity
 from strategies.liquidations.sizing import UNBOUNDED, Execution, PlanCache, Sizer
 from strategies.venues.base import Pair, Venue, pair_key
-from strategies.venues.lenders import FlashLiquidity
+from strategies.venues.lenders import FlashLiquidity, read_flash_premium_bps
 from strategies.venues.router import Route, best_route
 
 log = logging.getLogger("strategies.liquidations")
@@ -551,16 +551,6 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     """A prefetch nobody waited for must not log "exception was never retrieved"."""
     if not task.cancelled():
         task.exception()
-
-
-async def read_flash_premium_bps(rpc: RpcClient, aave_v3_pool: str) -> int:
-    """`FLASHLOAN_PREMIUM_TOTAL()` of an Aave V3 Pool, in basis points."""
-    from eth_abi.abi import decode
-
-    from keeper.chain.abi import encode_call
-
-    raw = await rpc.eth_call(aave_v3_pool, encode_call("FLASHLOAN_PREMIUM_TOTAL()", [], []))
-    return int(decode(["uint128"], raw)[0])
 
 
 async def build_valuer(

@@ -51,7 +51,7 @@ from strategies.peg.strategy import PegStrategy
 from strategies.peg.venues import VenueAddresses, devnet_venue_addresses, load_venues
 from strategies.venues.balancer_stable import BalancerStableVenue
 from strategies.venues.base import RouteKind, Venue
-from strategies.venues.lenders import FlashLiquidity
+from strategies.venues.lenders import FlashLiquidity, read_flash_premium_bps
 from strategies.venues.router import best_route
 
 log = logging.getLogger("strategies.peg")
@@ -161,16 +161,6 @@ def peg_setup(settings: Settings, devnet: Mapping[str, Any] | None) -> PegSetup:
             settings.balancer_vault.lower(): "balancer_v2",
         },
     )
-
-
-async def read_flash_premium_bps(rpc: RpcClient, aave_v3_pool: str) -> int:
-    """`FLASHLOAN_PREMIUM_TOTAL()` of an Aave V3 Pool, in basis points."""
-    from eth_abi.abi import decode
-
-    from keeper.chain.abi import encode_call
-
-    raw = await rpc.eth_call(aave_v3_pool, encode_call("FLASHLOAN_PREMIUM_TOTAL()", [], []))
-    return int(decode(["uint128"], raw)[0])
 
 
 def balancer_tokens(venues: Sequence[Venue]) -> frozenset[str]:

@@ -12,6 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_abi.abi import decode
+
+from keeper.chain.abi import encode_call
+from keeper.chain.rpc import RpcClient
 from strategies.venues.base import (
     BatchRpc,
     VenueError,
@@ -106,3 +110,9 @@ class FlashLiquidity:
         """token (lowercase) -> (Balancer Vault balance, Aave V3 available liquidity)."""
         keys: Iterable[str] = {addr_key(t) for t in self.tokens}
         return {k: (self.vault_balance.get(k, 0), self.aave_available.get(k, 0)) for k in keys}
+
+
+async def read_flash_premium_bps(rpc: RpcClient, aave_v3_pool: str) -> int:
+    """`FLASHLOAN_PREMIUM_TOTAL()` of an Aave V3 Pool, in basis points."""
+    raw = await rpc.eth_call(aave_v3_pool, encode_call("FLASHLOAN_PREMIUM_TOTAL()", [], []))
+    return int(decode(["uint128"], raw)[0])
