@@ -566,19 +566,17 @@ async def build_valuer(
 ) -> VenueValuer:
     """Venues from pool addresses (one batched read of their fixed parameters) and the flash premium:
     Uniswap V3 pools, V2 pairs and Balancer V2 ComposableStablePools (of `balancer_vault`)."""
-    from strategies.venues.balancer_stable import BalancerStableVenue, load_stable_pools
-    from strategies.venues.uniswap_v2 import UniswapV2Venue, load_v2_pairs
-    from strategies.venues.uniswap_v3 import UniswapV3Venue, load_v3_pools
+    from strategies.venues.loading import VenueAddresses, load_venues
 
-    venues: list[Venue] = []
-    if v3_pools:
-        venues.append(UniswapV3Venue(await load_v3_pools(rpc, v3_pools)))
-    if v2_pairs:
-        venues.append(UniswapV2Venue(await load_v2_pairs(rpc, v2_pairs)))
-    if balancer_pools:
-        if not balancer_vault:
-            raise ValueError("Balancer pools need the Balancer Vault's address")
-        venues.append(BalancerStableVenue(await load_stable_pools(rpc, balancer_vault, balancer_pools)))
+    venues = await load_venues(
+        rpc,
+        VenueAddresses(
+            v3_pools=v3_pools,
+            v2_pairs=v2_pairs,
+            balancer_vault=balancer_vault,
+            balancer_pools=balancer_pools,
+        ),
+    )
     premium = await read_flash_premium_bps(rpc, flash_pool) if flash_pool else AAVE_V3_FLASHLOAN_PREMIUM_BPS
     lenders: FlashLiquidity | None = None
     if flash_pool:

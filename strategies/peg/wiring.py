@@ -48,10 +48,10 @@ from strategies.peg.pegs import (
 )
 from strategies.peg.pending import PendingSwaps
 from strategies.peg.strategy import PegStrategy
-from strategies.peg.venues import VenueAddresses, devnet_venue_addresses, load_venues
 from strategies.venues.balancer_stable import BalancerStableVenue
 from strategies.venues.base import RouteKind, Venue
 from strategies.venues.lenders import FlashLiquidity, read_flash_premium_bps
+from strategies.venues.loading import VenueAddresses, devnet_venue_addresses, load_venues
 from strategies.venues.router import best_route
 
 log = logging.getLogger("strategies.peg")

@@ -1,5 +1,6 @@
-"""The venues the peg strategy watches: Uniswap V3 pools, Uniswap V2 pairs and Balancer V2
-ComposableStablePools, loaded once (their fixed parameters in a few batched reads) from addresses."""
+"""Venues from pool addresses, for the peg strategy and the liquidation valuer: Uniswap V3 pools, Uniswap
+V2 pairs and Balancer V2 ComposableStablePools, loaded once (their fixed parameters in a few batched
+reads)."""
 
 from __future__ import annotations
 
